@@ -1,0 +1,85 @@
+/* rlx — GPU-first transformer prefill runtime.
+ *
+ * Core public header: status codes, error reporting, version. Every public
+ * function returns an rlx_status (or documents otherwise); on failure a
+ * detailed, thread-local message is available from rlx_last_error().
+ * Nothing in the library ends the process.
+ */
+#ifndef RLX_RLX_H
+#define RLX_RLX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RLX_BUILDING_SHARED)
+#define RLX_API __attribute__((visibility("default")))
+#else
+#define RLX_API
+#endif
+
+#define RLX_VERSION_MAJOR 0
+#define RLX_VERSION_MINOR 1
+#define RLX_VERSION_PATCH 0
+
+/* One table for every status: enum value, short name, message.
+ * Values are only ever appended. */
+#define RLX_STATUS_MAP(X)                                                                  \
+    X(RLX_OK, 0, "success")                                                                \
+    X(RLX_ERR_INVALID_ARGUMENT, 1, "invalid argument")                                     \
+    X(RLX_ERR_IO, 2, "I/O error")                                                          \
+    X(RLX_ERR_FORMAT, 3, "malformed file")                                                 \
+    X(RLX_ERR_UNSUPPORTED, 4, "unsupported")                                               \
+    X(RLX_ERR_CONFIG, 5, "invalid model config")                                           \
+    X(RLX_ERR_MISSING_WEIGHT, 6, "missing weight")                                         \
+    X(RLX_ERR_SHAPE, 7, "shape mismatch")                                                  \
+    X(RLX_ERR_OUT_OF_MEMORY, 8, "out of memory")                                           \
+    X(RLX_ERR_BUILD, 9, "flow build failed")                                               \
+    X(RLX_ERR_DEVICE, 10, "device error")                                                  \
+    X(RLX_ERR_NO_DEVICE, 11, "no device available")                                        \
+    X(RLX_ERR_SESSION_BROKEN, 12, "session unusable after a device fault")                 \
+    X(RLX_ERR_TOKEN_RANGE, 13, "token id out of range")                                    \
+    X(RLX_ERR_PROFILE, 14, "invalid compile profile")                                      \
+    X(RLX_ERR_INTERNAL, 15, "internal error")
+
+typedef enum rlx_status {
+#define RLX__STATUS_ENUM(name, value, msg) name = value,
+    RLX_STATUS_MAP(RLX__STATUS_ENUM)
+#undef RLX__STATUS_ENUM
+} rlx_status;
+
+/* Static text for a status ("out of memory"); never NULL. */
+RLX_API const char *rlx_status_string(rlx_status status);
+
+/* Symbolic name of a status ("RLX_ERR_OUT_OF_MEMORY"); never NULL. */
+RLX_API const char *rlx_status_name(rlx_status status);
+
+/* Detailed message for the last failure on this thread: names the file, tensor, key, bytes
+ * involved. Empty string when no failure has been recorded. Valid until the next rlx call on
+ * this thread. */
+RLX_API const char *rlx_last_error(void);
+
+/* Clears the last error of this thread. */
+RLX_API void rlx_clear_error(void);
+
+RLX_API const char *rlx_version_string(void);
+
+/* Element types of tensors. Values are only ever appended. */
+typedef enum rlx_dtype {
+    RLX_DTYPE_F32 = 0,
+    RLX_DTYPE_F16 = 1,
+    RLX_DTYPE_BF16 = 2,
+    RLX_DTYPE_I32 = 3,
+} rlx_dtype;
+
+RLX_API const char *rlx_dtype_name(rlx_dtype dtype);
+RLX_API size_t rlx_dtype_size(rlx_dtype dtype);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RLX_RLX_H */
