@@ -1,0 +1,45 @@
+/* The rlx command: shared helpers of the subcommands. */
+#ifndef RLX_CLI_H
+#define RLX_CLI_H
+
+#include "rlx/flow.h"
+#include "rlx/llama.h"
+#include "rlx/rlx.h"
+#include "rlx/weights.h"
+
+#include <stdint.h>
+
+/* Exit codes (scripts depend on them). */
+enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
+
+/* Prints "rlx: error: <msg>" on stderr and returns code. */
+int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Maps a library status to an exit code and prints the library's message. */
+int cli_status_error(rlx_status s, const char *what);
+
+/* Token lists: "1,2,3". Returns 0 and a malloc'd array, or prints a usage error and returns 2. */
+int cli_parse_tokens(const char *text, int32_t **out, int64_t *n);
+/* Device names: auto|cpu|cuda|simt. */
+int cli_parse_device(const char *text, rlx_device_kind *out);
+/* Positive integer option value. */
+int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out);
+
+/* Seconds since an arbitrary origin (monotonic). */
+double cli_now(void);
+
+/* Opens DIR, parses its config and builds the Llama flow and model. */
+typedef struct cli_llama {
+    rlx_weights *weights;
+    rlx_llama_config cfg;
+    rlx_flow *flow;
+    rlx_model *model;
+} cli_llama;
+int cli_llama_open(const char *dir, cli_llama *out);
+int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev);
+void cli_llama_close(cli_llama *l);
+
+int cmd_run(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,204 @@
+/* rlx run / rlx plan */
+#include "cli.h"
+#include "npy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* "--opt value" or "--opt=value": returns the value and advances *i, or NULL (usage error
+ * printed) when the value is missing. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (a[n] == '=') return a + n + 1;
+    if (*i + 1 >= argc) {
+        cli_error(CLI_USAGE, "%s needs a value", name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int is_opt(const char *arg, const char *name) {
+    size_t n = strlen(name);
+    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+typedef struct idx_val {
+    int64_t id;
+    float v;
+} idx_val;
+
+static int by_logit_desc(const void *a, const void *b) {
+    const idx_val *x = a, *y = b;
+    if (x->v != y->v) return x->v < y->v ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void print_top_k(const float *row, int64_t V, int64_t k) {
+    idx_val *all = malloc((size_t)V * sizeof *all);
+    if (!all) return;
+    for (int64_t i = 0; i < V; i++) all[i] = (idx_val){i, row[i]};
+    qsort(all, (size_t)V, sizeof *all, by_logit_desc);
+    for (int64_t i = 0; i < k && i < V; i++) printf("  %2lld  id %-8lld logit %.6f\n", (long long)i + 1, (long long)all[i].id, all[i].v);
+    free(all);
+}
+
+#define MAX_SEQS 256
+
+int cmd_run(int argc, char **argv) {
+    const char *model_dir = NULL, *logits_out = NULL;
+    const char *token_args[MAX_SEQS];
+    int n_seqs = 0, all_logits = 0;
+    int64_t top_k = 5;
+    rlx_device_kind dev = RLX_DEVICE_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (is_opt(a, "--model")) {
+            if (!(model_dir = opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (is_opt(a, "--tokens")) {
+            if (!(v = opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
+            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
+            token_args[n_seqs++] = v;
+        } else if (is_opt(a, "--device")) {
+            if (!(v = opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
+        } else if (!strcmp(a, "--all-logits")) {
+            all_logits = 1;
+        } else if (is_opt(a, "--logits-out")) {
+            if (!(logits_out = opt_value(argc, argv, &i, "--logits-out"))) return CLI_USAGE;
+        } else if (is_opt(a, "--top-k")) {
+            if (!(v = opt_value(argc, argv, &i, "--top-k")) || cli_parse_count("--top-k", v, 0, 1 << 20, &top_k)) return CLI_USAGE;
+        } else {
+            return cli_error(CLI_USAGE, "run: unknown option '%s' (see rlx help)", a);
+        }
+    }
+    if (!model_dir) return cli_error(CLI_USAGE, "run: --model DIR is required");
+    if (!n_seqs) return cli_error(CLI_USAGE, "run: --tokens is required (e.g. --tokens 1,2,3)");
+
+    int32_t *tokens = NULL;
+    int64_t lens[MAX_SEQS], total = 0, max_len = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        int32_t *ids;
+        int rc = cli_parse_tokens(token_args[s], &ids, &lens[s]);
+        if (rc) {
+            free(tokens);
+            return rc;
+        }
+        int32_t *nt = realloc(tokens, (size_t)(total + lens[s]) * sizeof *nt);
+        if (!nt) {
+            free(ids);
+            free(tokens);
+            return cli_error(CLI_RUNTIME, "out of memory");
+        }
+        tokens = nt;
+        memcpy(tokens + total, ids, (size_t)lens[s] * sizeof *ids);
+        free(ids);
+        total += lens[s];
+        if (lens[s] > max_len) max_len = lens[s];
+    }
+
+    cli_llama l;
+    int rc = cli_llama_open(model_dir, &l);
+    if (rc) {
+        free(tokens);
+        return rc;
+    }
+    for (int64_t t = 0; t < total; t++)
+        if (tokens[t] >= l.cfg.vocab_size) {
+            rc = cli_error(CLI_USAGE, "--tokens: id %ld is outside the vocabulary [0, %lld)", (long)tokens[t], (long long)l.cfg.vocab_size);
+            goto out;
+        }
+    if (max_len > l.cfg.max_position_embeddings) {
+        rc = cli_error(CLI_USAGE, "--tokens: %lld tokens exceed max_position_embeddings %lld", (long long)max_len,
+                       (long long)l.cfg.max_position_embeddings);
+        goto out;
+    }
+    if ((rc = cli_llama_build(&l, n_seqs, max_len, !all_logits, dev))) goto out;
+
+    rlx_session *sess = NULL;
+    rlx_status s = rlx_session_create(l.model, &sess);
+    double t0 = cli_now();
+    if (!s) s = rlx_session_prefill(sess, tokens, total, lens, n_seqs, NULL);
+    double dt = cli_now() - t0;
+    int64_t rows = 0, V = 0;
+    float *logits = NULL;
+    if (!s) s = rlx_session_output_shape(sess, &rows, &V);
+    if (!s && !(logits = malloc((size_t)rows * (size_t)V * sizeof(float)))) s = RLX_ERR_OUT_OF_MEMORY;
+    if (!s) s = rlx_session_output_to_host(sess, logits, (size_t)rows * (size_t)V);
+    if (s) {
+        rc = cli_status_error(s, "prefill");
+    } else {
+        printf("rlx run: %s, %d sequence%s, %lld tokens, device %s, %.1f ms\n", model_dir, n_seqs, n_seqs > 1 ? "s" : "",
+               (long long)total, rlx_device_kind_name(rlx_model_device(l.model)), dt * 1e3);
+        int64_t start = 0;
+        for (int q = 0; q < n_seqs; q++) {
+            int64_t row = all_logits ? start + lens[q] - 1 : q;
+            if (top_k > 0) {
+                printf("sequence %d (%lld tokens): top-%lld next tokens\n", q, (long long)lens[q], (long long)top_k);
+                print_top_k(logits + row * V, V, top_k);
+            }
+            start += lens[q];
+        }
+        if (logits_out) {
+            int64_t shape[2] = {rows, V};
+            if ((s = rlx__npy_write_f32(logits_out, logits, 2, shape))) rc = cli_status_error(s, "--logits-out");
+            else printf("logits [%lld, %lld] float32 written to %s\n", (long long)rows, (long long)V, logits_out);
+        }
+    }
+    free(logits);
+    rlx_session_destroy(sess);
+out:
+    cli_llama_close(&l);
+    free(tokens);
+    return rc;
+}
+
+int cmd_plan(int argc, char **argv) {
+    const char *model_dir = NULL, *v;
+    int64_t batch = 1, seq = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_opt(a, "--model")) {
+            if (!(model_dir = opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (is_opt(a, "--batch")) {
+            if (!(v = opt_value(argc, argv, &i, "--batch")) || cli_parse_count("--batch", v, 1, 1 << 16, &batch)) return CLI_USAGE;
+        } else if (is_opt(a, "--seq")) {
+            if (!(v = opt_value(argc, argv, &i, "--seq")) || cli_parse_count("--seq", v, 1, 1 << 24, &seq)) return CLI_USAGE;
+        } else {
+            return cli_error(CLI_USAGE, "plan: unknown option '%s' (see rlx help)", a);
+        }
+    }
+    if (!model_dir) return cli_error(CLI_USAGE, "plan: --model DIR is required");
+    cli_llama l;
+    int rc = cli_llama_open(model_dir, &l);
+    if (rc) return rc;
+    if (!seq) seq = l.cfg.max_position_embeddings < 2048 ? l.cfg.max_position_embeddings : 2048;
+    if (seq > l.cfg.max_position_embeddings) {
+        cli_llama_close(&l);
+        return cli_error(CLI_USAGE, "--seq %lld exceeds max_position_embeddings %lld", (long long)seq, (long long)l.cfg.max_position_embeddings);
+    }
+    if ((rc = cli_llama_build(&l, batch, seq, 1, RLX_DEVICE_CPU))) {
+        cli_llama_close(&l);
+        return rc;
+    }
+    char *flow_text = NULL, *model_text = NULL;
+    rlx_status s = rlx_flow_format(l.flow, &flow_text);
+    if (!s) s = rlx_model_format(l.model, &model_text);
+    if (s) {
+        rc = cli_status_error(s, "plan");
+    } else {
+        const rlx_llama_config *c = &l.cfg;
+        printf("model: %s\n", model_dir);
+        printf("config: hidden %lld, layers %lld, heads %lld (kv %lld, head_dim %lld), intermediate %lld, vocab %lld, %s head\n",
+               (long long)c->hidden_size, (long long)c->num_hidden_layers, (long long)c->num_attention_heads,
+               (long long)c->num_key_value_heads, (long long)c->head_dim, (long long)c->intermediate_size,
+               (long long)c->vocab_size, c->tie_word_embeddings ? "tied" : "untied");
+        printf("capacity: batch %lld x seq %lld; values: T = tokens of a prefill, S = sequences\n\n", (long long)batch, (long long)seq);
+        printf("flow stages (%zu):\n%s\n", rlx_flow_stage_count(l.flow), flow_text);
+        printf("executed stages (composites expanded):\n%s", model_text);
+    }
+    rlx_free(flow_text);
+    rlx_free(model_text);
+    cli_llama_close(&l);
+    return rc;
+}

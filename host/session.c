@@ -1,0 +1,101 @@
+/* Sessions: per-request state and the prefill entry point. */
+#include "stages.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct rlx_session {
+    const rlx_model *model;
+    float *output;  /* host copy of the last output [rows, cols] */
+    int64_t rows, cols;
+};
+
+rlx_status rlx_session_create(const rlx_model *m, rlx_session **out) {
+    if (!out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: out is NULL");
+    *out = NULL;
+    if (!m) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: model is NULL");
+    rlx_session *s = rlx__calloc(1, sizeof *s, "a session");
+    if (!s) return RLX_ERR_OUT_OF_MEMORY;
+    s->model = m;
+    *out = s;
+    return RLX_OK;
+}
+
+void rlx_session_destroy(rlx_session *s) {
+    if (!s) return;
+    free(s->output);
+    free(s);
+}
+
+rlx_status rlx_session_prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
+                               int64_t n_seqs, void *stream) {
+    (void)stream; /* the CPU device runs synchronously */
+    if (!s || !tokens) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill: session and tokens are required");
+    const rlx_model *m = s->model;
+    if (n_tokens < 1) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: the token list is empty");
+    if (!seq_lens) n_seqs = 1;
+    if (n_seqs < 1) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: %lld sequences", (long long)n_seqs);
+    if (n_tokens > m->max_tokens || n_seqs > m->max_seqs)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT,
+                         "prefill: %lld tokens in %lld sequences exceed the model's capacity of %lld tokens in %lld sequences (batch x seq at build)",
+                         (long long)n_tokens, (long long)n_seqs, (long long)m->max_tokens, (long long)m->max_seqs);
+    int64_t *start = rlx__malloc((size_t)(n_seqs + 1) * sizeof(int64_t), "sequence offsets");
+    if (!start) return RLX_ERR_OUT_OF_MEMORY;
+    start[0] = 0;
+    for (int64_t i = 0; i < n_seqs; i++) {
+        int64_t len = seq_lens ? seq_lens[i] : n_tokens;
+        if (len < 1 || len > n_tokens - start[i]) {
+            free(start);
+            return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence %lld has length %lld; lengths must be >= 1 and sum to %lld tokens",
+                             (long long)i, (long long)len, (long long)n_tokens);
+        }
+        if (m->max_positions && len > m->max_positions) {
+            free(start);
+            return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence %lld has %lld tokens, beyond the %lld positions of the rope tables (max_position_embeddings)",
+                             (long long)i, (long long)len, (long long)m->max_positions);
+        }
+        start[i + 1] = start[i] + len;
+    }
+    const int64_t sum = start[n_seqs];
+    if (sum != n_tokens) {
+        free(start);
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence lengths sum to %lld but %lld tokens were given",
+                         (long long)sum, (long long)n_tokens);
+    }
+    for (int64_t t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->vocab) {
+            free(start);
+            return rlx__fail(RLX_ERR_TOKEN_RANGE, "prefill: token %lld (id %ld) is outside the vocabulary [0, %lld)", (long long)t,
+                             (long)tokens[t], (long long)m->vocab);
+        }
+    rlx__batch b = {tokens, n_tokens, start, n_seqs};
+    float *out = NULL;
+    int64_t rows = 0, cols = 0;
+    rlx_status st = rlx__cpu_run(m, &b, &out, &rows, &cols);
+    free(start);
+    if (st) return st;
+    free(s->output);
+    s->output = out;
+    s->rows = rows;
+    s->cols = cols;
+    return RLX_OK;
+}
+
+rlx_status rlx_session_output_shape(const rlx_session *s, int64_t *rows, int64_t *cols) {
+    if (!s) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_shape: session is NULL");
+    if (!s->output) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    if (rows) *rows = s->rows;
+    if (cols) *cols = s->cols;
+    return RLX_OK;
+}
+
+rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacity) {
+    if (!s || !dst) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_to_host: NULL argument");
+    if (!s->output) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    size_t n = (size_t)s->rows * (size_t)s->cols;
+    if (capacity < n)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "output needs %zu floats (%lld x %lld), the buffer holds %zu", n,
+                         (long long)s->rows, (long long)s->cols, capacity);
+    memcpy(dst, s->output, n * sizeof(float));
+    return RLX_OK;
+}

@@ -1,0 +1,173 @@
+/* The stage list: a flat array of typed stages over a table of values.
+ *
+ * A flow owns one stage list plus its builder state (cursor, residual slot, scope). A built
+ * model owns a second one: the flow's values copied, composite stages expanded into the
+ * primitives the CPU reference and the planner both see, and every width resolved.
+ */
+#ifndef RLX_HOST_STAGES_H
+#define RLX_HOST_STAGES_H
+
+#include "rlx/flow.h"
+#include "internal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RLX__STAGE_MAX_IN 4
+#define RLX__STAGE_MAX_W 9
+
+/* Ops, one table: enum, printed name. Only ever appended. */
+#define RLX__OP_MAP(X)                                                                      \
+    X(RLX__OP_INPUT_TOKENS, "input_tokens")   /* -> tokens [T] i32 */                        \
+    X(RLX__OP_ROPE_TABLES, "rope_tables")     /* -> cos, sin [P, D/2] */                     \
+    X(RLX__OP_EMBED, "token_embed")           /* tokens, W[V,H] -> [T,H] */                  \
+    X(RLX__OP_RMS_NORM, "rms_norm")           /* x, γ[H] -> [R,H] */                         \
+    X(RLX__OP_LINEAR, "linear")               /* x, W[N,K] (, b[N]) -> [R,N] */              \
+    X(RLX__OP_ROPE, "rope")                   /* x[T,h·D], cos, sin -> [T,h·D] */            \
+    X(RLX__OP_ATTENTION, "attention")         /* q, k, v -> [T, heads·D] */                  \
+    X(RLX__OP_ADD, "add")                     /* a, b -> a + b */                            \
+    X(RLX__OP_SILU_MUL, "silu_mul")           /* g, u -> silu(g)·u */                        \
+    X(RLX__OP_LAST_TOKEN, "last_token")       /* x[T,H] -> [S,H] */                          \
+    X(RLX__OP_LLAMA_LAYER, "llama_layer")     /* composite: x, cos, sin + 9 weights */
+
+typedef enum rlx__op {
+#define RLX__OP_ENUM(e, name) e,
+    RLX__OP_MAP(RLX__OP_ENUM)
+#undef RLX__OP_ENUM
+    RLX__OP_COUNT
+} rlx__op;
+
+const char *rlx__op_name(rlx__op op);
+
+/* How many rows a value has: known only per prefill for activations. */
+typedef enum rlx__rows {
+    RLX__ROWS_TOKENS = 0,    /* one per token of the prefill */
+    RLX__ROWS_SEQUENCES = 1, /* one per sequence */
+    RLX__ROWS_FIXED = 2,     /* constants: fixed_rows */
+} rlx__rows;
+
+typedef struct rlx__value {
+    char *name;
+    rlx_dtype dtype;     /* F32 activations, I32 token ids */
+    rlx__rows rows;
+    int64_t fixed_rows;  /* RLX__ROWS_FIXED */
+    int64_t cols;        /* 0 until resolved at build */
+    int producer;        /* stage index, -1 for none */
+} rlx__value;
+
+typedef struct rlx__stage {
+    rlx__op op;
+    char *name;                      /* scoped: "L3.attn.q_proj" */
+    int n_in;
+    int in[RLX__STAGE_MAX_IN];       /* value ids */
+    int n_out;
+    int out[2];
+    int n_w;
+    char *wkey[RLX__STAGE_MAX_W];    /* weight keys; NULL entries allowed for optional ones */
+    /* attributes (meaning per op) */
+    double eps;
+    int64_t heads, kv_heads, head_dim;
+    int64_t expect_rows, expect_cols; /* linear/embed: expected weight shape (0 = any) */
+    int causal;
+    rlx_rope_params rope;
+} rlx__stage;
+
+typedef struct rlx__slist {
+    rlx__value *values;
+    int n_values, cap_values;
+    rlx__stage *stages;
+    int n_stages, cap_stages;
+} rlx__slist;
+
+void rlx__slist_free(rlx__slist *l);
+/* Deep copy of the values table only (stages left empty). */
+rlx_status rlx__slist_copy_values(rlx__slist *dst, const rlx__slist *src);
+/* Adds a value; returns its id or -1 (status recorded). */
+int rlx__slist_add_value(rlx__slist *l, const char *name, rlx_dtype dtype, rlx__rows rows,
+                         int64_t fixed_rows, int64_t cols);
+/* Appends a copy of *st (names and keys duplicated); returns its index or -1. */
+int rlx__slist_add_stage(rlx__slist *l, const rlx__stage *st);
+/* Human-readable list (one stage per line). */
+rlx_status rlx__slist_format(const rlx__slist *l, char **text);
+
+/* ---- builder state ------------------------------------------------------------------------ */
+
+struct rlx_flow {
+    char *name;
+    rlx__slist list;
+    int cursor;          /* current value id, -1 before any input */
+    int saved;           /* residual slot, -1 when empty */
+    int tokens;          /* token input value id */
+    int cos, sin;        /* rope tables, -1 if none */
+    int64_t batch, seq;  /* capacity */
+    char scope[256];     /* "L3" inside a layer */
+    rlx_status error;    /* sticky */
+    char *error_msg;
+};
+
+/* Emits the composed LLaMA layer's primitives on flow's cursor (shared by the composed form
+ * and the fused stage's expansion, so the two cannot drift apart). */
+rlx_status rlx__emit_llama_layer(rlx_flow *flow, int64_t index, const rlx_llama_layer_spec *spec);
+
+/* ---- built model -------------------------------------------------------------------------- */
+
+typedef struct rlx__weight {
+    char *key;
+    rlx_tensor_view view; /* view into the weights handle (valid during build only) */
+    float *f32;           /* CPU device: converted copy [numel] */
+    size_t numel;
+} rlx__weight;
+
+struct rlx_model {
+    rlx_device_kind device;
+    int threads;
+    rlx__slist list;      /* expanded, resolved */
+    int output;           /* value id */
+    int tokens;           /* value id */
+    int64_t max_tokens, max_seqs;
+    int64_t vocab;        /* token range, from the embedding table */
+    int64_t max_positions; /* rope table rows (0 = no rope) */
+    rlx__weight *weights; /* one per distinct key */
+    int n_weights;
+    int *stage_w;         /* [n_stages][RLX__STAGE_MAX_W] weight index or -1 */
+    float **consts;       /* [n_values]: data of constant values (rope tables), else NULL */
+};
+
+/* CPU reference: runs the model's stage list for one prefill. out receives the output value
+ * (caller frees *out). */
+typedef struct rlx__batch {
+    const int32_t *tokens;
+    int64_t n_tokens;
+    const int64_t *seq_start; /* [n_seqs + 1] offsets */
+    int64_t n_seqs;
+} rlx__batch;
+
+rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, int64_t *rows,
+                        int64_t *cols);
+
+/* CPU reference primitives (plain f32 loops, outputs first). Exposed for the op tests and as
+ * the oracle of the device kernels. */
+void rlx__ref_rms_norm(float *y, const float *x, const float *gamma, int64_t rows, int64_t cols,
+                       double eps);
+void rlx__ref_linear(float *y, const float *x, const float *w, const float *bias, int64_t rows,
+                     int64_t k, int64_t n, int threads);
+void rlx__ref_rope_tables(float *cos_t, float *sin_t, const rlx_rope_params *p);
+void rlx__ref_rope(float *y, const float *x, const float *cos_t, const float *sin_t,
+                   const int64_t *pos, int64_t tokens, int64_t heads, int64_t head_dim);
+void rlx__ref_attention(float *o, const float *q, const float *k, const float *v,
+                        const rlx__batch *b, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                        int causal, int threads);
+void rlx__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
+void rlx__ref_add(float *y, const float *a, const float *b, int64_t n);
+
+/* Runs fn(i, ctx) for i in [0, n) on up to `threads` threads (0 = cores). */
+void rlx__parallel_for(int64_t n, int threads, void (*fn)(int64_t begin, int64_t end, void *ctx),
+                       void *ctx);
+int rlx__cpu_count(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
