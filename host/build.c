@@ -194,17 +194,21 @@ static void infer(rlx_model *m, problems *pr) {
             out->cols = v->shape[1];
             break;
         }
-        case RLX__OP_RMS_NORM:
+        case RLX__OP_RMS_NORM: {
+            /* Widths are 0 (unknown) only downstream of a problem already reported: check
+             * against what is known and do not report the same fault twice. */
+            const rlx_tensor_view *v = wview(m, i, 0);
             check_w(pr, m, i, 0, xc, -1, "(one gamma per feature)");
-            out->cols = xc;
+            out->cols = xc ? xc : (v && v->ndim == 1 ? v->shape[0] : 0);
             break;
+        }
         case RLX__OP_LINEAR: {
             const rlx_tensor_view *v = wview(m, i, 0);
             int64_t n = st->expect_rows;
             if (v && v->ndim == 2) {
                 snprintf(why, sizeof why, "(out x in, in = %lld features of the input)", (long long)xc);
                 if (check_w(pr, m, i, 0, st->expect_rows, xc, why)) n = v->shape[0];
-                if (st->expect_cols && xc != st->expect_cols)
+                if (st->expect_cols && xc && xc != st->expect_cols)
                     problem(pr, RLX_ERR_SHAPE, "stage %s: input has %lld features, expected %lld", st->name,
                             (long long)xc, (long long)st->expect_cols);
             } else if (v) {
@@ -216,14 +220,14 @@ static void infer(rlx_model *m, problems *pr) {
             break;
         }
         case RLX__OP_ROPE:
-            if (xc != st->heads * st->head_dim)
+            if (xc && xc != st->heads * st->head_dim)
                 problem(pr, RLX_ERR_SHAPE, "stage %s: input has %lld features, expected heads %lld x head_dim %lld", st->name,
                         (long long)xc, (long long)st->heads, (long long)st->head_dim);
             out->cols = st->heads * st->head_dim;
             break;
         case RLX__OP_ATTENTION: {
             int64_t qc = l->values[st->in[0]].cols, kc = l->values[st->in[1]].cols, vc = l->values[st->in[2]].cols;
-            if (qc != st->heads * st->head_dim || kc != st->kv_heads * st->head_dim || vc != kc)
+            if (qc && kc && vc && (qc != st->heads * st->head_dim || kc != st->kv_heads * st->head_dim || vc != kc))
                 problem(pr, RLX_ERR_SHAPE, "stage %s: q/k/v have %lld/%lld/%lld features, expected %lld/%lld/%lld", st->name,
                         (long long)qc, (long long)kc, (long long)vc, (long long)(st->heads * st->head_dim),
                         (long long)(st->kv_heads * st->head_dim), (long long)(st->kv_heads * st->head_dim));
@@ -233,9 +237,9 @@ static void infer(rlx_model *m, problems *pr) {
         case RLX__OP_ADD:
         case RLX__OP_SILU_MUL: {
             int64_t bc = l->values[st->in[1]].cols;
-            if (xc != bc)
+            if (xc && bc && xc != bc)
                 problem(pr, RLX_ERR_SHAPE, "stage %s: operands have %lld and %lld features", st->name, (long long)xc, (long long)bc);
-            out->cols = xc;
+            out->cols = xc ? xc : bc;
             break;
         }
         case RLX__OP_LAST_TOKEN: out->cols = xc; break;

@@ -148,10 +148,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return CLI_USAGE;
-    }
+    if (argc < 2) return cli_error(CLI_USAGE, "no command given (rlx help lists them)");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
@@ -164,6 +161,5 @@ int main(int argc, char **argv) {
         usage(stdout);
         return CLI_OK;
     }
-    usage(stderr);
-    return cli_error(CLI_USAGE, "unknown command '%s'", cmd);
+    return cli_error(CLI_USAGE, "unknown command '%s' (rlx help lists them)", cmd);
 }

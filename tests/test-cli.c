@@ -1,0 +1,132 @@
+/* The rlx command: exit codes (0 ok, 1 model/runtime, 2 usage), one-line errors, outputs. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "npy.h"
+#include "testutil.h"
+
+static char out_text[1 << 16], err_text[1 << 14];
+
+static void slurp(const char *path, char *buf, size_t cap) {
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Runs `rlx <args>`; returns the exit code, stdout and stderr in out_text/err_text. */
+static int rlx(const char *args) {
+    const char *cli = getenv("RLX_CLI");
+    cr_assert(cli, "RLX_CLI is not set (run through ctest)");
+    char *dir = rlxt_tmpdir();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err", cli, args, dir, dir);
+    int st = system(cmd);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/out", dir);
+    slurp(p, out_text, sizeof out_text);
+    snprintf(p, sizeof p, "%s/err", dir);
+    slurp(p, err_text, sizeof err_text);
+    rlxt_rmtree(dir);
+    free(dir);
+    cr_assert(WIFEXITED(st), "rlx %s: did not exit normally", args);
+    return WEXITSTATUS(st);
+}
+
+static void expect_one_line_error(void) {
+    cr_expect(!strncmp(err_text, "rlx: error: ", 12), "stderr: %s", err_text);
+    const char *nl = strchr(err_text, '\n');
+    cr_expect(nl && nl[1] == '\0', "error is not one line: %s", err_text);
+}
+
+static const char *fixture(const char *name) {
+    static char buf[1024];
+    snprintf(buf, sizeof buf, "%s/llama/%s", rlxt_fixtures_dir(), name);
+    return buf;
+}
+
+Test(cli, usage_errors_exit_2) {
+    cr_expect_eq(rlx(""), 2);
+    cr_expect_eq(rlx("frobnicate"), 2);
+    expect_one_line_error();
+    cr_expect_eq(rlx("run --tokens 1,2"), 2);
+    expect_one_line_error();
+    char a[1200];
+    snprintf(a, sizeof a, "run --model %s", fixture("gqa_tied_f32"));
+    cr_expect_eq(rlx(a), 2);
+    const char *bad[] = {"''", "1,,2", "1,x", "-1", "1,2,", "99999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(a, sizeof a, "run --model %s --tokens %s", fixture("gqa_tied_f32"), bad[i]);
+        cr_expect_eq(rlx(a), 2, "--tokens %s", bad[i]);
+        expect_one_line_error();
+    }
+    snprintf(a, sizeof a, "run --model %s --tokens 1,97", fixture("gqa_tied_f32")); /* vocab 97 */
+    cr_expect_eq(rlx(a), 2);
+    cr_expect(strstr(err_text, "id 97 is outside the vocabulary [0, 97)"), "%s", err_text);
+    snprintf(a, sizeof a, "run --model %s --tokens 1 --device gpu", fixture("gqa_tied_f32"));
+    cr_expect_eq(rlx(a), 2);
+    snprintf(a, sizeof a, "run --model %s --tokens 1 --top-k x", fixture("gqa_tied_f32"));
+    cr_expect_eq(rlx(a), 2);
+}
+
+Test(cli, model_errors_exit_1) {
+    cr_expect_eq(rlx("run --model /nonexistent/rlx-model --tokens 1"), 1);
+    expect_one_line_error();
+    cr_expect(strstr(err_text, "/nonexistent/rlx-model"), "%s", err_text);
+    char *dir = rlxt_tmpdir();
+    free(rlxt_write_file(dir, "config.json", "{\"model_type\": \"llama\"}", 23));
+    free(rlxt_write_file(dir, "model.safetensors", "\x08\0\0\0\0\0\0\0{}      ", 16));
+    char a[1200];
+    snprintf(a, sizeof a, "run --model %s --tokens 1", dir);
+    cr_expect_eq(rlx(a), 1);
+    expect_one_line_error();
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+Test(cli, run_prints_top_k_and_writes_npy) {
+    char *dir = rlxt_tmpdir();
+    char a[2400], npy[1100];
+    snprintf(npy, sizeof npy, "%s/l.npy", dir);
+    /* the first prompt of the fixture */
+    snprintf(a, sizeof a, "run --model %s --tokens 96,88,16,65,13,19,6 --top-k 3 --logits-out %s", fixture("gqa_tied_f32"), npy);
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "top-3 next tokens"), "%s", out_text);
+    float *got, *ref;
+    int nd, nd2;
+    int64_t shape[4], rshape[4];
+    cr_assert_eq(rlx__npy_read_f32(npy, &got, &nd, shape, 4), RLX_OK, "%s", rlx_last_error());
+    cr_expect(nd == 2 && shape[0] == 1 && shape[1] == 97);
+    char refp[1200];
+    snprintf(refp, sizeof refp, "%s/logits.npy", fixture("gqa_tied_f32"));
+    cr_assert_eq(rlx__npy_read_f32(refp, &ref, &nd2, rshape, 4), RLX_OK);
+    const float *last = ref + 6 * 97; /* batch 0, position 6 */
+    cr_expect(rlxt_max_abs_diff(got, last, 97) / rlxt_max_abs(last, 97) <= 1e-4);
+    free(got);
+
+    snprintf(a, sizeof a, "run --model %s --tokens 96,88,16,65,13,19,6 --all-logits --top-k 0 --logits-out %s",
+             fixture("gqa_tied_f32"), npy);
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_assert_eq(rlx__npy_read_f32(npy, &got, &nd, shape, 4), RLX_OK);
+    cr_expect(nd == 2 && shape[0] == 7 && shape[1] == 97);
+    cr_expect(rlxt_max_abs_diff(got, ref, 7 * 97) / rlxt_max_abs(ref, 7 * 97) <= 1e-4);
+    free(got);
+    free(ref);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+Test(cli, plan_and_demo) {
+    char a[1200];
+    snprintf(a, sizeof a, "plan --model %s --seq 16", fixture("mqa_untied_bf16"));
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "llama_layer") && strstr(out_text, "lm_head.weight") && strstr(out_text, "attention"), "%s", out_text);
+    cr_assert_eq(rlx("demo"), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "rlx demo") && strstr(out_text, "tokens/s"), "%s", out_text);
+    cr_expect_eq(rlx("demo --bogus"), 2);
+}
