@@ -33,16 +33,20 @@ typedef struct rlx_llama_config {
     int64_t num_hidden_layers;
     int64_t num_attention_heads;
     int64_t num_key_value_heads;     /* defaults to num_attention_heads when absent */
-    int64_t head_dim;                /* defaults to hidden_size / num_attention_heads */
+    int64_t head_dim;                /* defaults (absent or null) to hidden_size / num_attention_heads */
     double rms_norm_eps;             /* default 1e-5 */
-    int64_t max_position_embeddings;
+    int64_t max_position_embeddings; /* default 2048 (HF) */
     int tie_word_embeddings;         /* default 0 (HF LlamaConfig default is False) */
-    rlx_rope_params rope;            /* theta, scaling; head_dim and max_positions filled in */
+    rlx_rope_params rope;            /* theta (default 10000, HF), scaling; head_dim and
+                                        max_positions filled in from the fields above */
 } rlx_llama_config;
 
 /* Parses config.json text (both layouts: top-level rope_theta + rope_scaling, and the
- * transformers 5 "rope_parameters" object) and validates it. source names the file in
- * error messages. */
+ * transformers 5 "rope_parameters" object; when both are present they must agree) and
+ * validates it. source names the file in error messages ("config.json" when NULL). *out is
+ * written only on success. RLX_ERR_FORMAT: not JSON (line and column given); RLX_ERR_CONFIG:
+ * missing key, wrong JSON type, implausible or inconsistent value; RLX_ERR_UNSUPPORTED:
+ * model_type other than "llama", rope types other than "default" and "llama3". */
 RLX_API rlx_status rlx_llama_config_parse(const char *json_text, const char *source,
                                           rlx_llama_config *out);
 /* Reads and parses a config.json file. */
