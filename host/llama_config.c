@@ -349,7 +349,7 @@ rlx_status rlx_llama_config_parse(const char *json_text, const char *source, rlx
 
 rlx_status rlx_llama_config_load(const char *path, rlx_llama_config *out) {
     if (!path || !out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_llama_config_load: NULL argument");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return rlx__fail(RLX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -382,7 +382,9 @@ void rlx__st_close(rlx__st_file *f) {
 
 rlx_status rlx__st_open(const char *path, rlx__st_file *f) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted where a shard should be must fail the S_ISREG check below,
+     * not hang in open(); regular files ignore the flag. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return rlx__fail(RLX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -53,7 +53,7 @@ static char *path_join(const char *dir, const char *name) {
  * wrong path cannot make us read gigabytes. */
 static rlx_status read_text(const char *path, size_t max, char **out, size_t *len) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return rlx__fail(RLX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {

@@ -420,3 +420,37 @@ Test(llama_config, validate_checks_a_hand_made_struct) {
     cr_expect_eq(rlx_llama_config_parse(NULL, "x", &c), RLX_ERR_INVALID_ARGUMENT);
     cr_expect_eq(rlx_llama_config_parse(k_hub_1b, NULL, NULL), RLX_ERR_INVALID_ARGUMENT);
 }
+
+/* Random byte mutations of the real config: parse or fail with a status from the documented
+ * set, never crash, never leave a message without the source (ASan/UBSan builds make this
+ * bite). */
+Test(llama_config, mutations_never_crash) {
+    static const char alphabet[] = "0123456789-.,:[]{}\" eEtrufalsn";
+    size_t len = strlen(k_hub_1b);
+    char *buf = malloc(len + 1);
+    rlxt_rng r = {31337};
+    int ok = 0;
+    for (int it = 0; it < 20000; it++) {
+        memcpy(buf, k_hub_1b, len + 1);
+        int nmut = 1 + (int)(rlxt_next(&r) % 3);
+        for (int m = 0; m < nmut; m++) {
+            size_t at = rlxt_next(&r) % len;
+            char c = (rlxt_next(&r) & 3) ? alphabet[rlxt_next(&r) % (sizeof alphabet - 1)]
+                                         : (char)(1 + rlxt_next(&r) % 255);
+            buf[at] = c;
+        }
+        rlx_llama_config c;
+        rlx_status s = rlx_llama_config_parse(buf, "fuzz.json", &c);
+        if (s == RLX_OK) {
+            ok++;
+            cr_assert_eq(rlx_llama_config_validate(&c, "fuzz.json"), RLX_OK,
+                         "accepted but invalid: %s", rlx_last_error());
+        } else {
+            cr_assert(s == RLX_ERR_FORMAT || s == RLX_ERR_CONFIG || s == RLX_ERR_UNSUPPORTED,
+                      "iteration %d: %s", it, rlx_status_name(s));
+            cr_assert(strncmp(rlx_last_error(), "fuzz.json: ", 11) == 0, "%s", rlx_last_error());
+        }
+    }
+    free(buf);
+    cr_log_info("mutations accepted: %d of 20000", ok);
+}

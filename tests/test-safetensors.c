@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 #include "rlx/weights.h"
@@ -347,6 +348,11 @@ Test(safetensors, io_errors) {
     snprintf(missing, sizeof missing, "%s/nope.safetensors", g_dir);
     expect_fail(missing, RLX_ERR_IO, "No such file", NULL);
     expect_fail(g_dir, RLX_ERR_IO, "not a regular file", NULL);
+    /* A FIFO must be refused, not block the open forever. */
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/fifo.safetensors", g_dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    expect_fail(fifo, RLX_ERR_IO, "not a regular file", NULL);
 }
 
 // ---- good files ------------------------------------------------------------------------------
