@@ -411,12 +411,18 @@ Test(safetensors, metadata_and_zero_size_and_scalar) {
 }
 
 Test(safetensors, all_three_dtypes_and_unaligned_data) {
-    /* Header of 104 bytes (a multiple of 8) and F16 [3] first: the F32 tensor starts at data
-     * offset 6, not 4-aligned. Legal; rlx must still hand out an aligned view of the same bytes. */
-    const char *hdr = "{'h':{'dtype':'F16','shape':[3],'data_offsets':[0,6]},"
-                      "'f':{'dtype':'F32','shape':[2,1],'data_offsets':[6,14]},"
-                      "'b':{'dtype':'BF16','shape':[1],'data_offsets':[14,16]}}";
+    /* Header padded to a multiple of 8 and F16 [3] first: the F32 tensor starts at data offset
+     * 6, so at file offset 2 mod 4. Legal; rlx must still hand out an aligned view of the same
+     * bytes (the mapping itself is page-aligned, so the raw pointer would be misaligned). */
+    char hdr[256] = "{'h':{'dtype':'F16','shape':[3],'data_offsets':[0,6]},"
+                    "'f':{'dtype':'F32','shape':[2,1],'data_offsets':[6,14]},"
+                    "'b':{'dtype':'BF16','shape':[1],'data_offsets':[14,16]}}";
+    while (strlen(hdr) % 8) strcat(hdr, " ");
     char *p = st_file("mixed.safetensors", hdr, 16);
+    rlx__st_file raw;
+    cr_assert_eq(rlx__st_open(p, &raw), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq((raw.data_start + 6) % 4, 2, "the test must place the F32 data unaligned");
+    rlx__st_close(&raw);
     rlx_weights *w = expect_open(p);
     cr_assert_eq(rlx_weights_count(w), 3);
     const char *order[] = {"b", "f", "h"};
