@@ -1,7 +1,7 @@
 /* LLaMA config.json: parsing (both rope layouts) and validation.
  *
  * Defaults are transformers' LlamaConfig defaults, not rlx-flow's: rope_theta 10000,
- * max_position_embeddings 2048, rms_norm_eps 1e-5, tie_word_embeddings false, kv heads = heads,
+ * max_position_embeddings 2048, rms_norm_eps 1e-6 (transformers LlamaConfig; rlx-flow used 1e-5), tie_word_embeddings false, kv heads = heads,
  * head_dim = hidden / heads. A checkpoint that relies on a default gets what HF would give it.
  *
  * Two layouts carry RoPE settings: hub checkpoints have top-level rope_theta + rope_scaling;
@@ -318,7 +318,7 @@ static rlx_status parse_root(const char *src, const json_t *root, rlx_llama_conf
                              src, (long long)c->hidden_size, (long long)c->num_attention_heads);
         c->head_dim = c->hidden_size / c->num_attention_heads;
     }
-    if ((s = get_number(src, root, "", "rms_norm_eps", OPTIONAL, 1e-5, &c->rms_norm_eps, NULL)) ||
+    if ((s = get_number(src, root, "", "rms_norm_eps", OPTIONAL, 1e-6, &c->rms_norm_eps, NULL)) ||
         (s = get_int(src, root, "", "max_position_embeddings", OPTIONAL, 0, 2048,
                      &c->max_position_embeddings, NULL)) ||
         (s = get_bool(src, root, "tie_word_embeddings", 0, &c->tie_word_embeddings)))

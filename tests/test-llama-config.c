@@ -172,7 +172,7 @@ Test(llama_config, hf_defaults) {
     rlx_llama_config c = parse_ok(json);
     cr_expect_eq(c.num_key_value_heads, 8, "defaults to num_attention_heads");
     cr_expect_eq(c.head_dim, 32, "defaults to hidden / heads");
-    cr_expect_eq(c.rms_norm_eps, 1e-5);
+    cr_expect_eq(c.rms_norm_eps, 1e-6, "transformers LlamaConfig default");
     cr_expect_eq(c.rope.theta, 10000.0, "HF default, not rlx-flow's 500000");
     cr_expect_eq(c.rope.scaling, RLX_ROPE_SCALING_NONE);
     cr_expect_eq(c.max_position_embeddings, 2048);

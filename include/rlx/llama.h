@@ -34,7 +34,7 @@ typedef struct rlx_llama_config {
     int64_t num_attention_heads;
     int64_t num_key_value_heads;     /* defaults to num_attention_heads when absent */
     int64_t head_dim;                /* defaults (absent or null) to hidden_size / num_attention_heads */
-    double rms_norm_eps;             /* default 1e-5 */
+    double rms_norm_eps;             /* default 1e-6, as transformers LlamaConfig */
     int64_t max_position_embeddings; /* default 2048 (HF) */
     int tie_word_embeddings;         /* default 0 (HF LlamaConfig default is False) */
     rlx_rope_params rope;            /* theta (default 10000, HF), scaling; head_dim and
