@@ -1,0 +1,42 @@
+// bench-simt: how fast the simt harness runs kernels (not a test: it only reports).
+//   fiber switch      ns per context switch, from barrier- and shuffle-bound kernels
+//   thread start      ns per CUDA thread of an almost empty kernel (fiber setup + run + exit)
+// Run: ./bench-simt  (RLX_SIMT_THREADS=1 for the single-thread numbers)
+#include "rlx_simt/runtime.h"
+#include "simt_test_kernels.h"
+
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+static double now() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+template <typename F> static void measure(const char *what, F launch, int reps) {
+    launch(); // warm-up: stacks mapped, pool started
+    rlx_simt_reset_stats();
+    const double t0 = now();
+    for (int i = 0; i < reps; ++i)
+        if (launch() != cudaSuccess) {
+            printf("%s: launch failed: %s\n", what, rlx_simt_last_error());
+            return;
+        }
+    const double dt = now() - t0;
+    rlx_simt_stats s;
+    rlx_simt_get_stats(&s);
+    printf("%-42s %8.2f ms/launch  %7.1f ns/switch  %7.1f ns/thread  (%llu switches, %d pool threads)\n",
+           what, 1e3 * dt / reps, 1e9 * dt / (double)s.switches, 1e9 * dt / (double)s.threads,
+           (unsigned long long)s.switches, rlx_simt_get_threads());
+}
+
+int main() {
+    std::vector<int> out(1024 * 64);
+    int *o = out.data();
+    measure("barriers: 1 block x 1024 threads x 200", [&] { return simt_bench_barriers(o, 200, 1, 1024, nullptr); }, 5);
+    measure("barriers: 16 blocks x 256 threads x 200", [&] { return simt_bench_barriers(o, 200, 16, 256, nullptr); }, 5);
+    measure("shuffles: 1 block x 1024 threads x 200", [&] { return simt_bench_shuffles(o, 200, 1, 1024, nullptr); }, 5);
+    measure("empty: 64 blocks x 1024 threads", [&] { return simt_bench_barriers(o, 0, 64, 1024, nullptr); }, 5);
+    measure("empty: 1024 blocks x 32 threads", [&] { return simt_bench_barriers(o, 0, 1024, 32, nullptr); }, 5);
+    return 0;
+}
