@@ -64,6 +64,15 @@ cudaError_t simt_planted_exit_before_barrier(int *out, int n, int threads, cudaS
 }
 
 // ----------------------------------------------------------------------------------------------
+// Out-of-bounds writes for ASan. The stack write goes through a function the compiler cannot see
+// into, so UBSan's bounds and object-size checks leave it to ASan.
+#if RLX_SIMT
+#define SIMT_NOINLINE __attribute__((noinline))
+#else
+#define SIMT_NOINLINE __noinline__
+#endif
+SIMT_NOINLINE __device__ void simt_poke(volatile float *p, int i, float v) { p[i] = v; }
+
 // Out-of-bounds writes for ASan: one thread per block too many for the buffer it writes.
 __global__ void simt_planted_oob_kernel(float *out, int n, int mode) {
     const int t = threadIdx.x;
@@ -77,7 +86,7 @@ __global__ void simt_planted_oob_kernel(float *out, int n, int mode) {
     } else {
         volatile float local[4];
         for (int i = 0; i < 4; ++i) local[i] = (float)i;
-        local[n] = 3.0f; // n == 4: one past the end, on the fiber's stack
+        simt_poke(local, n, 3.0f); // n == 4: one past the end, on the fiber's stack
         if (t < n) out[t] = local[t % 4];
     }
 }

@@ -240,37 +240,43 @@ thread_local Worker t_worker;
 
 // ---- messages --------------------------------------------------------------------------------
 
-std::string fmt_v(const char *fmt, va_list ap) {
-    char buf[1024];
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    return buf;
+// Messages are built in fixed buffers, never on the heap: a failing fiber is abandoned with its
+// stack, so nothing on that stack is ever destroyed (a std::string there would leak).
+struct Text {
+    char s[1024];
+    const char *c_str() const { return s; }
+};
+Text fmt_v(const char *f, va_list ap) {
+    Text t;
+    vsnprintf(t.s, sizeof t.s, f, ap);
+    return t;
 }
-std::string fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char *f, ...) {
+Text fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+Text fmt(const char *f, ...) {
     va_list ap;
     va_start(ap, f);
-    std::string s = fmt_v(f, ap);
+    Text t = fmt_v(f, ap);
     va_end(ap);
-    return s;
+    return t;
 }
-std::string thread_name(const Fiber &f) {
+Text thread_name(const Fiber &f) {
     return fmt("thread (%u,%u,%u) [warp %u lane %u]", f.ctx.thread_idx.x, f.ctx.thread_idx.y,
                f.ctx.thread_idx.z, f.ctx.warp, f.ctx.lane);
 }
-std::string site(const char *op, const char *file, int line) {
+Text site(const char *op, const char *file, int line) {
     return fmt("%s at %s:%d", op ? op : "?", file ? file : "?", line);
 }
-std::string wait_site(const Fiber &f) { return site(f.op, f.file, f.line); }
+Text wait_site(const Fiber &f) { return site(f.op, f.file, f.line); }
 // Sites are string literals: usually the same pointer, compared by content otherwise.
 inline bool same_str(const char *a, const char *b) { return a == b || strcmp(a, b) == 0; }
 
-void record_error(Launch &L, const std::string &msg) {
+void record_error(Launch &L, const Text &msg) {
     std::lock_guard<std::mutex> lk(L.error_mutex);
-    if (L.error.empty()) L.error = msg;
+    if (L.error.empty()) L.error = msg.c_str();
     L.failed.store(true);
 }
 // Fails the block's launch naming the kernel, the block and the given thread.
-void fail_block(Block &B, const Fiber &f, const std::string &what) {
+void fail_block(Block &B, const Fiber &f, const Text &what) {
     record_error(*B.L, fmt("simt: kernel '%s' block (%u,%u,%u) %s: %s", B.L->name, B.idx.x,
                            B.idx.y, B.idx.z, thread_name(f).c_str(), what.c_str()));
     B.failed = true;
@@ -312,7 +318,7 @@ void yield(Worker &W) {
 
 // Fails the launch from the running fiber and parks it for good: the scheduler abandons the
 // block, and the fiber's stack is reclaimed with the block.
-[[noreturn]] void fail_here(Worker &W, const std::string &what) {
+[[noreturn]] void fail_here(Worker &W, const Text &what) {
     Fiber &f = *W.cur;
     fail_block(*W.block, f, what);
     f.state = State::Dead;
@@ -481,9 +487,9 @@ void diagnose_deadlock(Block &B) {
                     missing |= 1u << l;
         if (!missing) continue;
         const Fiber &g = base[(unsigned)__builtin_ctz(missing)];
-        std::string where = g.state == State::BlockBar ? "waits at " + wait_site(g)
-                            : g.state == State::WarpBar ? "waits at " + wait_site(g)
-                                                        : "cannot proceed";
+        const Text where = g.state == State::BlockBar || g.state == State::WarpBar
+                               ? fmt("waits at %s", wait_site(g).c_str())
+                               : fmt("cannot proceed");
         fail_block(B, f,
                    fmt("deadlock: waits at %s (mask 0x%08x) for %s, which %s", wait_site(f).c_str(),
                        f.wmask, thread_name(g).c_str(), where.c_str()));
@@ -660,11 +666,12 @@ void atfork_child() {
     new (&g_launch_mutex) std::mutex();
 }
 
-int set_status(int status, std::string msg) {
+int set_status(int status, const char *msg) {
     t_status = status;
-    t_error = std::move(msg);
+    t_error = msg;
     return status;
 }
+int set_status(int status, const Text &msg) { return set_status(status, msg.c_str()); }
 
 } // namespace
 
@@ -729,7 +736,7 @@ void cp_async_wait(int allowed) {
 void fail(const char *file, int line, const char *f, ...) {
     va_list ap;
     va_start(ap, f);
-    std::string msg = fmt_v(f, ap);
+    const Text msg = fmt_v(f, ap);
     va_end(ap);
     fail_here(t_worker, fmt("%s (%s:%d)", msg.c_str(), file, line));
 }
@@ -790,7 +797,7 @@ extern "C" int rlx_simt_launch(const char *kernel_name, rlx_simt_dim3 grid, rlx_
         }
     }
     g_launches.fetch_add(1, std::memory_order_relaxed);
-    if (L.failed.load()) return set_status(cudaErrorLaunchFailure, L.error);
+    if (L.failed.load()) return set_status(cudaErrorLaunchFailure, L.error.c_str());
     return set_status(cudaSuccess, "");
 }
 
