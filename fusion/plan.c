@@ -1,0 +1,682 @@
+/* Planner: stage list → kernel plan (primitives or fused patterns) + activation arena by liveness. */
+#include "plan.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *rlx__kernel_name(rlx__kkind k) {
+    switch (k) {
+#define RLX__K_CASE(e, name, standalone) \
+    case e:                              \
+        return name;
+        RLX__KERNEL_MAP(RLX__K_CASE)
+#undef RLX__K_CASE
+    case RLX__K_COUNT: break;
+    }
+    return "?";
+}
+
+int rlx__kernel_is_standalone_pass(rlx__kkind k) {
+    switch (k) {
+#define RLX__K_CASE(e, name, standalone) \
+    case e:                              \
+        return standalone;
+        RLX__KERNEL_MAP(RLX__K_CASE)
+#undef RLX__K_CASE
+    case RLX__K_COUNT: break;
+    }
+    return 0;
+}
+
+void rlx__plan_free(rlx__plan *p) {
+    if (!p) return;
+    free(p->k);
+    free(p->buf);
+    free(p->dw);
+    free(p->used_weight);
+    free(p->offset);
+    free(p->bytes);
+    free(p->missed);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- building blocks ---------------------------------------------------------------------------- */
+
+typedef struct planner {
+    const rlx_model *m;
+    rlx__plan *p;
+    int *n_cons;      /* [n_values]: consumers of each value */
+    int **cons;       /* [n_values][n_cons]: consumer stage indices */
+    int *covered;     /* [n_stages]: pattern id + 1 covering the stage, 0 = none */
+    int *scale_of;    /* [n_values]: buffer of s(value) when some kernel needs it, else -1 */
+    float *scale_eps; /* [n_values]: eps of that scale */
+    rlx_status err;
+} planner;
+
+static int stage_w(const rlx_model *m, int stage, int k) {
+    return k < m->list.stages[stage].n_w ? m->stage_w[(size_t)stage * RLX__STAGE_MAX_W + (size_t)k] : -1;
+}
+
+static rlx__kernel *add_kernel(planner *pl, rlx__kkind kind, const rlx__stage *st) {
+    rlx__plan *p = pl->p;
+    if (pl->err) return NULL;
+    if (p->n == p->cap) {
+        int nc = p->cap ? p->cap * 2 : 64;
+        rlx__kernel *nk = realloc(p->k, (size_t)nc * sizeof *nk);
+        if (!nk) {
+            pl->err = rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the kernel plan");
+            return NULL;
+        }
+        p->k = nk;
+        p->cap = nc;
+    }
+    rlx__kernel *k = &p->k[p->n++];
+    memset(k, 0, sizeof *k);
+    k->kind = kind;
+    k->in[0] = k->in[1] = k->in[2] = k->in[3] = -1;
+    k->out = k->out2 = k->w = k->bias = k->residual = k->gamma = -1;
+    k->st = st;
+    return k;
+}
+
+static void cover(rlx__kernel *k, int stage) {
+    if (k && k->n_stages < RLX__KERNEL_MAX_STAGES) k->stages[k->n_stages++] = stage;
+}
+
+static int add_buf(planner *pl, rlx__rows rows, int64_t cols, int kind) {
+    rlx__plan *p = pl->p;
+    if (pl->err) return -1;
+    if (p->n_buf == p->cap_buf) {
+        int nc = p->cap_buf ? p->cap_buf * 2 : 64;
+        rlx__buf *nb = realloc(p->buf, (size_t)nc * sizeof *nb);
+        if (!nb) {
+            pl->err = rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the buffer plan");
+            return -1;
+        }
+        p->buf = nb;
+        p->cap_buf = nc;
+    }
+    rlx__buf *b = &p->buf[p->n_buf];
+    b->value = -1;
+    b->rows = rows;
+    b->fixed_rows = 0;
+    b->cols = cols;
+    b->kind = kind;
+    b->elem = kind == 0 ? (p->act_dtype == RLX_K_F32 ? 4 : 2) : 4;
+    return p->n_buf++;
+}
+
+static int add_dweight(planner *pl, const int *src, int n, int gamma, int64_t rows, int64_t cols) {
+    rlx__plan *p = pl->p;
+    rlx__dweight *nd = realloc(p->dw, (size_t)(p->n_dw + 1) * sizeof *nd);
+    if (!nd) {
+        pl->err = rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for derived weights");
+        return -1;
+    }
+    p->dw = nd;
+    rlx__dweight *d = &p->dw[p->n_dw];
+    memset(d, 0, sizeof *d);
+    d->n_parts = n;
+    for (int i = 0; i < n; i++) d->src[i] = src[i];
+    d->gamma = gamma;
+    d->rows = rows;
+    d->cols = cols;
+    return p->n_weights + p->n_dw++;
+}
+
+/* The stage producing value v (or -1), and whether v has exactly one consumer. */
+static int producer(const planner *pl, int v) { return pl->m->list.values[v].producer; }
+static int single_use(const planner *pl, int v) { return pl->n_cons[v] == 1 && v != pl->m->output; }
+static const rlx__stage *S(const planner *pl, int i) { return &pl->m->list.stages[i]; }
+
+/* ---- fused patterns ------------------------------------------------------------------------------- */
+
+enum { PAT_ATTN = 1, PAT_MLP, PAT_RESID, PAT_FINAL };
+
+typedef struct pattern {
+    int kind;
+    int anchor;       /* stage at whose position the kernels are emitted */
+    int stages[12];
+    int n;
+    /* attention / MLP */
+    int x;            /* raw input value of the folded GEMM */
+    int norm;         /* rms_norm stage folded (-1: none) */
+    int lin[3];       /* linear stages in weight order */
+    int n_lin;
+    int rope;         /* attention: rope on q and k */
+    /* residual */
+    int lin_stage, other;
+} pattern;
+
+static void pat_add(pattern *pt, int stage) {
+    if (pt->n < 12) pt->stages[pt->n++] = stage;
+}
+
+/* A linear with no bias reading value `in`, single use, not the output. */
+static int plain_linear(const planner *pl, int stage, int in) {
+    if (stage < 0) return 0;
+    const rlx__stage *st = S(pl, stage);
+    return st->op == RLX__OP_LINEAR && st->in[0] == in && stage_w(pl->m, stage, 1) < 0 && stage_w(pl->m, stage, 0) >= 0 &&
+           single_use(pl, st->out[0]);
+}
+
+/* Norm feeding exactly `n` linears: returns the norm stage or -1 (x is then the linears' input). */
+static int folded_norm(const planner *pl, int in, int n) {
+    int ns = producer(pl, in);
+    if (ns < 0 || S(pl, ns)->op != RLX__OP_RMS_NORM || pl->n_cons[in] != n || in == pl->m->output) return -1;
+    if (stage_w(pl->m, ns, 0) < 0) return -1;
+    return ns;
+}
+
+static int match_attention(const planner *pl, int a, pattern *pt) {
+    const rlx__stage *st = S(pl, a);
+    if (pl->p->act_dtype != RLX_K_BF16) return 0; /* the flash kernel is bf16; f32 debug mode runs primitives */
+    if (st->head_dim != 64 && st->head_dim != 128) return 0;
+    memset(pt, 0, sizeof *pt);
+    pt->kind = PAT_ATTN;
+    pt->anchor = a;
+    int lin[3], ropes = 0, cos = -1, sin = -1;
+    for (int j = 0; j < 3; j++) {
+        int v = st->in[j], ps = producer(pl, v);
+        if (ps < 0 || !single_use(pl, v)) return 0;
+        if (j < 2 && S(pl, ps)->op == RLX__OP_ROPE) {
+            const rlx__stage *r = S(pl, ps);
+            if (r->head_dim != st->head_dim || r->heads != (j == 0 ? st->heads : st->kv_heads)) return 0;
+            if (cos >= 0 && (r->in[1] != cos || r->in[2] != sin)) return 0;
+            cos = r->in[1], sin = r->in[2];
+            pat_add(pt, ps);
+            ropes++;
+            v = r->in[0];
+            ps = producer(pl, v);
+            if (ps < 0 || !single_use(pl, v)) return 0;
+        }
+        lin[j] = ps;
+    }
+    if (ropes != 0 && ropes != 2) return 0; /* RoPE on q and k, or on neither */
+    const int x = S(pl, lin[0])->in[0];
+    for (int j = 0; j < 3; j++)
+        if (!plain_linear(pl, lin[j], x) || S(pl, lin[j])->op != RLX__OP_LINEAR) return 0;
+    pt->rope = ropes == 2;
+    pt->norm = folded_norm(pl, x, 3);
+    pt->x = pt->norm >= 0 ? S(pl, pt->norm)->in[0] : x;
+    for (int j = 0; j < 3; j++) pt->lin[j] = lin[j], pat_add(pt, lin[j]);
+    pt->n_lin = 3;
+    if (pt->norm >= 0) pat_add(pt, pt->norm);
+    pat_add(pt, a);
+    return 1;
+}
+
+static int match_mlp(const planner *pl, int sm, pattern *pt) {
+    const rlx__stage *st = S(pl, sm);
+    memset(pt, 0, sizeof *pt);
+    pt->kind = PAT_MLP;
+    pt->anchor = sm;
+    int g = producer(pl, st->in[0]), u = producer(pl, st->in[1]);
+    if (g < 0 || u < 0 || g == u) return 0;
+    const int x = S(pl, g)->in[0];
+    if (!plain_linear(pl, g, x) || !plain_linear(pl, u, x)) return 0;
+    pt->norm = folded_norm(pl, x, 2);
+    pt->x = pt->norm >= 0 ? S(pl, pt->norm)->in[0] : x;
+    pt->lin[0] = g, pt->lin[1] = u, pt->n_lin = 2;
+    pat_add(pt, g), pat_add(pt, u);
+    if (pt->norm >= 0) pat_add(pt, pt->norm);
+    pat_add(pt, sm);
+    return 1;
+}
+
+static int match_resid(const planner *pl, int ad, pattern *pt) {
+    const rlx__stage *st = S(pl, ad);
+    memset(pt, 0, sizeof *pt);
+    pt->kind = PAT_RESID;
+    pt->anchor = ad;
+    for (int j = 0; j < 2; j++) {
+        int ls = producer(pl, st->in[j]);
+        if (ls < 0 || S(pl, ls)->op != RLX__OP_LINEAR || !single_use(pl, st->in[j]) || st->in[0] == st->in[1]) continue;
+        if (pl->covered[ls]) continue;
+        pt->lin_stage = ls;
+        pt->other = st->in[1 - j];
+        pat_add(pt, ls);
+        pat_add(pt, ad);
+        return 1;
+    }
+    return 0;
+}
+
+static int match_final(const planner *pl, int ns, pattern *pt) {
+    const rlx__stage *st = S(pl, ns);
+    int lt = producer(pl, st->in[0]);
+    if (lt < 0 || S(pl, lt)->op != RLX__OP_LAST_TOKEN || !single_use(pl, st->in[0]) || stage_w(pl->m, ns, 0) < 0) return 0;
+    memset(pt, 0, sizeof *pt);
+    pt->kind = PAT_FINAL;
+    pt->anchor = ns;
+    pat_add(pt, lt);
+    pat_add(pt, ns);
+    return 1;
+}
+
+/* ---- emission ------------------------------------------------------------------------------------ */
+
+static void needs_scale(planner *pl, int x, float eps) {
+    if (pl->scale_of[x] >= 0) return;
+    pl->scale_of[x] = add_buf(pl, pl->m->list.values[x].rows, 1, 1);
+    pl->scale_eps[x] = eps;
+}
+
+/* One primitive kernel for stage i (policy none, and whatever no rule covers). */
+static void emit_primitive(planner *pl, int i) {
+    const rlx_model *m = pl->m;
+    const rlx__stage *st = S(pl, i);
+    rlx__kkind kind;
+    switch (st->op) {
+    case RLX__OP_INPUT_TOKENS:
+    case RLX__OP_ROPE_TABLES: return; /* uploaded, not computed */
+    case RLX__OP_EMBED: kind = RLX__K_EMBED; break;
+    case RLX__OP_RMS_NORM: kind = RLX__K_RMS_NORM; break;
+    case RLX__OP_LINEAR: kind = RLX__K_GEMM; break;
+    case RLX__OP_ROPE: kind = RLX__K_ROPE; break;
+    case RLX__OP_ATTENTION: kind = RLX__K_ATTENTION; break;
+    case RLX__OP_ADD: kind = RLX__K_ADD; break;
+    case RLX__OP_SILU_MUL: kind = RLX__K_SILU_MUL; break;
+    case RLX__OP_LAST_TOKEN: kind = RLX__K_LAST_TOKEN; break;
+    default:
+        pl->err = rlx__fail(RLX_ERR_UNSUPPORTED, "planner: stage %s (op %s) has no device kernel yet; build it for the cpu device",
+                            st->name, rlx__op_name(st->op));
+        return;
+    }
+    rlx__kernel *k = add_kernel(pl, kind, st);
+    if (!k) return;
+    cover(k, i);
+    for (int j = 0; j < st->n_in && j < 4; j++) k->in[j] = st->in[j];
+    k->out = st->n_out ? st->out[0] : -1;
+    k->eps = (float)st->eps;
+    if (kind == RLX__K_GEMM) {
+        k->w = stage_w(m, i, 0);
+        k->bias = stage_w(m, i, 1);
+        k->n_cols = m->list.values[k->out].cols;
+    } else if (kind == RLX__K_EMBED || kind == RLX__K_RMS_NORM) {
+        k->w = stage_w(m, i, 0);
+    }
+}
+
+static void emit_pattern(planner *pl, const pattern *pt) {
+    const rlx_model *m = pl->m;
+    const rlx__stage *anchor = S(pl, pt->anchor);
+    switch (pt->kind) {
+    case PAT_ATTN:
+    case PAT_MLP: {
+        int src[3];
+        int64_t rows = 0;
+        for (int j = 0; j < pt->n_lin; j++) {
+            src[j] = stage_w(m, pt->lin[j], 0);
+            rows += m->list.values[S(pl, pt->lin[j])->out[0]].cols;
+        }
+        const int64_t K = m->list.values[pt->x].cols;
+        int gamma = pt->norm >= 0 ? stage_w(m, pt->norm, 0) : -1;
+        int w = add_dweight(pl, src, pt->n_lin, gamma, rows, K);
+        int packed = add_buf(pl, RLX__ROWS_TOKENS, rows, 0);
+        rlx__kernel *g = add_kernel(pl, RLX__K_GEMM, S(pl, pt->lin[0]));
+        if (!g) return;
+        g->in[0] = pt->x;
+        g->out = packed;
+        g->w = w;
+        g->n_cols = rows;
+        for (int j = 0; j < pt->n_lin; j++) cover(g, pt->lin[j]);
+        if (pt->norm >= 0) cover(g, pt->norm);
+        rlx__kernel *k = add_kernel(pl, pt->kind == PAT_ATTN ? RLX__K_FLASH_ATTENTION : RLX__K_SWIGLU_SCALED, anchor);
+        if (!k) return;
+        k->in[0] = packed;
+        k->in[1] = pt->norm >= 0 ? pl->scale_of[pt->x] : -1;
+        k->out = anchor->out[0];
+        k->n_cols = m->list.values[k->out].cols;
+        if (pt->kind == PAT_ATTN) {
+            k->rope = pt->rope;
+            if (pt->rope) {
+                const rlx__stage *r = S(pl, producer(pl, anchor->in[0]));
+                k->in[2] = r->in[1], k->in[3] = r->in[2];
+            }
+        }
+        for (int j = 0; j < pt->n; j++)
+            if (pt->stages[j] != pt->lin[0] && pt->stages[j] != pt->lin[1] && pt->stages[j] != pt->lin[2] &&
+                pt->stages[j] != pt->norm)
+                cover(k, pt->stages[j]);
+        break;
+    }
+    case PAT_RESID: {
+        const rlx__stage *l = S(pl, pt->lin_stage);
+        rlx__kernel *g = add_kernel(pl, RLX__K_GEMM, l);
+        if (!g) return;
+        g->in[0] = l->in[0];
+        g->w = stage_w(m, pt->lin_stage, 0);
+        g->bias = stage_w(m, pt->lin_stage, 1);
+        g->residual = pt->other;
+        g->out = anchor->out[0];
+        g->n_cols = m->list.values[g->out].cols;
+        cover(g, pt->lin_stage);
+        cover(g, pt->anchor);
+        break;
+    }
+    case PAT_FINAL: {
+        const rlx__stage *lt = S(pl, pt->stages[0]);
+        rlx__kernel *k = add_kernel(pl, RLX__K_LAST_TOKEN_NORM, anchor);
+        if (!k) return;
+        k->in[0] = lt->in[0];
+        k->out = anchor->out[0];
+        k->w = stage_w(m, pt->anchor, 0);
+        k->eps = (float)anchor->eps;
+        cover(k, pt->stages[0]);
+        cover(k, pt->anchor);
+        break;
+    }
+    }
+}
+
+/* After the kernel that produced v: make its row scales, in the same kernel where one exists. */
+static void emit_scale_after(planner *pl, int v) {
+    if (v < 0 || pl->scale_of[v] < 0 || pl->p->n == 0) return;
+    rlx__kernel *last = &pl->p->k[pl->p->n - 1];
+    if (last->out != v) return;
+    if (last->kind == RLX__K_EMBED || last->kind == RLX__K_ADD) {
+        last->kind = last->kind == RLX__K_EMBED ? RLX__K_EMBED_ROWSCALE : RLX__K_ADD_ROWSCALE;
+        last->out2 = pl->scale_of[v];
+        last->eps = pl->scale_eps[v];
+        return;
+    }
+    rlx__kernel *k = add_kernel(pl, RLX__K_ROWSCALE, last->st);
+    if (!k) return;
+    k->in[0] = v;
+    k->out = pl->scale_of[v];
+    k->eps = pl->scale_eps[v];
+}
+
+static int pattern_free(const planner *pl, const pattern *pt) {
+    for (int j = 0; j < pt->n; j++)
+        if (pl->covered[pt->stages[j]]) return 0;
+    return 1;
+}
+
+static void claim(planner *pl, pattern *pats, const pattern *pt) {
+    pats[pt->anchor] = *pt;
+    for (int j = 0; j < pt->n; j++) pl->covered[pt->stages[j]] = pt->anchor + 1;
+}
+
+static void plan_stages(planner *pl) {
+    const rlx__slist *l = &pl->m->list;
+    pattern *pats = rlx__calloc((size_t)l->n_stages + 1, sizeof *pats, "fusion patterns");
+    if (!pats) {
+        pl->err = RLX_ERR_OUT_OF_MEMORY;
+        return;
+    }
+    if (pl->p->policy == RLX_FUSION_FUSED) {
+        pattern pt;
+        for (int i = 0; i < l->n_stages; i++) {
+            const rlx__stage *st = S(pl, i);
+            int ok = 0;
+            if (st->op == RLX__OP_ATTENTION) ok = match_attention(pl, i, &pt);
+            else if (st->op == RLX__OP_SILU_MUL) ok = match_mlp(pl, i, &pt);
+            else if (st->op == RLX__OP_RMS_NORM) ok = match_final(pl, i, &pt);
+            if (!ok || !pattern_free(pl, &pt)) continue;
+            /* one scale per value: two norms of x with different eps cannot share it */
+            if ((pt.kind == PAT_ATTN || pt.kind == PAT_MLP) && pt.norm >= 0) {
+                float eps = (float)S(pl, pt.norm)->eps;
+                if (pl->scale_of[pt.x] >= 0 && pl->scale_eps[pt.x] != eps) continue;
+                needs_scale(pl, pt.x, eps);
+            }
+            claim(pl, pats, &pt);
+        }
+        for (int i = 0; i < l->n_stages; i++)
+            if (S(pl, i)->op == RLX__OP_ADD && !pl->covered[i] && match_resid(pl, i, &pt) && pattern_free(pl, &pt))
+                claim(pl, pats, &pt);
+    }
+    for (int i = 0; i < l->n_stages && !pl->err; i++) {
+        int c = pl->covered[i];
+        if (c && c - 1 != i) continue; /* emitted with its pattern's anchor */
+        if (c) emit_pattern(pl, &pats[i]);
+        else emit_primitive(pl, i);
+        const rlx__stage *st = S(pl, i);
+        if (st->n_out) emit_scale_after(pl, st->out[0]);
+    }
+    free(pats);
+}
+
+/* ---- arena by liveness ---------------------------------------------------------------------------- */
+
+typedef struct live {
+    int buf;
+    int first, last; /* kernel indices; -1 = before the first kernel (inputs) */
+    size_t bytes;
+} live;
+
+static int by_size_desc(const void *a, const void *b) {
+    const live *x = a, *y = b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return x->buf - y->buf;
+}
+
+#define RLX__ALIGN 256
+
+static int64_t cap_rows(const rlx_model *m, const rlx__buf *b) {
+    switch (b->rows) {
+    case RLX__ROWS_TOKENS: return m->max_tokens;
+    case RLX__ROWS_SEQUENCES: return m->max_seqs;
+    case RLX__ROWS_FIXED: return b->fixed_rows;
+    }
+    return 0;
+}
+
+static int kernel_touches(const rlx__kernel *k, int b, int *writes) {
+    *writes = k->out == b || k->out2 == b;
+    if (*writes) return 1;
+    for (int j = 0; j < 4; j++)
+        if (k->in[j] == b) return 1;
+    return k->residual == b;
+}
+
+static rlx_status plan_arena(const rlx_model *m, rlx__plan *p) {
+    const int nb = p->n_buf;
+    p->offset = rlx__malloc((size_t)nb * sizeof(size_t) + 1, "the buffer plan");
+    p->bytes = rlx__calloc((size_t)nb + 1, sizeof(size_t), "the buffer plan");
+    live *lv = rlx__malloc((size_t)nb * sizeof(live) + 1, "the buffer plan");
+    if (!p->offset || !p->bytes || !lv) {
+        free(lv);
+        return RLX_ERR_OUT_OF_MEMORY;
+    }
+    int n_live = 0;
+    for (int b = 0; b < nb; b++) {
+        p->offset[b] = SIZE_MAX;
+        const rlx__buf *bf = &p->buf[b];
+        if (bf->rows == RLX__ROWS_FIXED) continue; /* constants live with the weights */
+        int first = -2, last = -2;
+        if (bf->value >= 0 && bf->value == m->tokens) first = -1;
+        for (int i = 0; i < p->n; i++) {
+            int w;
+            if (!kernel_touches(&p->k[i], b, &w)) continue;
+            if (w && first == -2) first = i;
+            last = i;
+        }
+        if (first == -2) continue; /* never produced on the device */
+        if (b == p->output_buf) last = p->n;
+        if (last < first) last = first;
+        size_t sz = (size_t)cap_rows(m, bf) * (size_t)bf->cols * (size_t)bf->elem;
+        sz = (sz + RLX__ALIGN - 1) / RLX__ALIGN * RLX__ALIGN;
+        p->bytes[b] = sz;
+        p->naive_bytes += sz;
+        lv[n_live++] = (live){b, first, last, sz};
+    }
+    /* Greedy first fit, biggest first: each buffer goes to the lowest offset that overlaps no
+     * placed buffer whose lifetime overlaps its own. */
+    qsort(lv, (size_t)n_live, sizeof *lv, by_size_desc);
+    for (int i = 0; i < n_live; i++) {
+        size_t off = 0;
+        for (int again = 1; again;) {
+            again = 0;
+            for (int j = 0; j < i; j++) {
+                if (lv[j].last < lv[i].first || lv[i].last < lv[j].first) continue;
+                size_t o = p->offset[lv[j].buf];
+                if (off < o + lv[j].bytes && o < off + lv[i].bytes) {
+                    off = o + lv[j].bytes;
+                    again = 1;
+                }
+            }
+        }
+        p->offset[lv[i].buf] = off;
+        if (off + lv[i].bytes > p->arena_bytes) p->arena_bytes = off + lv[i].bytes;
+    }
+    free(lv);
+    return RLX_OK;
+}
+
+/* ---- the plan --------------------------------------------------------------------------------------- */
+
+static rlx_status list_missed(const rlx_model *m, rlx__plan *p) {
+    size_t cap = 256, len = 0;
+    for (int i = 0; i < p->n; i++) {
+        const rlx__kernel *k = &p->k[i];
+        if (!rlx__kernel_is_standalone_pass(k->kind)) continue;
+        const char *why = k->kind == RLX__K_RMS_NORM ? "norm not folded into a GEMM"
+                          : k->kind == RLX__K_ROPE   ? "RoPE not fused into attention"
+                          : k->kind == RLX__K_SILU_MUL ? "activation not fused"
+                                                       : "residual add not folded into a GEMM";
+        char line[400];
+        int n = snprintf(line, sizeof line, "%s%s (%s: %s)", p->n_missed ? "; " : "", m->list.stages[k->stages[0]].name,
+                         rlx__kernel_name(k->kind), why);
+        if (n < 0) continue;
+        char *np = realloc(p->missed, cap + len + (size_t)n + 1);
+        if (!np) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory listing missed fusions");
+        p->missed = np;
+        memcpy(p->missed + len, line, (size_t)n + 1);
+        len += (size_t)n;
+        p->n_missed++;
+    }
+    return RLX_OK;
+}
+
+rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdtype act, rlx__plan *p) {
+    memset(p, 0, sizeof *p);
+    p->policy = policy;
+    p->act_dtype = act;
+    p->n_weights = m->n_weights;
+    const rlx__slist *l = &m->list;
+    planner pl = {.m = m, .p = p};
+    pl.n_cons = rlx__calloc((size_t)l->n_values + 1, sizeof(int), "the planner");
+    pl.cons = NULL;
+    pl.covered = rlx__calloc((size_t)l->n_stages + 1, sizeof(int), "the planner");
+    pl.scale_of = rlx__malloc(((size_t)l->n_values + 1) * sizeof(int), "the planner");
+    pl.scale_eps = rlx__calloc((size_t)l->n_values + 1, sizeof(float), "the planner");
+    p->used_weight = rlx__calloc((size_t)m->n_weights + 1, 1, "the planner");
+    rlx_status s = RLX_OK;
+    if (!pl.n_cons || !pl.covered || !pl.scale_of || !pl.scale_eps || !p->used_weight) {
+        s = RLX_ERR_OUT_OF_MEMORY;
+        goto out;
+    }
+    for (int v = 0; v < l->n_values; v++) pl.scale_of[v] = -1;
+    for (int i = 0; i < l->n_stages; i++)
+        for (int j = 0; j < l->stages[i].n_in; j++) pl.n_cons[l->stages[i].in[j]]++;
+    /* buffers 0 .. n_values-1 are the model's values */
+    for (int v = 0; v < l->n_values; v++) {
+        const rlx__value *val = &l->values[v];
+        int b = add_buf(&pl, val->rows, val->cols, val->dtype == RLX_DTYPE_I32 ? 2 : val->rows == RLX__ROWS_FIXED ? 1 : 0);
+        if (b >= 0) p->buf[b].value = v, p->buf[b].fixed_rows = val->fixed_rows;
+    }
+    plan_stages(&pl);
+    if ((s = pl.err)) goto out;
+    p->output_buf = m->output;
+    for (int i = p->n - 1; i >= 0; i--)
+        if (p->k[i].out == m->output) {
+            p->output_f32 = p->k[i].kind == RLX__K_GEMM;
+            break;
+        }
+    if (p->output_f32) p->buf[m->output].kind = 1, p->buf[m->output].elem = 4;
+    for (int i = 0; i < p->n; i++) {
+        const rlx__kernel *k = &p->k[i];
+        int ws[3] = {k->w, k->bias, k->gamma};
+        for (int j = 0; j < 3; j++)
+            if (ws[j] >= 0 && ws[j] < m->n_weights) p->used_weight[ws[j]] = 1;
+    }
+    if ((s = plan_arena(m, p))) goto out;
+    if (policy == RLX_FUSION_FUSED) s = list_missed(m, p);
+out:
+    free(pl.n_cons);
+    free(pl.covered);
+    free(pl.scale_of);
+    free(pl.scale_eps);
+    if (s) rlx__plan_free(p);
+    return s;
+}
+
+/* ---- explain ------------------------------------------------------------------------------------------ */
+
+static double buf_bytes(const rlx__plan *p, int b, int64_t T, int64_t S) {
+    if (b < 0) return 0;
+    const rlx__buf *bf = &p->buf[b];
+    double rows = bf->rows == RLX__ROWS_TOKENS ? (double)T : bf->rows == RLX__ROWS_SEQUENCES ? (double)S : 0;
+    return rows * (double)bf->cols * (double)bf->elem;
+}
+
+static double weight_bytes(const rlx__plan *p, const rlx_model *m, int w) {
+    if (w < 0) return 0;
+    const double e = p->act_dtype == RLX_K_F32 ? 4 : 2;
+    if (w < m->n_weights) return (double)m->weights[w].numel * e;
+    const rlx__dweight *d = &p->dw[w - m->n_weights];
+    return (double)d->rows * (double)d->cols * e;
+}
+
+double rlx__kernel_bytes(const rlx__plan *p, const rlx_model *m, const rlx__kernel *k, int64_t T, int64_t S) {
+    double b = 0;
+    for (int j = 0; j < 4; j++) {
+        if (k->in[j] < 0 || p->buf[k->in[j]].rows == RLX__ROWS_FIXED) continue; /* rope tables: small */
+        b += buf_bytes(p, k->in[j], T, S);
+    }
+    b += buf_bytes(p, k->out, T, S) + buf_bytes(p, k->out2, T, S) + buf_bytes(p, k->residual, T, S);
+    if (k->kind == RLX__K_EMBED || k->kind == RLX__K_EMBED_ROWSCALE)
+        b += buf_bytes(p, k->out, T, S); /* the gathered rows, not the whole table */
+    else
+        b += weight_bytes(p, m, k->w) + weight_bytes(p, m, k->bias);
+    b += weight_bytes(p, m, k->gamma);
+    return b;
+}
+
+static void human(char *buf, size_t n, double b) {
+    if (b >= 1e9) snprintf(buf, n, "%.2f GB", b / 1e9);
+    else if (b >= 1e6) snprintf(buf, n, "%.2f MB", b / 1e6);
+    else if (b >= 1e3) snprintf(buf, n, "%.1f kB", b / 1e3);
+    else snprintf(buf, n, "%.0f B", b);
+}
+
+rlx_status rlx__plan_format(const rlx__plan *p, const rlx_model *m, char **text) {
+    size_t cap = 1024 + (size_t)p->n * 512 + (p->missed ? strlen(p->missed) : 0), len = 0;
+    char *t = rlx__malloc(cap, "the plan text");
+    if (!t) return RLX_ERR_OUT_OF_MEMORY;
+    char h1[32], h2[32], h3[32];
+    human(h1, sizeof h1, (double)p->arena_bytes);
+    human(h2, sizeof h2, (double)p->naive_bytes);
+    double total = 0;
+    for (int i = 0; i < p->n; i++) total += rlx__kernel_bytes(p, m, &p->k[i], m->max_tokens, m->max_seqs);
+    human(h3, sizeof h3, total);
+#define OUT(...)                                                               \
+    do {                                                                       \
+        int w_ = snprintf(t + len, cap - len, __VA_ARGS__);                    \
+        if (w_ > 0) len = len + (size_t)w_ < cap ? len + (size_t)w_ : cap - 1; \
+    } while (0)
+    OUT("kernel plan: fusion %s, %d kernels, %s activations; arena %s at capacity (%s without reuse); %s moved per prefill at capacity\n",
+        p->policy == RLX_FUSION_FUSED ? "fused" : "none", p->n, p->act_dtype == RLX_K_F32 ? "f32" : "bf16", h1, h2, h3);
+    for (int i = 0; i < p->n; i++) {
+        const rlx__kernel *k = &p->k[i];
+        char hb[32];
+        human(hb, sizeof hb, rlx__kernel_bytes(p, m, k, m->max_tokens, m->max_seqs));
+        OUT("%4d  %-20s %10s  ", i, rlx__kernel_name(k->kind), hb);
+        for (int j = 0; j < k->n_stages; j++) OUT("%s%s", j ? " + " : "", m->list.stages[k->stages[j]].name);
+        if (k->kind == RLX__K_ROWSCALE) OUT("(row scales of %s)", m->list.stages[k->st - m->list.stages].name);
+        if (k->residual >= 0) OUT("  [+residual]");
+        if (k->w >= m->n_weights) OUT("  [gamma-folded packed weight]");
+        OUT("\n");
+    }
+    if (p->policy == RLX_FUSION_FUSED) {
+        if (p->n_missed) OUT("missed fusions (%d): %s\n", p->n_missed, p->missed);
+        else OUT("clean: no standalone norm, rope, residual-add or activation pass\n");
+    }
+#undef OUT
+    *text = t;
+    return RLX_OK;
+}

@@ -1,0 +1,131 @@
+/* The kernel plan: what the device executors run.
+ *
+ * The planner maps the model's expanded stage list onto kernel invocations — one primitive per
+ * stage under policy "none"; under "fused", the LLaMA patterns below — and plans the activation
+ * memory by liveness: every buffer gets an offset in one arena, buffers whose lifetimes do not
+ * overlap share bytes, and the peak is known before anything runs. Device-independent; `rlx plan`
+ * prints it.
+ *
+ * Fusion rules (fusion/plan.c), each with legality checks (every intermediate has one consumer
+ * and is not the requested output; shapes and dtypes fit; otherwise the stages fall back to
+ * primitives):
+ *   norm→QKV + RoPE + GQA attention: rms_norm(x) → q,k,v linears → rope(q), rope(k) → attention
+ *       becomes one GEMM on the raw x with γ folded into the concatenated [Wq; Wk; Wv] and one
+ *       flash_attention kernel that applies the per-token norm scale s(x) and RoPE on load;
+ *   norm→gate/up + SwiGLU: rms_norm(x) → gate, up linears → silu_mul becomes one GEMM with γ
+ *       folded into [Wg; Wu] and one swiglu_scaled kernel applying s(x);
+ *   residual add into the GEMM: add(linear(…), r) becomes the GEMM with C = r, beta = 1;
+ *   row scales s(x) = 1/sqrt(mean(x²)+eps) come from the kernel that produced x (embed_rowscale,
+ *       add_rowscale) or a row-statistics kernel right after it (rms_rowscale);
+ *   last_token → final rms_norm becomes one last_token_rms_norm kernel.
+ * A custom stage is never fused across.
+ */
+#ifndef RLX_FUSION_PLAN_H
+#define RLX_FUSION_PLAN_H
+
+#include "stages.h"
+#include "../kernels/rlx_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Kernel kinds: enum, printed name, 1 if it is a standalone norm/rope/add/activation pass
+ * (what --assert-clean reports). */
+#define RLX__KERNEL_MAP(X)                                    \
+    X(RLX__K_EMBED, "embed", 0)                               \
+    X(RLX__K_RMS_NORM, "rms_norm", 1)                         \
+    X(RLX__K_GEMM, "gemm", 0)                                 \
+    X(RLX__K_ROPE, "rope", 1)                                 \
+    X(RLX__K_ATTENTION, "attention", 0)                       \
+    X(RLX__K_ADD, "add", 1)                                   \
+    X(RLX__K_SILU_MUL, "silu_mul", 1)                         \
+    X(RLX__K_LAST_TOKEN, "last_token", 0)                     \
+    X(RLX__K_EMBED_ROWSCALE, "embed_rowscale", 0)             \
+    X(RLX__K_ROWSCALE, "rms_rowscale", 0)                     \
+    X(RLX__K_ADD_ROWSCALE, "add_rowscale", 1)                 \
+    X(RLX__K_FLASH_ATTENTION, "flash_attention", 0)           \
+    X(RLX__K_SWIGLU_SCALED, "swiglu_scaled", 0)               \
+    X(RLX__K_LAST_TOKEN_NORM, "last_token_rms_norm", 0)
+
+typedef enum rlx__kkind {
+#define RLX__K_ENUM(e, name, standalone) e,
+    RLX__KERNEL_MAP(RLX__K_ENUM)
+#undef RLX__K_ENUM
+    RLX__K_COUNT
+} rlx__kkind;
+
+const char *rlx__kernel_name(rlx__kkind k);
+int rlx__kernel_is_standalone_pass(rlx__kkind k);
+
+#define RLX__KERNEL_MAX_STAGES 12
+
+/* A buffer of the plan: a model value (value >= 0), or one the planner adds (packed GEMM
+ * outputs, row scales). */
+typedef struct rlx__buf {
+    int value;        /* model value id, -1 for planner buffers */
+    rlx__rows rows;
+    int64_t fixed_rows;
+    int64_t cols;
+    int elem;         /* bytes per element */
+    int kind;         /* 0 activation (act dtype), 1 f32, 2 i32 */
+} rlx__buf;
+
+/* A weight the planner derives: rows of source weights stacked, each column c scaled by γ[c]
+ * when gamma >= 0 (done in f32 at upload, then rounded once). */
+typedef struct rlx__dweight {
+    int n_parts;
+    int src[3];       /* model weight indices */
+    int gamma;        /* model weight index or -1 */
+    int64_t rows, cols;
+} rlx__dweight;
+
+typedef struct rlx__kernel {
+    rlx__kkind kind;
+    int n_stages;
+    int stages[RLX__KERNEL_MAX_STAGES]; /* stage indices of the model's list it covers */
+    int in[4];                          /* buffer ids (-1 = none) */
+    int out, out2;                      /* buffer ids (out2: the row scales a kernel also writes) */
+    int w, bias;                        /* weight ids: < n_weights model weights, else derived */
+    int residual;                       /* GEMM: buffer added with beta = 1 (-1 = none) */
+    int gamma;                          /* weight id of a norm γ read by the kernel (-1 = none) */
+    float eps;
+    int rope;                           /* flash_attention: apply RoPE */
+    int64_t n_cols;                     /* columns of the output (GEMM N) */
+    const rlx__stage *st;               /* the primary stage (attributes, name) */
+} rlx__kernel;
+
+typedef struct rlx__plan {
+    rlx_fusion_policy policy;
+    rlx_kdtype act_dtype;    /* activations on the device */
+    rlx__kernel *k;
+    int n, cap;
+    rlx__buf *buf;           /* [n_buf]; ids < n_values are the model's values */
+    int n_buf, cap_buf;
+    rlx__dweight *dw;        /* derived weights; weight id = n_weights + index */
+    int n_dw;
+    int n_weights;           /* the model's weight count (ids below it are model weights) */
+    char *used_weight;       /* [n_weights]: 1 if some kernel reads the weight as is */
+    size_t *offset;          /* [n_buf]: arena offset, SIZE_MAX when not in the arena */
+    size_t *bytes;           /* [n_buf]: bytes at capacity */
+    size_t arena_bytes;      /* peak activation bytes at capacity (max tokens, max sequences) */
+    size_t naive_bytes;      /* what the activations would take without reuse */
+    int output_buf;          /* buffer of the model's output */
+    int output_f32;          /* the output is written in f32 (by a GEMM), else in act_dtype */
+    char *missed;            /* fused policy: standalone passes left, "layer: stage (why)"; NULL if clean */
+    int n_missed;
+} rlx__plan;
+
+/* Builds the plan for model m at its capacity. */
+rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdtype act_dtype, rlx__plan *out);
+void rlx__plan_free(rlx__plan *p);
+/* Bytes a kernel reads and writes at T tokens and S sequences (weights included). */
+double rlx__kernel_bytes(const rlx__plan *p, const rlx_model *m, const rlx__kernel *k, int64_t T, int64_t S);
+/* Printable plan: one kernel per line, the stages it covers, the bytes it moves. */
+rlx_status rlx__plan_format(const rlx__plan *p, const rlx_model *m, char **text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,118 @@
+/* rlx check: validates an install — every kernel on random awkward shapes and a whole model on the
+ * device, against the CPU reference, with the bounds of NUMERICS.md. Exit 1 on any failure. */
+#include "check.h"
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void print_rows(const rlx__check_report *r, int from, const char *dtype) {
+    for (int i = from; i < r->n; i++) {
+        const rlx__check_row *x = &r->rows[i];
+        if (!strcmp(x->op, "model")) {
+            printf("%-11s %-58s %-5s %10.3e %10.3e  cos>=%.3f argmax %5.1f%%  %s\n", x->op, x->shape, x->dtype, x->nmse,
+                   x->max_err, x->extra, 100 * x->extra2, x->pass ? "pass" : "FAIL");
+        } else {
+            printf("%-11s %-58s %-5s %10.3e %10.3e %10.1e  %s\n", x->op, x->shape, dtype, x->nmse, x->max_err, x->bound,
+                   x->pass ? "pass" : "FAIL");
+        }
+        if (!x->pass && x->note[0]) printf("            ^ %s\n", x->note);
+    }
+}
+
+int cmd_check(int argc, char **argv) {
+    const char *model_dir = NULL;
+    rlx_device_kind dev = RLX_DEVICE_AUTO;
+    rlx_fusion_policy fusion = RLX_FUSION_FUSED;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = NULL;
+        if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion")) && i + 1 < argc) v = argv[++i];
+        else if (!strncmp(a, "--model=", 8)) v = a + 8, a = "--model";
+        else if (!strncmp(a, "--device=", 9)) v = a + 9, a = "--device";
+        else if (!strncmp(a, "--fusion=", 9)) v = a + 9, a = "--fusion";
+        else return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (see rlx help)", a);
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--device")) {
+            if (cli_parse_device(v, &dev)) return CLI_USAGE;
+            if (dev == RLX_DEVICE_CPU) return cli_error(CLI_USAGE, "check: --device must be a device (cuda or simt): the CPU is the reference");
+        } else if (!strcmp(a, "--fusion")) {
+            if (!strcmp(v, "fused")) fusion = RLX_FUSION_FUSED;
+            else if (!strcmp(v, "none")) fusion = RLX_FUSION_NONE;
+            else return cli_error(CLI_USAGE, "--fusion: '%s' is not fused or none", v);
+        }
+    }
+    if (dev == RLX_DEVICE_AUTO) {
+        /* the GPU when there is one, else the simt test device */
+        dev = RLX_DEVICE_CUDA;
+        const rlx__device_ops *ops = rlx__device_ops_for(RLX_DEVICE_CUDA);
+        rlx__device *d = NULL;
+        if (!ops || ops->open(0, &d)) dev = RLX_DEVICE_SIMT;
+        else ops->close(d);
+        rlx_clear_error();
+    }
+    const rlx__device_ops *ops = rlx__device_ops_for(dev);
+    if (!ops) return cli_error(CLI_RUNTIME, "check: device '%s' is not available in this build", rlx_device_kind_name(dev));
+    rlx__device *d = NULL;
+    rlx_status s = ops->open(0, &d);
+    if (s) return cli_status_error(s, "check");
+    printf("rlx check: device %s (%s)\n", rlx_device_kind_name(dev), ops->describe(d));
+    ops->close(d);
+
+    rlx__check_report r = {0};
+    printf("%-11s %-58s %-5s %10s %10s %10s  %s\n", "op", "shape", "dtype", "NMSE", "max err", "bound", "result");
+    int rc = CLI_OK;
+    const rlx_kdtype dts[2] = {RLX_K_BF16, RLX_K_F32};
+    for (int i = 0; i < 2 && rc == CLI_OK; i++) {
+        int from = r.n;
+        s = rlx__check_kernels(dev, dts[i], 1234 + (uint64_t)i, &r);
+        print_rows(&r, from, dts[i] == RLX_K_F32 ? "f32" : "bf16");
+        if (s) rc = cli_status_error(s, "check");
+    }
+    if (rc == CLI_OK) {
+        rlx_llama_config cfg;
+        rlx_weights *w = NULL;
+        rlx_flow *flow = NULL;
+        char label[160];
+        if (model_dir) {
+            cli_llama l;
+            if ((rc = cli_llama_open(model_dir, &l))) goto out;
+            w = l.weights;
+            cfg = l.cfg;
+            snprintf(label, sizeof label, "%s", model_dir);
+        } else {
+            s = rlx_llama_builtin_config("tiny", &cfg);
+            if (!s) s = rlx_llama_random_weights(&cfg, 42, RLX_DTYPE_BF16, &w);
+            if (s) {
+                rc = cli_status_error(s, "check");
+                goto out;
+            }
+            snprintf(label, sizeof label, "built-in tiny llama");
+        }
+        int64_t lens[3] = {33, 1, 17};
+        for (int q = 0; q < 3; q++)
+            if (lens[q] > cfg.max_position_embeddings) lens[q] = cfg.max_position_embeddings;
+        rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+        rp.batch = 3;
+        rp.seq = lens[0];
+        rp.last_token_logits = 0;
+        s = rlx_llama_flow(&cfg, &rp, &flow);
+        rlx_build_params bp = rlx_build_default_params();
+        bp.device = dev;
+        bp.fusion = fusion;
+        int from = r.n;
+        if (!s) s = rlx__check_model(flow, w, &bp, lens, 3, 99, label, &r);
+        print_rows(&r, from, "bf16");
+        if (s) rc = cli_status_error(s, "check: whole model");
+        rlx_flow_destroy(flow);
+        rlx_weights_destroy(w);
+    }
+out:
+    if (rc == CLI_OK) {
+        printf("%d checks, %d failed\n", r.n, r.failed);
+        if (r.failed) rc = CLI_RUNTIME;
+    }
+    rlx__check_report_free(&r);
+    return rc;
+}

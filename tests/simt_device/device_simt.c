@@ -1,0 +1,182 @@
+/* simt device: host memory for device memory, a reference GEMM with the cuBLASLt descriptor's
+ * semantics (f32 accumulation, epilogue bias, beta·C, one rounding to the output type), and the
+ * rlx_simt_* launchers (the kernels/ sources compiled through the simt harness). */
+#include "device.h"
+#include "rlx_simt_device.h"
+#include "rlx/weights.h"
+#include "rlx_simt/runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct rlx__device {
+    int unused;
+};
+
+static rlx_status sopen(int ordinal, rlx__device **out) {
+    (void)ordinal;
+    rlx__device *d = rlx__calloc(1, sizeof *d, "the simt device");
+    if (!d) return RLX_ERR_OUT_OF_MEMORY;
+    *out = d;
+    return RLX_OK;
+}
+
+static void sclose(rlx__device *d) { free(d); }
+
+static const char *describe(rlx__device *d) {
+    (void)d;
+    return "simt (CUDA kernels on the CPU, test device)";
+}
+
+static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
+    (void)d;
+    /* 256-byte aligned like cudaMalloc; poisoned so a kernel that reads before writing shows. */
+    size_t n = (bytes + 255) / 256 * 256;
+    *ptr = aligned_alloc(256, n ? n : 256);
+    if (!*ptr) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of (simt) device memory: %zu bytes for %s", bytes, what);
+    memset(*ptr, 0xff, n ? n : 256);
+    return RLX_OK;
+}
+
+static void sfree(rlx__device *d, void *p) {
+    (void)d;
+    free(p);
+}
+
+static rlx_status scopy(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
+    (void)d, (void)stream;
+    memmove(dst, src, n);
+    return RLX_OK;
+}
+
+static rlx_status smemset(rlx__device *d, void *dst, int byte, size_t n, void *stream) {
+    (void)d, (void)stream;
+    memset(dst, byte, n);
+    return RLX_OK;
+}
+
+static rlx_status ssync(rlx__device *d, void *stream) {
+    (void)d, (void)stream;
+    return RLX_OK;
+}
+
+static rlx_status scheck(rlx__device *d, int code, const char *what) {
+    (void)d;
+    if (!code) code = rlx_simt_last_status(1);
+    if (!code) return RLX_OK;
+    const char *msg = rlx_simt_last_error();
+    /* A failed launch (deadlock, divergent barrier, bad collective) leaves partial results: treat
+     * it like the GPU's sticky faults and retire the session. */
+    if (code == 719 /* cudaErrorLaunchFailure */)
+        return rlx__fail(RLX_ERR_SESSION_BROKEN, "simt kernel fault in %s: %s", what, *msg ? msg : "launch failure");
+    return rlx__fail(RLX_ERR_DEVICE, "simt launch of %s failed with CUDA error %d%s%s", what, code, *msg ? ": " : "", msg);
+}
+
+/* ---- reference GEMM ----------------------------------------------------------------------------- */
+
+static float ld_elem(const void *p, int64_t i, rlx_kdtype t) {
+    if (t == RLX_K_F32) return ((const float *)p)[i];
+    return rlx_bf16_to_f32(((const uint16_t *)p)[i]);
+}
+
+static void st_elem(void *p, int64_t i, float v, rlx_kdtype t) {
+    if (t == RLX_K_F32) ((float *)p)[i] = v;
+    else ((uint16_t *)p)[i] = rlx_f32_to_bf16(v);
+}
+
+typedef struct gemm_ctx {
+    const rlx__gemm_desc *g;
+    float *out; /* [M, N] f32 results, written back after every row is done (C may alias D) */
+} gemm_ctx;
+
+static void gemm_rows(int64_t m0, int64_t m1, void *arg) {
+    const gemm_ctx *c = arg;
+    const rlx__gemm_desc *g = c->g;
+    float *xr = malloc((size_t)g->K * sizeof(float));
+    if (!xr) return; /* out stays NaN-filled: the caller's comparison fails loudly */
+    for (int64_t m = m0; m < m1; m++) {
+        for (int64_t k = 0; k < g->K; k++) xr[k] = ld_elem(g->x, m * g->ldx + k, g->in_dtype);
+        for (int64_t n = 0; n < g->N; n++) {
+            float acc = 0.0f;
+            for (int64_t k = 0; k < g->K; k++) acc += xr[k] * ld_elem(g->w, n * g->ldw + k, g->in_dtype);
+            if (g->bias) acc += ld_elem(g->bias, n, g->in_dtype);
+            if (g->c && g->beta != 0.0f) acc += g->beta * ld_elem(g->c, m * g->ldc + n, g->out_dtype);
+            c->out[m * g->N + n] = acc;
+        }
+    }
+    free(xr);
+}
+
+static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
+    (void)d, (void)stream;
+    if (g->M < 0 || g->N < 1 || g->K < 1 || g->ldx < g->K || g->ldw < g->K || g->ldd < g->N || (g->c && g->ldc < g->N))
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "simt GEMM: bad descriptor M=%lld N=%lld K=%lld", (long long)g->M,
+                         (long long)g->N, (long long)g->K);
+    size_t n = (size_t)g->M * (size_t)g->N;
+    float *out = malloc((n ? n : 1) * sizeof(float));
+    if (!out) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "simt GEMM: %zu bytes of scratch", n * sizeof(float));
+    for (size_t i = 0; i < n; i++) out[i] = __builtin_nanf("");
+    gemm_ctx c = {g, out};
+    rlx__parallel_for(g->M, 0, gemm_rows, &c);
+    for (int64_t m = 0; m < g->M; m++)
+        for (int64_t j = 0; j < g->N; j++) st_elem(g->d, m * g->ldd + j, out[m * g->N + j], g->out_dtype);
+    free(out);
+    return RLX_OK;
+}
+
+/* ---- timers: the host clock (launches are synchronous) ------------------------------------------ */
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
+static rlx_status dev_timer_create(rlx__device *d, int n, void **timer) {
+    (void)d;
+    *timer = rlx__calloc((size_t)n, sizeof(double), "simt timer marks");
+    return *timer ? RLX_OK : RLX_ERR_OUT_OF_MEMORY;
+}
+
+static rlx_status dev_timer_mark(rlx__device *d, void *timer, int i, void *stream) {
+    (void)d, (void)stream;
+    ((double *)timer)[i] = now_ms();
+    return RLX_OK;
+}
+
+static rlx_status dev_timer_read(rlx__device *d, void *timer, int n, double *ms) {
+    (void)d;
+    const double *t = timer;
+    for (int i = 0; i + 1 < n; i++) ms[i] = t[i + 1] - t[i];
+    return RLX_OK;
+}
+
+static void dev_timer_destroy(rlx__device *d, void *timer, int n) {
+    (void)d, (void)n;
+    free(timer);
+}
+
+static const rlx__device_ops simt_ops = {
+    .name = "simt",
+    .kind = RLX_DEVICE_SIMT,
+    .open = sopen,
+    .close = sclose,
+    .describe = describe,
+    .alloc = salloc,
+    .free = sfree,
+    .h2d = scopy,
+    .d2h_sync = scopy,
+    .memset = smemset,
+    .gemm = sgemm,
+    .check = scheck,
+    .sync = ssync,
+    .timer_create = dev_timer_create,
+    .timer_mark = dev_timer_mark,
+    .timer_read = dev_timer_read,
+    .timer_destroy = dev_timer_destroy,
+    .k = {rlx_simt_embed, rlx_simt_rms_norm, rlx_simt_rope, rlx_simt_attention, rlx_simt_add, rlx_simt_silu_mul,
+          rlx_simt_last_token, .last_token_rms_norm = rlx_simt_last_token_rms_norm},
+};
+
+void rlx_simt_device_install(void) { rlx__device_install(&simt_ops); }

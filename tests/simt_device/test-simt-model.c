@@ -1,0 +1,139 @@
+/* Whole models on the simt device (the kernel plan, buffer reuse and every kernel run on the CPU)
+ * against the CPU reference and against the transformers fixtures, with the bf16 whole-model
+ * bounds of NUMERICS.md; f32 device mode against the reference with a tight bound. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "npy.h"
+#include "rlx_simt_device.h"
+#include "testutil.h"
+
+static rlx_flow *llama_flow(const rlx_llama_config *c, int64_t batch, int64_t seq) {
+    rlx_llama_recipe_params p = rlx_llama_recipe_default_params();
+    p.batch = batch;
+    p.seq = seq;
+    p.last_token_logits = 0;
+    rlx_flow *f;
+    cr_assert_eq(rlx_llama_flow(c, &p, &f), RLX_OK, "%s", rlx_last_error());
+    return f;
+}
+
+Test(simt_model, tiny_llama_matches_cpu_reference) {
+    rlx_simt_device_install();
+    rlx_llama_config c;
+    cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
+    c.num_hidden_layers = 2;
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&c, 5, RLX_DTYPE_BF16, &w), RLX_OK);
+    int64_t lens[3] = {17, 1, 9};
+    rlx_flow *f = llama_flow(&c, 3, 17);
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = RLX_DEVICE_SIMT;
+    const rlx_fusion_policy pol[2] = {RLX_FUSION_NONE, RLX_FUSION_FUSED};
+    const rlx_precision prec[2] = {RLX_PRECISION_BF16, RLX_PRECISION_F32};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            bp.fusion = pol[i];
+            bp.precision = prec[j];
+            rlx__check_report r = {0};
+            cr_assert_eq(rlx__check_model(f, w, &bp, lens, 3, 7, "tiny", &r), RLX_OK, "%s", rlx_last_error());
+            cr_assert_eq(r.n, 1);
+            const rlx__check_row *x = &r.rows[0];
+            cr_expect(x->pass, "fusion %d precision %d: %s", i, j, x->note);
+            if (prec[j] == RLX_PRECISION_F32)
+                cr_expect(x->max_err <= 1e-4 && x->extra2 == 1.0, "f32 device mode: max|d|/max|ref| %.3g, argmax %.3f", x->max_err,
+                          x->extra2);
+            rlx__check_report_free(&r);
+        }
+    rlx_flow_destroy(f);
+    rlx_weights_destroy(w);
+}
+
+static const char *cases[] = {"gqa_tied_f32", "mqa_untied_bf16", "llama3_scaling_f32", "head_dim_explicit_f32",
+                              "sharded_bf16", "legacy_config_f32", "f16", "single_token_f32"};
+
+/* bf16 device logits against transformers' own f32 logits. */
+Test(simt_model, hf_fixtures_within_bf16_bounds) {
+    rlx_simt_device_install();
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        char dir[1024], path[1100];
+        snprintf(dir, sizeof dir, "%s/llama/%s", rlxt_fixtures_dir(), cases[ci]);
+        rlx_weights *w;
+        cr_assert_eq(rlx_weights_open(dir, &w), RLX_OK, "%s", rlx_last_error());
+        rlx_llama_config c;
+        cr_assert_eq(rlx_llama_config_parse(rlx_weights_config_json(w), dir, &c), RLX_OK, "%s", rlx_last_error());
+        snprintf(path, sizeof path, "%s/tokens.json", dir);
+        json_error_t err;
+        json_t *j = json_load_file(path, 0, &err);
+        cr_assert(j);
+        json_t *rows = json_object_get(j, "tokens");
+        int64_t B = (int64_t)json_array_size(rows), S = (int64_t)json_array_size(json_array_get(rows, 0));
+        int32_t *tok = malloc(sizeof(int32_t) * (size_t)(B * S));
+        int64_t lens[16];
+        for (int64_t b = 0; b < B; b++) {
+            lens[b] = S;
+            for (int64_t t = 0; t < S; t++)
+                tok[b * S + t] = (int32_t)json_integer_value(json_array_get(json_array_get(rows, (size_t)b), (size_t)t));
+        }
+        json_decref(j);
+        float *ref;
+        int nd;
+        int64_t shape[4];
+        snprintf(path, sizeof path, "%s/logits.npy", dir);
+        cr_assert_eq(rlx__npy_read_f32(path, &ref, &nd, shape, 4), RLX_OK);
+        rlx_flow *f = llama_flow(&c, B, S);
+        rlx_build_params bp = rlx_build_default_params();
+        bp.device = RLX_DEVICE_SIMT;
+        rlx_model *m;
+        cr_assert_eq(rlx_model_build(f, w, &bp, &m), RLX_OK, "%s: %s", cases[ci], rlx_last_error());
+        cr_expect_eq(rlx_model_device(m), RLX_DEVICE_SIMT);
+        rlx_session *s;
+        cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
+        cr_assert_eq(rlx_session_prefill(s, tok, B * S, lens, B, NULL), RLX_OK, "%s: %s", cases[ci], rlx_last_error());
+        int64_t V = shape[2];
+        float *got = malloc(sizeof(float) * (size_t)(B * S * V));
+        cr_assert_eq(rlx_session_output_to_host(s, got, (size_t)(B * S * V)), RLX_OK, "%s", rlx_last_error());
+        double mc, rel, agree;
+        rlx__compare_logits(got, ref, B * S, V, &mc, &rel, &agree);
+        cr_expect(mc >= 0.999 && rel <= 3e-2 && agree >= 0.95, "%s: min cosine %.6f, max|d|/max|ref| %.3g, argmax %.3f",
+                  cases[ci], mc, rel, agree);
+        free(got), free(ref), free(tok);
+        rlx_session_destroy(s);
+        rlx_model_destroy(m);
+        rlx_flow_destroy(f);
+        rlx_weights_destroy(w);
+    }
+}
+
+Test(simt_model, session_state_and_capacity) {
+    rlx_simt_device_install();
+    rlx_llama_config c;
+    rlx_llama_builtin_config("tiny", &c);
+    c.num_hidden_layers = 1;
+    rlx_weights *w;
+    rlx_llama_random_weights(&c, 9, RLX_DTYPE_F32, &w);
+    rlx_llama_recipe_params p = rlx_llama_recipe_default_params();
+    p.batch = 2;
+    p.seq = 8;
+    rlx_flow *f;
+    rlx_llama_flow(&c, &p, &f);
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = RLX_DEVICE_SIMT;
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(f, w, &bp, &m), RLX_OK, "%s", rlx_last_error());
+    rlx_session *s;
+    rlx_session_create(m, &s);
+    int32_t tok[17] = {1, 2, 3};
+    float out[2048];
+    cr_expect_eq(rlx_session_output_to_host(s, out, 2048), RLX_ERR_INVALID_ARGUMENT); /* nothing ran yet */
+    cr_expect_eq(rlx_session_prefill(s, tok, 17, NULL, 1, NULL), RLX_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(rlx_session_prefill(s, tok, 3, NULL, 1, NULL), RLX_OK, "%s", rlx_last_error());
+    cr_expect_eq(rlx_session_output_to_host(s, out, 2048), RLX_OK);
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    rlx_flow_destroy(f);
+    rlx_weights_destroy(w);
+}
