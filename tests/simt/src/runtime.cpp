@@ -150,12 +150,22 @@ struct Fiber {
     std::vector<CpOp> cp;
     unsigned cp_commits = 0;
     void *asan_fake = nullptr;
+    unsigned pos = 0; // position in a pass
+};
+
+// A warp collective in progress: the lanes that arrived so far, waiting for the rest of mask.
+struct Group {
+    unsigned mask;
+    unsigned arrived;
+    const char *op;
 };
 
 struct Warp {
     unsigned present; // lanes that exist (the last warp of a block may be partial)
     unsigned exited;
     unsigned waiting; // lanes blocked in a warp collective
+    unsigned ngroups; // open collectives; disjoint masks may be in flight together
+    Group groups[32];
 };
 
 struct Launch {
@@ -204,6 +214,7 @@ struct Worker {
     Block *block = nullptr;
     Fiber *cur = nullptr;
     bctx::fcontext_t sched_fc = nullptr;
+    void *sched_fake = nullptr;
     const void *sched_lo = nullptr;
     size_t sched_size = 0;
     uint64_t switches = 0;
@@ -283,37 +294,75 @@ void fail_block(Block &B, const Fiber &f, const Text &what) {
 }
 
 // ---- fiber switching -------------------------------------------------------------------------
+// A pass runs the runnable fibers in position order (position k is thread k forward, thread
+// n-1-k in reverse). A fiber that blocks switches straight to the next runnable fiber of the pass
+// (one switch instead of two through the scheduler); the last one switches to the scheduler,
+// which starts the next pass. Every jump passes the slot where the jumper's continuation is to
+// be stored, and the side that lands stores it there.
 
-// Scheduler -> fiber.
-void resume(Worker &W, Fiber &f) {
-    W.cur = &f;
-    tls_cur = &f.ctx;
-#if RLX_SIMT_ASAN
-    void *fake = nullptr;
-    __sanitizer_start_switch_fiber(&fake, f.stack_lo, f.stack_size);
-#endif
-    bctx::transfer_t t = bctx::jump_fcontext(f.fc, &f);
-#if RLX_SIMT_ASAN
-    __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-#endif
-    f.fc = t.fctx;
-    tls_cur = nullptr;
-    W.cur = nullptr;
-    W.switches += 2;
+Fiber *next_in_pass(Worker &W, unsigned from_pos) {
+    Block &B = *W.block;
+    if (B.failed || B.L->failed.load(std::memory_order_relaxed)) return nullptr;
+    const bool rev = B.L->reverse;
+    for (unsigned k = from_pos; k < B.n; ++k) {
+        Fiber &f = B.fibers[rev ? B.n - 1 - k : k];
+        if (f.state == State::Runnable) return &f;
+    }
+    return nullptr;
 }
 
-// Fiber -> scheduler; returns when the scheduler resumes this fiber.
+// Runs in the context that was just switched to (`self`; null for the scheduler).
+inline void landed(Worker &W, bctx::transfer_t t, Fiber *self) {
+    *static_cast<bctx::fcontext_t *>(t.data) = t.fctx;
+#if RLX_SIMT_ASAN
+    const void *lo = nullptr;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(self ? self->asan_fake : W.sched_fake, &lo, &size);
+    if (t.data == &W.sched_fc) { // came from the scheduler: remember its stack for the way back
+        W.sched_lo = lo;
+        W.sched_size = size;
+    }
+#else
+    (void)W;
+    (void)self;
+#endif
+}
+
+// From the running context (fiber `from`, or the scheduler when null) to fiber `to` (or the
+// scheduler when null); returns when something switches back to `from`.
+void switch_to(Worker &W, Fiber *from, Fiber *to) {
+    bctx::fcontext_t *slot = from ? &from->fc : &W.sched_fc;
+    const bctx::fcontext_t target = to ? to->fc : W.sched_fc;
+    W.cur = to;
+    tls_cur = to ? &to->ctx : nullptr;
+    W.switches++;
+#if RLX_SIMT_ASAN
+    __sanitizer_start_switch_fiber(from ? &from->asan_fake : &W.sched_fake,
+                                   to ? to->stack_lo : W.sched_lo,
+                                   to ? to->stack_size : W.sched_size);
+#endif
+    bctx::transfer_t t = bctx::jump_fcontext(target, slot);
+    landed(W, t, from);
+}
+
+// The running fiber leaves for good (it exited, or its block failed).
+[[noreturn]] void switch_away_for_good(Worker &W, Fiber *from, Fiber *to) {
+    const bctx::fcontext_t target = to ? to->fc : W.sched_fc;
+    W.cur = to;
+    tls_cur = to ? &to->ctx : nullptr;
+    W.switches++;
+#if RLX_SIMT_ASAN
+    __sanitizer_start_switch_fiber(nullptr, to ? to->stack_lo : W.sched_lo,
+                                   to ? to->stack_size : W.sched_size); // drops its fake stack
+#endif
+    bctx::jump_fcontext(target, &from->fc);
+    abort(); // unreachable: an exited or dead fiber is never resumed
+}
+
+// The running fiber has blocked (or released others); let the rest of the pass run.
 void yield(Worker &W) {
-    Fiber *f = W.cur;
-#if RLX_SIMT_ASAN
-    __sanitizer_start_switch_fiber(&f->asan_fake, W.sched_lo, W.sched_size);
-#endif
-    bctx::transfer_t t = bctx::jump_fcontext(W.sched_fc, nullptr);
-    W.sched_fc = t.fctx;
-#if RLX_SIMT_ASAN
-    __sanitizer_finish_switch_fiber(f->asan_fake, &W.sched_lo, &W.sched_size);
-#endif
-    (void)f;
+    Fiber *me = W.cur;
+    switch_to(W, me, next_in_pass(W, me->pos + 1));
 }
 
 // Fails the launch from the running fiber and parks it for good: the scheduler abandons the
@@ -322,8 +371,7 @@ void yield(Worker &W) {
     Fiber &f = *W.cur;
     fail_block(*W.block, f, what);
     f.state = State::Dead;
-    yield(W);
-    abort(); // unreachable: a Dead fiber is never resumed
+    switch_away_for_good(W, &f, nullptr);
 }
 
 // ---- block barrier ---------------------------------------------------------------------------
@@ -368,19 +416,25 @@ void arrive_block_barrier(const char *op, int pred, const char *file, int line) 
 
 // ---- warp collectives ------------------------------------------------------------------------
 
-void complete_warp_collective(Worker &W, Block &B, unsigned warp, unsigned need, CombineFn fn) {
+// Runs the combine step of group gi (all its lanes have arrived) and releases its lanes.
+void complete_warp_collective(Worker &W, Block &B, unsigned warp, unsigned gi, CombineFn fn) {
+    Warp &w = B.warps[warp];
+    const unsigned need = w.groups[gi].mask & w.present;
     Fiber *base = B.fibers + warp * 32;
     void *lanes[32] = {};
-    for (unsigned l = 0; l < 32; ++l)
-        if (need >> l & 1u) lanes[l] = base[l].wdata;
+    for (unsigned rest = need; rest; rest &= rest - 1) {
+        const unsigned l = (unsigned)__builtin_ctz(rest);
+        lanes[l] = base[l].wdata;
+    }
     const char *err = fn(lanes, need);
     if (err) fail_here(W, fmt("%s: %s", wait_site(*W.cur).c_str(), err));
-    for (unsigned l = 0; l < 32; ++l) {
-        if (!(need >> l & 1u)) continue;
-        base[l].state = State::Runnable;
-        base[l].wdata = nullptr;
+    for (unsigned rest = need; rest; rest &= rest - 1) {
+        Fiber &g = base[__builtin_ctz(rest)];
+        g.state = State::Runnable;
+        g.wdata = nullptr;
     }
-    B.warps[warp].waiting &= ~need;
+    w.waiting &= ~need;
+    w.groups[gi] = w.groups[--w.ngroups];
 }
 
 void arrive_warp_collective(const char *op, unsigned mask, void *data, CombineFn fn,
@@ -399,23 +453,30 @@ void arrive_warp_collective(const char *op, unsigned mask, void *data, CombineFn
         fail_here(W, fmt("%s: mask 0x%08x names lane %u, which has exited",
                          site(op, file, line).c_str(), mask, l));
     }
-    // Two lanes that name each other must meet in the same intrinsic with the same mask, or they
-    // wait for each other forever. A lane waiting in a collective that this one does not need
-    // (or that does not need this lane) is fine: it may come here afterwards (independent thread
-    // scheduling); longer cycles are found as deadlocks when no fiber can run.
+    // Join the open collective with the same intrinsic and mask, or open one. Two lanes that
+    // name each other must meet in the same intrinsic with the same mask, or they wait for each
+    // other forever. A lane waiting in a collective that does not name this lane (or that this
+    // one does not need) is fine: it may come here afterwards (independent thread scheduling);
+    // longer cycles are found as deadlocks when no fiber can run.
     Fiber *base = B.fibers + f.ctx.warp * 32;
-    unsigned arrived = bit;
-    for (unsigned rest = w.waiting; rest; rest &= rest - 1) {
-        const unsigned l = (unsigned)__builtin_ctz(rest);
-        const Fiber &g = base[l];
-        const bool same = g.wmask == mask && same_str(g.op, op);
-        if ((g.wmask & bit) && (need >> l & 1u) && !same)
+    unsigned gi = w.ngroups;
+    for (unsigned i = 0; i < w.ngroups; ++i) {
+        const Group &G = w.groups[i];
+        if (G.mask == mask && same_str(G.op, op)) {
+            gi = i;
+            continue;
+        }
+        if ((G.mask & bit) && (need & G.arrived)) {
+            const Fiber &g = base[__builtin_ctz(need & G.arrived)];
             fail_here(W, fmt("divergent warp collective: %s (mask 0x%08x) while %s waits for this "
                              "lane at %s (mask 0x%08x)",
                              site(op, file, line).c_str(), mask, thread_name(g).c_str(),
                              wait_site(g).c_str(), g.wmask));
-        if (same) arrived |= 1u << l;
+        }
     }
+    if (gi == w.ngroups) w.groups[w.ngroups++] = Group{mask, 0, op};
+    Group &G = w.groups[gi];
+    G.arrived |= bit;
     f.state = State::WarpBar;
     f.op = op;
     f.file = file;
@@ -424,7 +485,7 @@ void arrive_warp_collective(const char *op, unsigned mask, void *data, CombineFn
     f.wdata = data;
     f.wfn = fn;
     w.waiting |= bit;
-    if ((arrived & need) == need) complete_warp_collective(W, B, f.ctx.warp, need, fn);
+    if ((G.arrived & need) == need) complete_warp_collective(W, B, f.ctx.warp, gi, fn);
     yield(W);
 }
 
@@ -436,11 +497,12 @@ void on_exit(Worker &W) {
     Warp &w = B.warps[f.ctx.warp];
     const unsigned bit = 1u << f.ctx.lane;
     Fiber *base = B.fibers + f.ctx.warp * 32;
-    for (unsigned l = 0; l < 32; ++l) {
-        if ((w.waiting >> l & 1u) && (base[l].wmask & bit))
-            fail_here(W, fmt("exits while %s waits for it at %s (mask 0x%08x)",
-                             thread_name(base[l]).c_str(), wait_site(base[l]).c_str(),
-                             base[l].wmask));
+    for (unsigned i = 0; i < w.ngroups; ++i) {
+        const Group &G = w.groups[i];
+        if (!(G.mask & bit)) continue;
+        const Fiber &g = base[__builtin_ctz(G.arrived)];
+        fail_here(W, fmt("exits while %s waits for it at %s (mask 0x%08x)", thread_name(g).c_str(),
+                         wait_site(g).c_str(), G.mask));
     }
     if (B.L->strict && B.arrived > 0)
         fail_here(W, fmt("exits while %u thread(s) wait at %s, e.g. %s (threads must not exit "
@@ -457,18 +519,12 @@ void on_exit(Worker &W) {
 
 void fiber_entry(bctx::transfer_t t) {
     Worker &W = t_worker;
-    W.sched_fc = t.fctx;
-#if RLX_SIMT_ASAN
-    __sanitizer_finish_switch_fiber(nullptr, &W.sched_lo, &W.sched_size);
-#endif
+    Fiber *self = W.cur;
+    landed(W, t, self);
     Launch &L = *W.block->L;
     L.entry(L.ctx);
     on_exit(W);
-#if RLX_SIMT_ASAN
-    __sanitizer_start_switch_fiber(nullptr, W.sched_lo, W.sched_size); // this fiber is done
-#endif
-    bctx::jump_fcontext(W.sched_fc, nullptr);
-    abort(); // unreachable: an exited fiber is never resumed
+    switch_away_for_good(W, self, next_in_pass(W, self->pos + 1));
 }
 
 // ---- the per-block scheduler -----------------------------------------------------------------
@@ -532,7 +588,8 @@ void run_block(Launch &L, uint64_t linear_block) {
     B.live = n;
     for (unsigned w = 0; w < B.nwarps; ++w) {
         const unsigned lanes = n - w * 32 >= 32 ? 32 : n - w * 32;
-        B.warps[w] = Warp{lanes == 32 ? ~0u : (1u << lanes) - 1, 0, 0};
+        B.warps[w].present = lanes == 32 ? ~0u : (1u << lanes) - 1;
+        B.warps[w].exited = B.warps[w].waiting = B.warps[w].ngroups = 0;
     }
     // Dynamic shared memory: an exact-size heap block (so ASan sees overruns), NaN-filled so a
     // read before the first write shows up in the output.
@@ -555,6 +612,7 @@ void run_block(Launch &L, uint64_t linear_block) {
         f.ctx.linear = i;
         f.ctx.lane = i & 31;
         f.ctx.warp = i >> 5;
+        f.pos = L.reverse ? n - 1 - i : i;
         f.state = State::Runnable;
         f.op = f.file = nullptr;
         f.line = 0;
@@ -571,22 +629,17 @@ void run_block(Launch &L, uint64_t linear_block) {
 
     W.block = &B;
     for (;;) {
-        bool progress = false;
-        for (unsigned k = 0; k < n && !B.failed; ++k) {
-            Fiber &f = W.fibers[L.reverse ? n - 1 - k : k];
-            if (f.state != State::Runnable) continue;
-            resume(W, f);
-            progress = true;
-        }
         if (B.failed || B.live == 0) break;
         if (L.failed.load()) { // another block failed: stop this one too
             B.failed = true;
             break;
         }
-        if (!progress) {
+        Fiber *first = next_in_pass(W, 0);
+        if (!first) { // live threads, none can run
             diagnose_deadlock(B);
             break;
         }
+        switch_to(W, nullptr, first); // one pass
     }
     W.block = nullptr;
 #if RLX_SIMT_ASAN
