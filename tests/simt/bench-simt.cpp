@@ -1,6 +1,7 @@
 // bench-simt: how fast the simt harness runs kernels (not a test: it only reports).
 //   fiber switch      ns per context switch, from barrier- and shuffle-bound kernels
 //   thread start      ns per CUDA thread of an almost empty kernel (fiber setup + run + exit)
+//   launch            ms per launch of a tiny kernel (inline for one block; block pool otherwise)
 // Run: ./bench-simt  (RLX_SIMT_THREADS=1 for the single-thread numbers)
 #include "rlx_simt/runtime.h"
 #include "simt_test_kernels.h"
@@ -38,5 +39,7 @@ int main() {
     measure("shuffles: 1 block x 1024 threads x 200", [&] { return simt_bench_shuffles(o, 200, 1, 1024, nullptr); }, 5);
     measure("empty: 64 blocks x 1024 threads", [&] { return simt_bench_barriers(o, 0, 64, 1024, nullptr); }, 5);
     measure("empty: 1024 blocks x 32 threads", [&] { return simt_bench_barriers(o, 0, 1024, 32, nullptr); }, 5);
+    measure("launch: 1 block x 32 threads, empty", [&] { return simt_bench_barriers(o, 0, 1, 32, nullptr); }, 2000);
+    measure("launch: 4 blocks x 32 threads, empty", [&] { return simt_bench_barriers(o, 0, 4, 32, nullptr); }, 2000);
     return 0;
 }

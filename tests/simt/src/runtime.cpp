@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdarg>
@@ -179,6 +180,7 @@ struct Launch {
     bool reverse, strict;
     size_t stack;
     std::atomic<uint64_t> next{0};
+    std::atomic<int> helper_slots{0}; // pool helpers that take part (the rest go back to sleep)
     std::atomic<bool> failed{false};
     std::mutex error_mutex;
     std::string error;
@@ -687,7 +689,7 @@ struct Pool {
                 seen = gen;
                 L = job;
             }
-            work(*L);
+            if (L->helper_slots.fetch_sub(1) > 0) work(*L);
             std::lock_guard<std::mutex> lk(m);
             if (--busy == 0) cv_done.notify_all();
         }
@@ -837,7 +839,10 @@ extern "C" int rlx_simt_launch(const char *kernel_name, rlx_simt_dim3 grid, rlx_
         std::lock_guard<std::mutex> lk(g_launch_mutex);
         std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, atfork_child); });
         const unsigned want = (unsigned)pool_threads();
-        const unsigned workers = L.nblocks < want ? (unsigned)L.nblocks : want;
+        // Waking helpers costs tens of microseconds: worth it only with at least ~1024 CUDA
+        // threads of work per OS thread.
+        const uint64_t by_work = std::max<uint64_t>(1, L.nblocks * L.nthreads / 1024);
+        const unsigned workers = (unsigned)std::min<uint64_t>({want, L.nblocks, by_work});
         if (workers <= 1) {
             work(L);
         } else {
@@ -846,6 +851,7 @@ extern "C" int rlx_simt_launch(const char *kernel_name, rlx_simt_dim3 grid, rlx_
                 g_pool = new Pool(want - 1);
                 g_pool_size = want;
             }
+            L.helper_slots.store((int)workers - 1);
             g_pool->run(L);
         }
     }
