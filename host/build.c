@@ -243,6 +243,33 @@ static void infer(rlx_model *m, problems *pr) {
             break;
         }
         case RLX__OP_LAST_TOKEN: out->cols = xc; break;
+        case RLX__OP_INPUT_IDS:
+        case RLX__OP_POSITIONS: break; /* i32, one column, set by the builder */
+        case RLX__OP_GATHER_ADD: {
+            /* table [rows, H]: expect_rows is the config's row count (0 = any); the ids are
+             * checked against the real rows at every prefill */
+            const rlx_tensor_view *v = wview(m, i, 0);
+            check_w(pr, m, i, 0, st->expect_rows, xc, "(one row per id, as many columns as the input has features)");
+            out->cols = xc ? xc : (v && v->ndim == 2 ? v->shape[1] : 0);
+            break;
+        }
+        case RLX__OP_LAYER_NORM: {
+            const rlx_tensor_view *v = wview(m, i, 0);
+            check_w(pr, m, i, 0, xc, -1, "(one gamma per feature)");
+            if (st->wkey[1]) check_w(pr, m, i, 1, xc ? xc : (v && v->ndim == 1 ? v->shape[0] : 0), -1, "(one beta per feature)");
+            out->cols = xc ? xc : (v && v->ndim == 1 ? v->shape[0] : 0);
+            break;
+        }
+        case RLX__OP_SLICE_COLS:
+            if (xc && st->slice_begin + st->slice_width > xc)
+                problem(pr, RLX_ERR_SHAPE, "stage %s: columns [%lld, %lld) of an input with %lld features", st->name,
+                        (long long)st->slice_begin, (long long)(st->slice_begin + st->slice_width), (long long)xc);
+            out->cols = st->slice_width;
+            break;
+        case RLX__OP_GELU:
+        case RLX__OP_CLS_POOL:
+        case RLX__OP_MEAN_POOL:
+        case RLX__OP_L2_NORMALIZE: out->cols = xc; break;
         case RLX__OP_LLAMA_LAYER:
         case RLX__OP_COUNT:
             problem(pr, RLX_ERR_INTERNAL, "stage %s: op %s survived expansion", st->name, rlx__op_name(st->op));

@@ -276,6 +276,16 @@ rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, in
             for (int64_t sq = 0; sq < b->n_seqs; sq++)
                 memcpy(y + sq * cols, in[0] + (b->seq_start[sq + 1] - 1) * cols, (size_t)cols * sizeof(float));
             break;
+        /* encoder stages (cpu_ref_encoder.c); i32 values live in the same 4-byte buffers */
+        case RLX__OP_INPUT_IDS: s = rlx__cpu_input_ids((int32_t *)(void *)y, m, i, b); break;
+        case RLX__OP_POSITIONS: rlx__ref_positions((int32_t *)(void *)y, b->seq_start, b->n_seqs); break;
+        case RLX__OP_GATHER_ADD: s = rlx__cpu_gather_add(y, in[0], (const int32_t *)(const void *)in[1], m, i, rows, cols); break;
+        case RLX__OP_LAYER_NORM: rlx__ref_layer_norm(y, in[0], w[0], w[1], rows, cols, st->eps); break;
+        case RLX__OP_GELU: rlx__ref_gelu(y, in[0], rows * cols); break;
+        case RLX__OP_SLICE_COLS: rlx__ref_slice_cols(y, in[0], rows, xc, st->slice_begin, cols); break;
+        case RLX__OP_CLS_POOL: rlx__ref_cls_pool(y, in[0], b->seq_start, b->n_seqs, cols); break;
+        case RLX__OP_MEAN_POOL: rlx__ref_mean_pool(y, in[0], b->seq_start, b->n_seqs, cols); break;
+        case RLX__OP_L2_NORMALIZE: rlx__ref_l2_normalize(y, in[0], rows, cols); break;
         default: s = rlx__fail(RLX_ERR_INTERNAL, "CPU reference: stage %s has op %s it cannot run", st->name, rlx__op_name(st->op));
         }
         for (int k = 0; k < st->n_in; k++) {

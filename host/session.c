@@ -1,4 +1,5 @@
 /* Sessions: per-request state and the prefill entry point. */
+#include "rlx/encoder.h"
 #include "stages.h"
 
 #include <stdlib.h>
@@ -8,6 +9,8 @@ struct rlx_session {
     const rlx_model *model;
     float *output;  /* host copy of the last output [rows, cols] */
     int64_t rows, cols;
+    const rlx_named_ids *inputs; /* named inputs of the rlx_session_prefill_ex call under way */
+    int64_t n_inputs;
 };
 
 rlx_status rlx_session_create(const rlx_model *m, rlx_session **out) {
@@ -68,7 +71,12 @@ rlx_status rlx_session_prefill(rlx_session *s, const int32_t *tokens, int64_t n_
             return rlx__fail(RLX_ERR_TOKEN_RANGE, "prefill: token %lld (id %ld) is outside the vocabulary [0, %lld)", (long long)t,
                              (long)tokens[t], (long long)m->vocab);
         }
-    rlx__batch b = {tokens, n_tokens, start, n_seqs};
+    rlx__batch b = {tokens, n_tokens, start, n_seqs, s->inputs, s->n_inputs};
+    rlx_status in_st = rlx__check_batch_inputs(m, &b);
+    if (in_st) {
+        free(start);
+        return in_st;
+    }
     float *out = NULL;
     int64_t rows = 0, cols = 0;
     rlx_status st = rlx__cpu_run(m, &b, &out, &rows, &cols);
@@ -98,4 +106,15 @@ rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacit
                          (long long)s->rows, (long long)s->cols, capacity);
     memcpy(dst, s->output, n * sizeof(float));
     return RLX_OK;
+}
+
+rlx_status rlx_session_prefill_ex(rlx_session *s, const rlx_prefill_batch *pb, void *stream) {
+    if (!s || !pb) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill_ex: session and batch are required");
+    /* The named inputs ride along for this one call; rlx_session_prefill checks and uses them. */
+    s->inputs = pb->inputs;
+    s->n_inputs = pb->n_inputs;
+    rlx_status st = rlx_session_prefill(s, pb->tokens, pb->n_tokens, pb->seq_lens, pb->n_seqs, stream);
+    s->inputs = NULL;
+    s->n_inputs = 0;
+    return st;
 }

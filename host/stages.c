@@ -168,6 +168,14 @@ rlx_status rlx__slist_format(const rlx__slist *l, char **text) {
             sb_printf(&b, "  theta=%g positions=%lld%s", s->rope.theta, (long long)s->rope.max_positions,
                       s->rope.scaling == RLX_ROPE_SCALING_LLAMA3 ? " llama3" : "");
             break;
+        case RLX__OP_LAYER_NORM: sb_printf(&b, "  eps=%g", s->eps); break;
+        case RLX__OP_SLICE_COLS:
+            sb_printf(&b, "  cols=[%lld, %lld)", (long long)s->slice_begin, (long long)(s->slice_begin + s->slice_width));
+            break;
+        case RLX__OP_INPUT_IDS: sb_printf(&b, "  %s", s->required ? "required" : "optional (absent = zeros)"); break;
+        case RLX__OP_GATHER_ADD:
+            if (s->expect_rows) sb_printf(&b, "  rows=%lld", (long long)s->expect_rows);
+            break;
         default: break;
         }
         sb_printf(&b, "\n");

@@ -29,7 +29,16 @@ extern "C" {
     X(RLX__OP_ADD, "add")                     /* a, b -> a + b */                            \
     X(RLX__OP_SILU_MUL, "silu_mul")           /* g, u -> silu(g)·u */                        \
     X(RLX__OP_LAST_TOKEN, "last_token")       /* x[T,H] -> [S,H] */                          \
-    X(RLX__OP_LLAMA_LAYER, "llama_layer")     /* composite: x, cos, sin + 9 weights */
+    X(RLX__OP_LLAMA_LAYER, "llama_layer")     /* composite: x, cos, sin + 9 weights */       \
+    X(RLX__OP_INPUT_IDS, "input_ids")         /* -> named prefill ids [T] i32 */             \
+    X(RLX__OP_POSITIONS, "positions")         /* -> [T] i32: 0..len-1 in each sequence */    \
+    X(RLX__OP_GATHER_ADD, "gather_add")       /* x[T,H], ids[T], W[N,H] -> x + W[ids] */     \
+    X(RLX__OP_LAYER_NORM, "layer_norm")       /* x, γ[H] (, β[H]) -> [R,H] */                \
+    X(RLX__OP_GELU, "gelu")                   /* x -> 0.5·x·(1 + erf(x/√2)) */               \
+    X(RLX__OP_SLICE_COLS, "slice_cols")       /* x[R,C] -> x[:, begin:begin+width] */        \
+    X(RLX__OP_CLS_POOL, "cls_pool")           /* x[T,H] -> [S,H]: first token */             \
+    X(RLX__OP_MEAN_POOL, "mean_pool")         /* x[T,H] -> [S,H]: mean of each sequence */   \
+    X(RLX__OP_L2_NORMALIZE, "l2_normalize")   /* x / max(‖x‖, 1e-12) per row */
 
 typedef enum rlx__op {
 #define RLX__OP_ENUM(e, name) e,
@@ -71,6 +80,8 @@ typedef struct rlx__stage {
     int64_t expect_rows, expect_cols; /* linear/embed: expected weight shape (0 = any) */
     int causal;
     rlx_rope_params rope;
+    int64_t slice_begin, slice_width; /* slice_cols: kept input columns */
+    int required;                     /* input_ids: 1 = a prefill must pass it */
 } rlx__stage;
 
 typedef struct rlx__slist {
@@ -141,6 +152,8 @@ typedef struct rlx__batch {
     int64_t n_tokens;
     const int64_t *seq_start; /* [n_seqs + 1] offsets */
     int64_t n_seqs;
+    const struct rlx_named_ids *inputs; /* named id inputs (rlx_session_prefill_ex) */
+    int64_t n_inputs;
 } rlx__batch;
 
 rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, int64_t *rows,
@@ -165,6 +178,30 @@ void rlx__ref_add(float *y, const float *a, const float *b, int64_t n);
 void rlx__parallel_for(int64_t n, int threads, void (*fn)(int64_t begin, int64_t end, void *ctx),
                        void *ctx);
 int rlx__cpu_count(void);
+
+/* ---- encoder stages (host/encoder.c, host/cpu_ref_encoder.c) ------------------------------ */
+
+/* Prefill-time checks of a batch against the model's named inputs and gather tables: inputs
+ * declared, n_tokens ids each, required ones present, ids within their table, sequences no
+ * longer than a position table. */
+rlx_status rlx__check_batch_inputs(const rlx_model *m, const rlx__batch *b);
+/* Interpreter steps that need the model or the batch (rows = tokens of the prefill). */
+rlx_status rlx__cpu_input_ids(int32_t *y, const rlx_model *m, int stage, const rlx__batch *b);
+rlx_status rlx__cpu_gather_add(float *y, const float *x, const int32_t *ids, const rlx_model *m,
+                               int stage, int64_t rows, int64_t cols);
+void rlx__ref_positions(int32_t *pos, const int64_t *seq_start, int64_t n_seqs);
+void rlx__ref_gather_add(float *y, const float *x, const int32_t *ids, const float *table,
+                         int64_t rows, int64_t cols);
+void rlx__ref_layer_norm(float *y, const float *x, const float *gamma, const float *beta,
+                         int64_t rows, int64_t cols, double eps);
+void rlx__ref_gelu(float *y, const float *x, int64_t n);
+void rlx__ref_slice_cols(float *y, const float *x, int64_t rows, int64_t x_cols, int64_t begin,
+                         int64_t width);
+void rlx__ref_cls_pool(float *y, const float *x, const int64_t *seq_start, int64_t n_seqs,
+                       int64_t cols);
+void rlx__ref_mean_pool(float *y, const float *x, const int64_t *seq_start, int64_t n_seqs,
+                        int64_t cols);
+void rlx__ref_l2_normalize(float *y, const float *x, int64_t rows, int64_t cols);
 
 #ifdef __cplusplus
 }

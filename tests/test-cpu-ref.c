@@ -83,7 +83,7 @@ Test(cpu_ref, attention_causal_gqa_by_hand) {
     /* 2 query heads sharing 1 kv head, head_dim 1, one sequence of 2 tokens. */
     float q[4] = {1, 2, /* t1 */ 0.5f, -1}, k[2] = {1, 3}, v[2] = {10, 20}, o[4];
     int64_t start[2] = {0, 2};
-    rlx__batch b = {NULL, 2, start, 1};
+    rlx__batch b = {.tokens = NULL, .n_tokens = 2, .seq_start = start, .n_seqs = 1};
     rlx__ref_attention(o, q, k, v, &b, 2, 1, 1, 1, 1);
     /* t0 sees only key 0 */
     cr_expect_float_eq(o[0], 10, 1e-5);
@@ -99,13 +99,13 @@ Test(cpu_ref, attention_sequences_do_not_mix) {
     /* Two sequences of one token each: each sees only itself. */
     float q[2] = {1, 1}, k[2] = {1, 1}, v[2] = {3, 7}, o[2];
     int64_t start[3] = {0, 1, 2};
-    rlx__batch b = {NULL, 2, start, 2};
+    rlx__batch b = {.tokens = NULL, .n_tokens = 2, .seq_start = start, .n_seqs = 2};
     rlx__ref_attention(o, q, k, v, &b, 1, 1, 1, 1, 1);
     cr_expect_float_eq(o[0], 3, 1e-6);
     cr_expect_float_eq(o[1], 7, 1e-6);
     /* non-causal over one sequence of two: both see both */
     int64_t one[2] = {0, 2};
-    rlx__batch b2 = {NULL, 2, one, 1};
+    rlx__batch b2 = {.tokens = NULL, .n_tokens = 2, .seq_start = one, .n_seqs = 1};
     rlx__ref_attention(o, q, k, v, &b2, 1, 1, 1, 0, 1);
     cr_expect_float_eq(o[0], 5, 1e-6);
     cr_expect_float_eq(o[1], 5, 1e-6);

@@ -41,5 +41,6 @@ void cli_llama_close(cli_llama *l);
 int cmd_run(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 #endif

@@ -142,6 +142,7 @@ static void usage(FILE *f) {
             "                   print the stage list the model runs\n"
             "  demo  [--device auto|cpu|cuda|simt]\n"
             "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"
+            "  embed --model DIR --tokens IDS [--tokens ...] [--token-types IDS ...] [--pool cls|mean|none] [--normalize] [--out F.npy] [--device ...]\n"
             "  version          print the version\n"
             "\n"
             "exit codes: 0 success, 1 model or runtime error, 2 usage error\n");
@@ -153,6 +154,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("rlx %s\n", rlx_version_string());
         return CLI_OK;

@@ -1,0 +1,297 @@
+/* rlx embed: sentence embeddings from a BERT or NomicBERT checkpoint.
+ *
+ *   rlx embed --model DIR --tokens 101,2023,102 [--tokens ...] [--token-types 0,0,0 ...]
+ *             [--pool cls|mean|none] [--normalize] [--out F.npy] [--device auto|cpu|cuda|simt]
+ *
+ * Sequences of different lengths are packed, not padded; rlx computes the positions. Without
+ * --pool, a sentence-transformers directory's 1_Pooling/config.json decides, else mean.
+ * Writes float32 [batch, hidden] (--pool none: [tokens, hidden]). Exit codes as `rlx run`.
+ */
+#include "cli.h"
+#include "npy.h"
+#include "rlx/encoder.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAX_SEQS 256
+
+static const char *opt_value(int argc, char **argv, int *i, const char *name) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (a[n] == '=') return a + n + 1;
+    if (*i + 1 >= argc) {
+        cli_error(CLI_USAGE, "%s needs a value", name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int is_opt(const char *arg, const char *name) {
+    size_t n = strlen(name);
+    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+/* "1,2,3" -> ids; usage error (2) naming opt on anything else. */
+static int parse_ids(const char *opt, const char *text, int32_t **out, int64_t *n) {
+    *out = NULL;
+    *n = 0;
+    if (!text || !*text) return cli_error(CLI_USAGE, "%s: the list is empty", opt);
+    size_t cap = 1;
+    for (const char *p = text; *p; p++) cap += *p == ',';
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) return cli_error(CLI_RUNTIME, "out of memory");
+    const char *p = text;
+    int64_t k = 0;
+    for (;;) {
+        while (*p == ' ') p++;
+        if (*p < '0' || *p > '9') {
+            free(ids);
+            return cli_error(CLI_USAGE, "%s: expected a non-negative integer at position %lld of '%s'", opt, (long long)(p - text) + 1, text);
+        }
+        errno = 0;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (errno || v > INT32_MAX) {
+            free(ids);
+            return cli_error(CLI_USAGE, "%s: id '%.*s' is too large", opt, (int)(end - p), p);
+        }
+        ids[k++] = (int32_t)v;
+        p = end;
+        while (*p == ' ') p++;
+        if (!*p) break;
+        if (*p != ',') {
+            free(ids);
+            return cli_error(CLI_USAGE, "%s: unexpected '%c' at position %lld of '%s' (ids are separated by commas)", opt, *p,
+                             (long long)(p - text) + 1, text);
+        }
+        p++;
+    }
+    *out = ids;
+    *n = k;
+    return CLI_OK;
+}
+
+/* Appends lists[0..n) parsed from args to one packed array. */
+static int pack_lists(const char *opt, const char **args, int n, int32_t **packed, int64_t *lens, int64_t *total) {
+    *packed = NULL;
+    *total = 0;
+    for (int s = 0; s < n; s++) {
+        int32_t *ids;
+        int rc = parse_ids(opt, args[s], &ids, &lens[s]);
+        if (rc) {
+            free(*packed);
+            *packed = NULL;
+            return rc;
+        }
+        int32_t *np = realloc(*packed, (size_t)(*total + lens[s]) * sizeof *np);
+        if (!np) {
+            free(ids);
+            free(*packed);
+            *packed = NULL;
+            return cli_error(CLI_RUNTIME, "out of memory");
+        }
+        *packed = np;
+        memcpy(np + *total, ids, (size_t)lens[s] * sizeof *ids);
+        free(ids);
+        *total += lens[s];
+    }
+    return CLI_OK;
+}
+
+/* sentence-transformers: DIR/1_Pooling/config.json names the pooling. Returns 0 and sets
+ * *pool (*found = 1) when the file exists and asks for cls or mean; an error for any other mode. */
+static int pooling_from_dir(const char *dir, rlx_pool *pool, int *found) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/1_Pooling/config.json", dir);
+    *found = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) return CLI_OK;
+    json_error_t err;
+    json_t *j = json_load_file(path, 0, &err);
+    if (!j || !json_is_object(j)) {
+        json_decref(j);
+        return cli_error(CLI_RUNTIME, "%s: not a JSON object (line %d: %s); pass --pool cls|mean to skip it", path, err.line, err.text);
+    }
+    static const char *modes[] = {"pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+                                  "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
+    int on[6], n_on = 0;
+    for (int i = 0; i < 6; i++) n_on += on[i] = json_is_true(json_object_get(j, modes[i]));
+    json_decref(j);
+    if (n_on != 1 || !(on[0] || on[1])) {
+        const char *which = "none";
+        for (int i = 0; i < 6; i++)
+            if (on[i]) which = modes[i];
+        return cli_error(CLI_RUNTIME, "%s: pooling %s%s is not one rlx implements (cls or mean); pass --pool cls|mean to override", path,
+                         which, n_on > 1 ? " and others" : "");
+    }
+    *pool = on[0] ? RLX_POOL_CLS : RLX_POOL_MEAN;
+    *found = 1;
+    return CLI_OK;
+}
+
+int cmd_embed(int argc, char **argv) {
+    const char *model_dir = NULL, *out_path = NULL, *v;
+    const char *tok_args[MAX_SEQS], *tt_args[MAX_SEQS];
+    int n_seqs = 0, n_tt = 0, normalize = 0, pool_given = 0;
+    rlx_pool pool = RLX_POOL_MEAN;
+    rlx_device_kind dev = RLX_DEVICE_AUTO;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_opt(a, "--model")) {
+            if (!(model_dir = opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (is_opt(a, "--tokens")) {
+            if (!(v = opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
+            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
+            tok_args[n_seqs++] = v;
+        } else if (is_opt(a, "--token-types")) {
+            if (!(v = opt_value(argc, argv, &i, "--token-types"))) return CLI_USAGE;
+            if (n_tt == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --token-types lists", MAX_SEQS);
+            tt_args[n_tt++] = v;
+        } else if (is_opt(a, "--pool")) {
+            if (!(v = opt_value(argc, argv, &i, "--pool"))) return CLI_USAGE;
+            if (!strcmp(v, "cls")) pool = RLX_POOL_CLS;
+            else if (!strcmp(v, "mean")) pool = RLX_POOL_MEAN;
+            else if (!strcmp(v, "none")) pool = RLX_POOL_NONE;
+            else return cli_error(CLI_USAGE, "--pool: '%s' is not one of cls, mean, none", v);
+            pool_given = 1;
+        } else if (!strcmp(a, "--normalize")) {
+            normalize = 1;
+        } else if (is_opt(a, "--out")) {
+            if (!(out_path = opt_value(argc, argv, &i, "--out"))) return CLI_USAGE;
+        } else if (is_opt(a, "--device")) {
+            if (!(v = opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
+        } else {
+            return cli_error(CLI_USAGE, "embed: unknown option '%s' (see rlx help)", a);
+        }
+    }
+    if (!model_dir) return cli_error(CLI_USAGE, "embed: --model DIR is required");
+    if (!n_seqs) return cli_error(CLI_USAGE, "embed: --tokens is required (e.g. --tokens 101,2023,102)");
+    if (n_tt && n_tt != n_seqs)
+        return cli_error(CLI_USAGE, "--token-types: %d list%s for %d --tokens list%s (give one per sequence, or none for all zeros)", n_tt,
+                         n_tt > 1 ? "s" : "", n_seqs, n_seqs > 1 ? "s" : "");
+
+    int32_t *tokens = NULL, *types = NULL;
+    int64_t lens[MAX_SEQS], tt_lens[MAX_SEQS], total = 0, tt_total = 0, max_len = 0;
+    int rc = pack_lists("--tokens", tok_args, n_seqs, &tokens, lens, &total);
+    if (!rc && n_tt) rc = pack_lists("--token-types", tt_args, n_tt, &types, tt_lens, &tt_total);
+    for (int s = 0; !rc && s < n_tt; s++)
+        if (tt_lens[s] != lens[s])
+            rc = cli_error(CLI_USAGE, "--token-types: list %d has %lld ids but its --tokens list has %lld (one type per token)", s,
+                           (long long)tt_lens[s], (long long)lens[s]);
+    for (int s = 0; s < n_seqs; s++)
+        if (lens[s] > max_len) max_len = lens[s];
+
+    rlx_weights *w = NULL;
+    rlx_encoder_config cfg;
+    rlx_flow *flow = NULL;
+    rlx_model *model = NULL;
+    rlx_session *sess = NULL;
+    float *emb = NULL;
+    rlx_status s = RLX_OK;
+    if (rc) goto out;
+    if ((s = rlx_weights_open(model_dir, &w))) {
+        rc = cli_status_error(s, "loading the model");
+        goto out;
+    }
+    if ((s = rlx_encoder_config_from_weights(w, NULL, &cfg))) {
+        rc = cli_status_error(s, "reading the config");
+        goto out;
+    }
+    for (int64_t t = 0; t < total; t++)
+        if (tokens[t] >= cfg.vocab_size) {
+            rc = cli_error(CLI_USAGE, "--tokens: id %ld is outside the vocabulary [0, %lld)", (long)tokens[t], (long long)cfg.vocab_size);
+            goto out;
+        }
+    if (types && cfg.type_vocab_size == 0) {
+        rc = cli_error(CLI_USAGE, "--token-types: the model has no token-type embeddings (type_vocab_size 0)");
+        goto out;
+    }
+    for (int64_t t = 0; types && t < tt_total; t++)
+        if (types[t] >= cfg.type_vocab_size) {
+            rc = cli_error(CLI_USAGE, "--token-types: type %ld is outside [0, %lld) (type_vocab_size)", (long)types[t],
+                           (long long)cfg.type_vocab_size);
+            goto out;
+        }
+    if (max_len > cfg.max_position_embeddings) {
+        rc = cli_error(CLI_USAGE, "--tokens: %lld tokens exceed max_position_embeddings %lld", (long long)max_len,
+                       (long long)cfg.max_position_embeddings);
+        goto out;
+    }
+    const char *pool_from = "";
+    if (!pool_given) {
+        int found;
+        if ((rc = pooling_from_dir(model_dir, &pool, &found))) goto out;
+        pool_from = found ? " (from 1_Pooling/config.json)" : " (default)";
+    }
+
+    rlx_encoder_recipe_params rp = rlx_encoder_recipe_default_params();
+    rp.batch = n_seqs;
+    rp.seq = max_len;
+    rp.pool = pool;
+    rp.normalize = normalize;
+    if ((s = rlx_encoder_flow(&cfg, &rp, &flow))) {
+        rc = cli_status_error(s, "assembling the flow");
+        goto out;
+    }
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = dev;
+    if ((s = rlx_model_build(flow, w, &bp, &model))) {
+        rc = cli_status_error(s, "building the model");
+        goto out;
+    }
+    rlx_named_ids tt = {RLX_TOKEN_TYPE_IDS, types, tt_total};
+    rlx_prefill_batch pb = {.tokens = tokens, .n_tokens = total, .seq_lens = lens, .n_seqs = n_seqs, .inputs = &tt,
+                            .n_inputs = types ? 1 : 0};
+    int64_t rows = 0, H = 0;
+    double t0 = cli_now();
+    s = rlx_session_create(model, &sess);
+    if (!s) s = rlx_session_prefill_ex(sess, &pb, NULL);
+    if (!s) s = rlx_session_output_shape(sess, &rows, &H);
+    if (!s && !(emb = malloc((size_t)rows * (size_t)H * sizeof(float)))) s = RLX_ERR_OUT_OF_MEMORY;
+    if (!s) s = rlx_session_output_to_host(sess, emb, (size_t)rows * (size_t)H);
+    double dt = cli_now() - t0;
+    if (s) {
+        rc = cli_status_error(s, "prefill");
+        goto out;
+    }
+    printf("rlx embed: %s (%s, hidden %lld, %lld layers), %d sequence%s, %lld tokens, pool %s%s%s, device %s, %.1f ms\n", model_dir,
+           cfg.arch == RLX_ENCODER_NOMIC_BERT ? "nomic_bert" : "bert", (long long)cfg.hidden_size, (long long)cfg.num_hidden_layers,
+           n_seqs, n_seqs > 1 ? "s" : "", (long long)total, rlx_pool_name(pool), pool_from, normalize ? ", L2-normalized" : "",
+           rlx_device_kind_name(rlx_model_device(model)), dt * 1e3);
+    /* A short summary: the norm and first values of each row (at most 16 rows). */
+    int64_t q = 0, start = 0;
+    for (int64_t r = 0; r < rows && r < 16; r++) {
+        const float *e = emb + r * H;
+        double ss = 0;
+        for (int64_t c = 0; c < H; c++) ss += (double)e[c] * e[c];
+        if (pool == RLX_POOL_NONE) {
+            while (r >= start + lens[q]) start += lens[q++];
+            printf("sequence %lld, token %lld: norm %.6f  [", (long long)q, (long long)(r - start), sqrt(ss));
+        } else {
+            printf("sequence %lld (%lld token%s): norm %.6f  [", (long long)r, (long long)lens[r], lens[r] > 1 ? "s" : "", sqrt(ss));
+        }
+        for (int64_t c = 0; c < H && c < 4; c++) printf("%s%.6f", c ? ", " : "", e[c]);
+        printf("%s]\n", H > 4 ? ", ..." : "");
+    }
+    if (rows > 16) printf("... %lld more rows\n", (long long)(rows - 16));
+    if (out_path) {
+        int64_t shape[2] = {rows, H};
+        if ((s = rlx__npy_write_f32(out_path, emb, 2, shape))) rc = cli_status_error(s, "--out");
+        else printf("embeddings [%lld, %lld] float32 written to %s\n", (long long)rows, (long long)H, out_path);
+    }
+out:
+    free(emb);
+    rlx_session_destroy(sess);
+    rlx_model_destroy(model);
+    rlx_flow_destroy(flow);
+    rlx_weights_destroy(w);
+    free(tokens);
+    free(types);
+    return rc;
+}
