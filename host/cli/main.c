@@ -143,6 +143,10 @@ static void usage(FILE *f) {
             "  demo  [--device auto|cpu|cuda|simt]\n"
             "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"
             "  embed --model DIR --tokens IDS [--tokens ...] [--token-types IDS ...] [--pool cls|mean|none] [--normalize] [--out F.npy] [--device ...]\n"
+            "  bench [--shape tiny|llama-3.2-1b|llama-3.2-3b|llama-3.1-8b | --model DIR] [--batch B,..] [--seq S,..]\n"
+            "        [--device auto|cpu|cuda|simt] [--fusion fused|none|both] [--repeat N] [--warmup N]\n"
+            "        [--json F] [--csv F] [--plot F.png] [--breakdown] [--save-checkpoint DIR] (docs/bench.md)\n"
+            "                   prefill throughput: tokens/s, TFLOP/s, MFU, per-kernel breakdown\n"
             "  version          print the version\n"
             "\n"
             "exit codes: 0 success, 1 model or runtime error, 2 usage error\n");
@@ -155,6 +159,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("rlx %s\n", rlx_version_string());
         return CLI_OK;
