@@ -6,9 +6,13 @@
 #include "rlx_simt/runtime.h"
 #include "simt_test_kernels.h"
 
+#include <boost/context/detail/fcontext.hpp>
+
 #include <chrono>
 #include <cstdio>
 #include <vector>
+
+namespace bctx = boost::context::detail;
 
 static double now() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -26,12 +30,26 @@ template <typename F> static void measure(const char *what, F launch, int reps) 
     const double dt = now() - t0;
     rlx_simt_stats s;
     rlx_simt_get_stats(&s);
-    printf("%-42s %8.2f ms/launch  %7.1f ns/switch  %7.1f ns/thread  (%llu switches, %d pool threads)\n",
-           what, 1e3 * dt / reps, 1e9 * dt / (double)s.switches, 1e9 * dt / (double)s.threads,
+    printf("%-42s %9.1f us/launch  %6.1f ns/switch  %6.1f ns/thread  (%llu switches, %d pool threads)\n",
+           what, 1e6 * dt / reps, 1e9 * dt / (double)s.switches, 1e9 * dt / (double)s.threads,
            (unsigned long long)s.switches, rlx_simt_get_threads());
 }
 
+// The bare cost of one boost.context switch: two contexts bouncing, no scheduler.
+static void raw_switch_cost() {
+    static std::vector<char> stack(64 * 1024);
+    auto body = [](bctx::transfer_t t) {
+        for (;;) t = bctx::jump_fcontext(t.fctx, nullptr);
+    };
+    bctx::fcontext_t c = bctx::make_fcontext(stack.data() + stack.size(), stack.size(), body);
+    const int n = 2000000;
+    const double t0 = now();
+    for (int i = 0; i < n; ++i) c = bctx::jump_fcontext(c, nullptr).fctx;
+    printf("%-42s %6.1f ns/switch\n", "raw fcontext switch (no scheduler)", 1e9 * (now() - t0) / (2.0 * n));
+}
+
 int main() {
+    raw_switch_cost();
     std::vector<int> out(1024 * 64);
     int *o = out.data();
     measure("barriers: 1 block x 1024 threads x 200", [&] { return simt_bench_barriers(o, 200, 1, 1024, nullptr); }, 5);

@@ -601,7 +601,7 @@ void run_block(Launch &L, uint64_t linear_block) {
                             L.name, L.smem));
         return;
     }
-    memset(dyn, kSmemPoison, L.smem);
+    if (L.smem) memset(dyn, kSmemPoison, L.smem);
     B.dyn = static_cast<unsigned char *>(dyn);
 
     const dim3 bdim(L.block.x, L.block.y, L.block.z), gdim(L.grid.x, L.grid.y, L.grid.z);
