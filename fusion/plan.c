@@ -133,7 +133,7 @@ static const rlx__stage *S(const planner *pl, int i) { return &pl->m->list.stage
 
 /* ---- fused patterns ------------------------------------------------------------------------------- */
 
-enum { PAT_ATTN = 1, PAT_MLP, PAT_RESID, PAT_FINAL };
+enum { PAT_ATTN = 1, PAT_MLP, PAT_RESID, PAT_FINAL, PAT_ADD_LN };
 
 typedef struct pattern {
     int kind;
@@ -172,8 +172,7 @@ static int folded_norm(const planner *pl, int in, int n) {
 
 static int match_attention(const planner *pl, int a, pattern *pt) {
     const rlx__stage *st = S(pl, a);
-    if (pl->p->act_dtype != RLX_K_BF16) return 0; /* the flash kernel is bf16; f32 debug mode runs primitives */
-    if (st->head_dim != 64 && st->head_dim != 128) return 0;
+    if (st->head_dim > 256) return 0; /* rope_attention's limit */
     memset(pt, 0, sizeof *pt);
     pt->kind = PAT_ATTN;
     pt->anchor = a;
@@ -244,6 +243,20 @@ static int match_resid(const planner *pl, int ad, pattern *pt) {
     return 0;
 }
 
+/* add → layer_norm: the norm reads both operands (post-LN encoder layers). */
+static int match_add_ln(const planner *pl, int ln, pattern *pt) {
+    const rlx__stage *st = S(pl, ln);
+    int ad = producer(pl, st->in[0]);
+    if (ad < 0 || S(pl, ad)->op != RLX__OP_ADD || !single_use(pl, st->in[0])) return 0;
+    memset(pt, 0, sizeof *pt);
+    pt->kind = PAT_ADD_LN;
+    pt->anchor = ln;
+    pt->lin_stage = ad;
+    pat_add(pt, ad);
+    pat_add(pt, ln);
+    return 1;
+}
+
 static int match_final(const planner *pl, int ns, pattern *pt) {
     const rlx__stage *st = S(pl, ns);
     int lt = producer(pl, st->in[0]);
@@ -280,6 +293,15 @@ static void emit_primitive(planner *pl, int i) {
     case RLX__OP_ADD: kind = RLX__K_ADD; break;
     case RLX__OP_SILU_MUL: kind = RLX__K_SILU_MUL; break;
     case RLX__OP_LAST_TOKEN: kind = RLX__K_LAST_TOKEN; break;
+    case RLX__OP_INPUT_IDS: kind = RLX__K_INPUT_IDS; break;
+    case RLX__OP_POSITIONS: kind = RLX__K_POSITIONS; break;
+    case RLX__OP_GATHER_ADD: kind = RLX__K_GATHER_ADD; break;
+    case RLX__OP_LAYER_NORM: kind = RLX__K_LAYER_NORM; break;
+    case RLX__OP_GELU: kind = RLX__K_GELU; break;
+    case RLX__OP_SLICE_COLS: kind = RLX__K_SLICE_COLS; break;
+    case RLX__OP_CLS_POOL: kind = RLX__K_CLS_POOL; break;
+    case RLX__OP_MEAN_POOL: kind = RLX__K_MEAN_POOL; break;
+    case RLX__OP_L2_NORMALIZE: kind = RLX__K_L2_NORMALIZE; break;
     default:
         pl->err = rlx__fail(RLX_ERR_UNSUPPORTED, "planner: stage %s (op %s) has no device kernel yet; build it for the cpu device",
                             st->name, rlx__op_name(st->op));
@@ -295,8 +317,11 @@ static void emit_primitive(planner *pl, int i) {
         k->w = stage_w(m, i, 0);
         k->bias = stage_w(m, i, 1);
         k->n_cols = m->list.values[k->out].cols;
-    } else if (kind == RLX__K_EMBED || kind == RLX__K_RMS_NORM) {
+    } else if (kind == RLX__K_EMBED || kind == RLX__K_RMS_NORM || kind == RLX__K_GATHER_ADD) {
         k->w = stage_w(m, i, 0);
+    } else if (kind == RLX__K_LAYER_NORM) {
+        k->w = stage_w(m, i, 0);
+        k->bias = stage_w(m, i, 1); /* β */
     }
 }
 
@@ -324,7 +349,14 @@ static void emit_pattern(planner *pl, const pattern *pt) {
         g->n_cols = rows;
         for (int j = 0; j < pt->n_lin; j++) cover(g, pt->lin[j]);
         if (pt->norm >= 0) cover(g, pt->norm);
-        rlx__kernel *k = add_kernel(pl, pt->kind == PAT_ATTN ? RLX__K_FLASH_ATTENTION : RLX__K_SWIGLU_SCALED, anchor);
+        /* flash: bf16, head_dim 64 or 128, its grid limit on sequences; else the same contract
+         * without tensor cores */
+        const int flash = pl->p->act_dtype == RLX_K_BF16 && (anchor->head_dim == 64 || anchor->head_dim == 128) &&
+                          m->max_seqs <= 65535;
+        rlx__kernel *k = add_kernel(pl, pt->kind == PAT_MLP ? RLX__K_SWIGLU_SCALED
+                                        : flash         ? RLX__K_FLASH_ATTENTION
+                                                        : RLX__K_ROPE_ATTENTION,
+                                    anchor);
         if (!k) return;
         k->in[0] = packed;
         k->in[1] = pt->norm >= 0 ? pl->scale_of[pt->x] : -1;
@@ -332,6 +364,7 @@ static void emit_pattern(planner *pl, const pattern *pt) {
         k->n_cols = m->list.values[k->out].cols;
         if (pt->kind == PAT_ATTN) {
             k->rope = pt->rope;
+            if (k->rope && anchor->head_dim % 2) pl->err = rlx__fail(RLX_ERR_INTERNAL, "planner: odd head_dim with RoPE");
             if (pt->rope) {
                 const rlx__stage *r = S(pl, producer(pl, anchor->in[0]));
                 k->in[2] = r->in[1], k->in[3] = r->in[2];
@@ -355,6 +388,20 @@ static void emit_pattern(planner *pl, const pattern *pt) {
         g->n_cols = m->list.values[g->out].cols;
         cover(g, pt->lin_stage);
         cover(g, pt->anchor);
+        break;
+    }
+    case PAT_ADD_LN: {
+        const rlx__stage *ad = S(pl, pt->lin_stage);
+        rlx__kernel *k = add_kernel(pl, RLX__K_LAYER_NORM, anchor);
+        if (!k) return;
+        k->in[0] = ad->in[0];
+        k->in[1] = ad->in[1];
+        k->out = anchor->out[0];
+        k->w = stage_w(m, pt->anchor, 0);
+        k->bias = stage_w(m, pt->anchor, 1);
+        k->eps = (float)anchor->eps;
+        cover(k, pt->lin_stage);
+        cover(k, pt->anchor);
         break;
     }
     case PAT_FINAL: {
@@ -416,6 +463,7 @@ static void plan_stages(planner *pl) {
             if (st->op == RLX__OP_ATTENTION) ok = match_attention(pl, i, &pt);
             else if (st->op == RLX__OP_SILU_MUL) ok = match_mlp(pl, i, &pt);
             else if (st->op == RLX__OP_RMS_NORM) ok = match_final(pl, i, &pt);
+            else if (st->op == RLX__OP_LAYER_NORM) ok = match_add_ln(pl, i, &pt);
             if (!ok || !pattern_free(pl, &pt)) continue;
             /* one scale per value: two norms of x with different eps cannot share it */
             if ((pt.kind == PAT_ATTN || pt.kind == PAT_MLP) && pt.norm >= 0) {

@@ -11,13 +11,16 @@
  * primitives):
  *   norm→QKV + RoPE + GQA attention: rms_norm(x) → q,k,v linears → rope(q), rope(k) → attention
  *       becomes one GEMM on the raw x with γ folded into the concatenated [Wq; Wk; Wv] and one
- *       flash_attention kernel that applies the per-token norm scale s(x) and RoPE on load;
+ *       flash_attention kernel that applies the per-token norm scale s(x) and RoPE on load
+ *       (rope_attention, same contract without tensor cores, where flash does not apply: head_dim
+ *       other than 64/128, f32 mode);
  *   norm→gate/up + SwiGLU: rms_norm(x) → gate, up linears → silu_mul becomes one GEMM with γ
  *       folded into [Wg; Wu] and one swiglu_scaled kernel applying s(x);
  *   residual add into the GEMM: add(linear(…), r) becomes the GEMM with C = r, beta = 1;
  *   row scales s(x) = 1/sqrt(mean(x²)+eps) come from the kernel that produced x (embed_rowscale,
  *       add_rowscale) or a row-statistics kernel right after it (rms_rowscale);
- *   last_token → final rms_norm becomes one last_token_rms_norm kernel.
+ *   last_token → final rms_norm becomes one last_token_rms_norm kernel;
+ *   add → layer_norm (post-LN encoders) becomes one layer_norm kernel reading both operands.
  * A custom stage is never fused across.
  */
 #ifndef RLX_FUSION_PLAN_H
@@ -45,8 +48,18 @@ extern "C" {
     X(RLX__K_ROWSCALE, "rms_rowscale", 0)                     \
     X(RLX__K_ADD_ROWSCALE, "add_rowscale", 1)                 \
     X(RLX__K_FLASH_ATTENTION, "flash_attention", 0)           \
+    X(RLX__K_ROPE_ATTENTION, "rope_attention", 0)             \
     X(RLX__K_SWIGLU_SCALED, "swiglu_scaled", 0)               \
-    X(RLX__K_LAST_TOKEN_NORM, "last_token_rms_norm", 0)
+    X(RLX__K_LAST_TOKEN_NORM, "last_token_rms_norm", 0)       \
+    X(RLX__K_INPUT_IDS, "upload_ids", 0)                      \
+    X(RLX__K_POSITIONS, "upload_positions", 0)                \
+    X(RLX__K_GATHER_ADD, "gather_add", 0)                     \
+    X(RLX__K_LAYER_NORM, "layer_norm", 0)                     \
+    X(RLX__K_GELU, "gelu", 1)                                 \
+    X(RLX__K_SLICE_COLS, "slice_cols", 0)                     \
+    X(RLX__K_CLS_POOL, "cls_pool", 0)                         \
+    X(RLX__K_MEAN_POOL, "mean_pool", 0)                       \
+    X(RLX__K_L2_NORMALIZE, "l2_normalize", 0)
 
 typedef enum rlx__kkind {
 #define RLX__K_ENUM(e, name, standalone) e,

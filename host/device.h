@@ -57,11 +57,35 @@ typedef struct rlx__kernel_table {
     int (*flash_attention)(void *, const void *, const float *, const float *, const float *, const int32_t *,
                            const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float,
                            rlx_kdtype, void *);
+    int (*rope_attention)(void *, const void *, const float *, const float *, const float *, const int32_t *,
+                          const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float,
+                          rlx_kdtype, void *);
     int (*rms_rowscale)(float *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*add_rowscale)(void *, float *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*embed_rowscale)(void *, float *, const int32_t *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*swiglu_scaled)(void *, const void *, const float *, int64_t, int64_t, int64_t, rlx_kdtype, void *);
+    /* encoder primitives */
+    int (*layer_norm)(void *, const void *, const void *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype,
+                      void *);
+    int (*gelu)(void *, const void *, int64_t, rlx_kdtype, void *);
+    int (*gather_add)(void *, const void *, const int32_t *, const void *, int64_t, int64_t, rlx_kdtype, void *);
+    int (*slice_cols)(void *, const void *, int64_t, int64_t, int64_t, int64_t, rlx_kdtype, void *);
+    int (*seq_pool)(void *, const void *, const int32_t *, int64_t, int64_t, int, rlx_kdtype, void *);
+    int (*l2_normalize)(void *, const void *, int64_t, int64_t, rlx_kdtype, void *);
 } rlx__kernel_table;
+
+/* The full table of one backend's launchers, named by prefix (rlx_cuda_ or rlx_simt_). */
+#define RLX__KERNEL_TABLE(P)                                                                           \
+    {                                                                                                 \
+        .embed = P##embed, .rms_norm = P##rms_norm, .rope = P##rope, .attention = P##attention,       \
+        .add = P##add, .silu_mul = P##silu_mul, .last_token = P##last_token,                          \
+        .last_token_rms_norm = P##last_token_rms_norm, .flash_attention = P##flash_attention,          \
+        .rope_attention = P##rope_attention,                                                         \
+        .rms_rowscale = P##rms_rowscale, .add_rowscale = P##add_rowscale,                             \
+        .embed_rowscale = P##embed_rowscale, .swiglu_scaled = P##swiglu_scaled,                       \
+        .layer_norm = P##layer_norm, .gelu = P##gelu, .gather_add = P##gather_add,                    \
+        .slice_cols = P##slice_cols, .seq_pool = P##seq_pool, .l2_normalize = P##l2_normalize,        \
+    }
 
 typedef struct rlx__device_ops {
     const char *name;

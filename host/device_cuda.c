@@ -297,8 +297,7 @@ static const rlx__device_ops cuda_ops = {
     .timer_mark = dev_timer_mark,
     .timer_read = dev_timer_read,
     .timer_destroy = dev_timer_destroy,
-    .k = {rlx_cuda_embed, rlx_cuda_rms_norm, rlx_cuda_rope, rlx_cuda_attention, rlx_cuda_add, rlx_cuda_silu_mul,
-          rlx_cuda_last_token, .last_token_rms_norm = rlx_cuda_last_token_rms_norm},
+    .k = RLX__KERNEL_TABLE(rlx_cuda_),
 };
 
 const rlx__device_ops *rlx__cuda_device_ops(void) { return &cuda_ops; }

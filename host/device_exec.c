@@ -109,8 +109,18 @@ static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     case RLX__K_ROWSCALE: return t->rms_rowscale != NULL;
     case RLX__K_ADD_ROWSCALE: return t->add_rowscale != NULL;
     case RLX__K_FLASH_ATTENTION: return t->flash_attention != NULL;
+    case RLX__K_ROPE_ATTENTION: return t->rope_attention != NULL;
     case RLX__K_SWIGLU_SCALED: return t->swiglu_scaled != NULL;
     case RLX__K_LAST_TOKEN_NORM: return t->last_token_rms_norm != NULL;
+    case RLX__K_INPUT_IDS:
+    case RLX__K_POSITIONS: return 1; /* uploads */
+    case RLX__K_GATHER_ADD: return t->gather_add != NULL;
+    case RLX__K_LAYER_NORM: return t->layer_norm != NULL;
+    case RLX__K_GELU: return t->gelu != NULL;
+    case RLX__K_SLICE_COLS: return t->slice_cols != NULL;
+    case RLX__K_CLS_POOL:
+    case RLX__K_MEAN_POOL: return t->seq_pool != NULL;
+    case RLX__K_L2_NORMALIZE: return t->l2_normalize != NULL;
     case RLX__K_COUNT: break;
     }
     return 0;
@@ -228,7 +238,7 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
     }
     start[b->n_seqs] = (int32_t)b->n_tokens;
     rlx_status st = ops->h2d(dm->dev, s->meta, meta, meta_bytes(m), stream);
-    free(meta);
+    int32_t *ids = NULL; /* host staging of named id inputs */
     if (st) goto out;
     const int32_t *d_pos = (const int32_t *)s->meta + m->max_tokens, *d_start = (const int32_t *)s->meta + 2 * m->max_tokens;
     const rlx_kdtype dt = p->act_dtype;
@@ -278,7 +288,8 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
             break;
         }
         case RLX__K_FLASH_ATTENTION:
-            code = ops->k.flash_attention(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), bptr(m, s, k->in[3]), d_pos,
+        case RLX__K_ROPE_ATTENTION:
+            code = (k->kind == RLX__K_FLASH_ATTENTION ? ops->k.flash_attention : ops->k.rope_attention)(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), bptr(m, s, k->in[3]), d_pos,
                                           d_start, b->n_seqs, max_len, sg->heads, sg->kv_heads, sg->head_dim, xc, cols,
                                           sg->causal, k->rope, (float)(1.0 / sqrt((double)sg->head_dim)), dt, stream);
             break;
@@ -294,6 +305,32 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
         case RLX__K_LAST_TOKEN_NORM:
             code = ops->k.last_token_rms_norm(y, x, w, d_start, b->n_seqs, cols, k->eps, dt, stream);
             break;
+        case RLX__K_INPUT_IDS:
+            if (!ids && !(ids = rlx__malloc((size_t)b->n_tokens * sizeof *ids, "id inputs"))) {
+                st = RLX_ERR_OUT_OF_MEMORY;
+                break;
+            }
+            st = rlx__cpu_input_ids(ids, m, (int)(k->st - m->list.stages), b);
+            if (!st) st = ops->h2d(dm->dev, y, ids, (size_t)b->n_tokens * sizeof *ids, stream);
+            if (!st) st = ops->sync(dm->dev, stream); /* ids is reused by the next upload */
+            break;
+        case RLX__K_POSITIONS: st = ops->h2d(dm->dev, y, pos, (size_t)b->n_tokens * sizeof *pos, stream); break;
+        case RLX__K_GATHER_ADD:
+            code = ops->k.gather_add(y, x, bptr(m, s, k->in[1]), w, rows, cols, dt, stream);
+            break;
+        case RLX__K_LAYER_NORM:
+            code = ops->k.layer_norm(y, x, bptr(m, s, k->in[1]), w, k->bias >= 0 ? dm->wptr[k->bias] : NULL, rows, cols,
+                                     k->eps, dt, stream);
+            break;
+        case RLX__K_GELU: code = ops->k.gelu(y, x, rows * cols, dt, stream); break;
+        case RLX__K_SLICE_COLS:
+            code = ops->k.slice_cols(y, x, rows, xc, sg->slice_begin, cols, dt, stream);
+            break;
+        case RLX__K_CLS_POOL:
+        case RLX__K_MEAN_POOL:
+            code = ops->k.seq_pool(y, x, d_start, b->n_seqs, cols, k->kind == RLX__K_MEAN_POOL, dt, stream);
+            break;
+        case RLX__K_L2_NORMALIZE: code = ops->k.l2_normalize(y, x, rows, cols, dt, stream); break;
         case RLX__K_COUNT: st = rlx__fail(RLX_ERR_INTERNAL, "kernel plan: bad kernel kind"); break;
         }
         if (!st && code) st = ops->check(dm->dev, code, sg->name);
@@ -305,6 +342,10 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
     }
     if (!st) st = ops->check(dm->dev, 0, "prefill");
 out:
+    /* the uploads above are stream-ordered copies of pageable memory: they have left these
+     * buffers by the time cudaMemcpyAsync returned */
+    free(meta);
+    free(ids);
     if (st == RLX_ERR_SESSION_BROKEN) s->broken = 1;
     return st;
 }

@@ -110,6 +110,38 @@ RLX_KDECL(flash_attention, void *o, const void *qkv, const float *row_scale, con
           int64_t kv_heads, int64_t head_dim, int64_t ld_qkv, int64_t ldo, int causal, int rope, float scale,
           rlx_kdtype dt, void *stream)
 
+/* flash_attention's contract on any head_dim <= 256 (even with rope) and in bf16 or f32, without
+ * tensor cores: the fused plan's attention where the flash kernel does not apply. */
+RLX_KDECL(rope_attention, void *o, const void *qkv, const float *row_scale, const float *cos_t, const float *sin_t,
+          const int32_t *pos, const int32_t *seq_start, int64_t n_seqs, int64_t max_len, int64_t heads,
+          int64_t kv_heads, int64_t head_dim, int64_t ld_qkv, int64_t ldo, int causal, int rope, float scale,
+          rlx_kdtype dt, void *stream)
+
+/* ---- encoder primitives (kernels/encoder.cu) ---- */
+
+/* LayerNorm with population variance: y = (x + residual − mean)/sqrt(var + eps)·γ + β per row;
+ * residual and β may be NULL; y may alias x or residual. [rows, cols] */
+RLX_KDECL(layer_norm, void *y, const void *x, const void *residual, const void *gamma, const void *beta, int64_t rows,
+          int64_t cols, float eps, rlx_kdtype dt, void *stream)
+
+/* Exact GELU, 0.5·x·(1 + erf(x/√2)), n elements (y may equal x). */
+RLX_KDECL(gelu, void *y, const void *x, int64_t n, rlx_kdtype dt, void *stream)
+
+/* y[t, :] = x[t, :] + table[ids[t], :] (position or token-type embeddings). [rows, cols] */
+RLX_KDECL(gather_add, void *y, const void *x, const int32_t *ids, const void *table, int64_t rows, int64_t cols,
+          rlx_kdtype dt, void *stream)
+
+/* y = x[:, begin : begin + width] with x [rows, x_cols]. */
+RLX_KDECL(slice_cols, void *y, const void *x, int64_t rows, int64_t x_cols, int64_t begin, int64_t width, rlx_kdtype dt,
+          void *stream)
+
+/* Pooling per sequence: mean = 0 takes the first token (CLS), 1 the mean. y [n_seqs, cols]. */
+RLX_KDECL(seq_pool, void *y, const void *x, const int32_t *seq_start, int64_t n_seqs, int64_t cols, int mean,
+          rlx_kdtype dt, void *stream)
+
+/* y = x / max(‖x‖₂, 1e-12) per row. [rows, cols] */
+RLX_KDECL(l2_normalize, void *y, const void *x, int64_t rows, int64_t cols, rlx_kdtype dt, void *stream)
+
 #ifdef __cplusplus
 }
 #endif

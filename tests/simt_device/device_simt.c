@@ -6,6 +6,7 @@
 #include "rlx/weights.h"
 #include "rlx_simt/runtime.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -13,6 +14,26 @@
 struct rlx__device {
     int unused;
 };
+
+/* Test controls (rlx_simt_device.h); process-wide, like a real device's memory. */
+static size_t mem_limit, mem_used;
+static int fault_countdown;
+static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void rlx_simt_device_set_memory_limit(size_t bytes) {
+    pthread_mutex_lock(&ctl_lock);
+    mem_limit = bytes;
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+void rlx_simt_device_plant_fault(int nth_gemm) {
+    pthread_mutex_lock(&ctl_lock);
+    fault_countdown = nth_gemm;
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+/* Each block remembers its size in a header so free() can give it back to the budget. */
+#define SIMT_HDR 256
 
 static rlx_status sopen(int ordinal, rlx__device **out) {
     (void)ordinal;
@@ -33,14 +54,38 @@ static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **
     (void)d;
     /* 256-byte aligned like cudaMalloc; poisoned so a kernel that reads before writing shows. */
     size_t n = (bytes + 255) / 256 * 256;
-    *ptr = aligned_alloc(256, n ? n : 256);
-    if (!*ptr) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of (simt) device memory: %zu bytes for %s", bytes, what);
-    memset(*ptr, 0xff, n ? n : 256);
+    if (!n) n = 256;
+    *ptr = NULL;
+    pthread_mutex_lock(&ctl_lock);
+    int over = mem_limit && mem_used + n > mem_limit;
+    if (!over) mem_used += n;
+    size_t used = mem_used;
+    pthread_mutex_unlock(&ctl_lock);
+    if (over)
+        return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of device memory: %zu bytes for %s (simt limit %zu bytes, %zu in use)", bytes,
+                         what, mem_limit, used);
+    unsigned char *p = aligned_alloc(256, n + SIMT_HDR);
+    if (!p) {
+        pthread_mutex_lock(&ctl_lock);
+        mem_used -= n;
+        pthread_mutex_unlock(&ctl_lock);
+        return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of (simt) device memory: %zu bytes for %s", bytes, what);
+    }
+    memcpy(p, &n, sizeof n);
+    memset(p + SIMT_HDR, 0xff, n);
+    *ptr = p + SIMT_HDR;
     return RLX_OK;
 }
 
-static void sfree(rlx__device *d, void *p) {
+static void sfree(rlx__device *d, void *ptr) {
     (void)d;
+    if (!ptr) return;
+    unsigned char *p = (unsigned char *)ptr - SIMT_HDR;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    pthread_mutex_lock(&ctl_lock);
+    mem_used -= n;
+    pthread_mutex_unlock(&ctl_lock);
     free(p);
 }
 
@@ -110,6 +155,12 @@ static void gemm_rows(int64_t m0, int64_t m1, void *arg) {
 
 static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
     (void)d, (void)stream;
+    pthread_mutex_lock(&ctl_lock);
+    int fault = fault_countdown > 0 && --fault_countdown == 0;
+    pthread_mutex_unlock(&ctl_lock);
+    if (fault)
+        return rlx__fail(RLX_ERR_SESSION_BROKEN, "simt: planted fault in a GEMM (M=%lld N=%lld K=%lld), as an illegal address would be",
+                         (long long)g->M, (long long)g->N, (long long)g->K);
     if (g->M < 0 || g->N < 1 || g->K < 1 || g->ldx < g->K || g->ldw < g->K || g->ldd < g->N || (g->c && g->ldc < g->N))
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "simt GEMM: bad descriptor M=%lld N=%lld K=%lld", (long long)g->M,
                          (long long)g->N, (long long)g->K);
@@ -175,8 +226,7 @@ static const rlx__device_ops simt_ops = {
     .timer_mark = dev_timer_mark,
     .timer_read = dev_timer_read,
     .timer_destroy = dev_timer_destroy,
-    .k = {rlx_simt_embed, rlx_simt_rms_norm, rlx_simt_rope, rlx_simt_attention, rlx_simt_add, rlx_simt_silu_mul,
-          rlx_simt_last_token, .last_token_rms_norm = rlx_simt_last_token_rms_norm},
+    .k = RLX__KERNEL_TABLE(rlx_simt_),
 };
 
 void rlx_simt_device_install(void) { rlx__device_install(&simt_ops); }

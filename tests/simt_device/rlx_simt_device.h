@@ -5,12 +5,20 @@
 #ifndef RLX_SIMT_DEVICE_H
 #define RLX_SIMT_DEVICE_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* Makes RLX_DEVICE_SIMT available to rlx_model_build in this process. */
 void rlx_simt_device_install(void);
+
+/* Test controls. A memory limit makes allocations beyond `bytes` in total fail as a GPU's would
+ * (0 = no limit), so out-of-memory paths can be tested; a planted fault makes the n-th GEMM from
+ * now (1 = the next) fail like a sticky CUDA fault (illegal address), 0 = none. */
+void rlx_simt_device_set_memory_limit(size_t bytes);
+void rlx_simt_device_plant_fault(int nth_gemm);
 
 #ifdef __cplusplus
 }

@@ -137,3 +137,83 @@ Test(simt_model, session_state_and_capacity) {
     rlx_flow_destroy(f);
     rlx_weights_destroy(w);
 }
+
+/* The fused plan end to end with the flash kernel (head_dim 64 and 128, GQA and MQA) and with
+ * rope_attention (other head sizes), against the CPU reference; the plan has no standalone norm,
+ * rope, residual-add or activation pass. */
+static void fused_case(int64_t hidden, int64_t heads, int64_t kv, int64_t head_dim, rlx_kdtype want) {
+    rlx_simt_device_install();
+    rlx_llama_config c;
+    cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
+    c.num_hidden_layers = 2;
+    c.hidden_size = hidden;
+    c.num_attention_heads = heads;
+    c.num_key_value_heads = kv;
+    c.head_dim = head_dim;
+    c.rope.head_dim = head_dim;
+    c.vocab_size = 300;
+    cr_assert_eq(rlx_llama_config_validate(&c, "test"), RLX_OK, "%s", rlx_last_error());
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&c, 11, RLX_DTYPE_BF16, &w), RLX_OK);
+    int64_t lens[3] = {70, 1, 33};
+    /* last-token logits, the recipe default: the final norm then runs on one row per sequence,
+     * fused with the gather (all-position logits keep a final-norm pass over every token) */
+    rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+    rp.batch = 3;
+    rp.seq = 70;
+    rlx_flow *f;
+    cr_assert_eq(rlx_llama_flow(&c, &rp, &f), RLX_OK, "%s", rlx_last_error());
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = RLX_DEVICE_SIMT;
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(f, w, &bp, &m), RLX_OK, "%s", rlx_last_error());
+    const rlx__plan *p = &m->dev->plan;
+    int attn = 0;
+    for (int i = 0; i < p->n; i++) {
+        cr_expect(!rlx__kernel_is_standalone_pass(p->k[i].kind), "head_dim %lld: kernel %d (%s) is a standalone pass",
+                  (long long)head_dim, i, rlx__kernel_name(p->k[i].kind));
+        attn += p->k[i].kind == RLX__K_FLASH_ATTENTION || p->k[i].kind == RLX__K_ROPE_ATTENTION;
+        if (p->k[i].kind == RLX__K_FLASH_ATTENTION) cr_expect_eq(want, RLX_K_BF16);
+        if (p->k[i].kind == RLX__K_ROPE_ATTENTION) cr_expect_eq(want, RLX_K_F32, "rope_attention chosen for head_dim %lld", (long long)head_dim);
+    }
+    cr_expect_eq(attn, 2);
+    cr_expect_eq(p->n_missed, 0, "%s", p->missed ? p->missed : "");
+    rlx_model_destroy(m);
+    rlx__check_report r = {0};
+    cr_assert_eq(rlx__check_model(f, w, &bp, lens, 3, 3, "fused", &r), RLX_OK, "%s", rlx_last_error());
+    cr_expect(r.rows[0].pass, "head_dim %lld: %s", (long long)head_dim, r.rows[0].note);
+    rlx__check_report_free(&r);
+    rlx_flow_destroy(f);
+    rlx_weights_destroy(w);
+}
+
+/* want = RLX_K_BF16: the flash kernel must be chosen; RLX_K_F32 (as a marker): rope_attention. */
+Test(simt_model, fused_plan_flash_head_dim_64_gqa) { fused_case(256, 8, 2, 64, RLX_K_BF16); }
+Test(simt_model, fused_plan_flash_head_dim_128_mqa) { fused_case(256, 4, 1, 128, RLX_K_BF16); }
+Test(simt_model, fused_plan_rope_attention_head_dim_48) { fused_case(192, 4, 4, 48, RLX_K_F32); }
+
+/* The fused plan of every LLaMA fixture (last-token logits, the recipe default) is clean. */
+Test(simt_model, fixture_plans_are_clean) {
+    rlx_simt_device_install();
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/llama/%s", rlxt_fixtures_dir(), cases[ci]);
+        rlx_weights *w;
+        cr_assert_eq(rlx_weights_open(dir, &w), RLX_OK, "%s", rlx_last_error());
+        rlx_llama_config c;
+        cr_assert_eq(rlx_llama_config_parse(rlx_weights_config_json(w), dir, &c), RLX_OK);
+        rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+        rp.batch = 2;
+        rp.seq = 16;
+        rlx_flow *f;
+        cr_assert_eq(rlx_llama_flow(&c, &rp, &f), RLX_OK);
+        rlx_build_params bp = rlx_build_default_params();
+        bp.device = RLX_DEVICE_SIMT;
+        rlx_model *m;
+        cr_assert_eq(rlx_model_build(f, w, &bp, &m), RLX_OK, "%s: %s", cases[ci], rlx_last_error());
+        cr_expect_eq(m->dev->plan.n_missed, 0, "%s: %s", cases[ci], m->dev->plan.missed ? m->dev->plan.missed : "");
+        rlx_model_destroy(m);
+        rlx_flow_destroy(f);
+        rlx_weights_destroy(w);
+    }
+}
