@@ -342,6 +342,187 @@ out:
     dfree_all(c);
 }
 
+/* Fused attention (flash_attention in bf16 for head_dim 64/128, rope_attention otherwise) on a
+ * packed QKV buffer with padding columns, row scales and RoPE, against rope + scale + attention. */
+static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *lens, int64_t n_seqs, int64_t heads,
+                                  int64_t kv, int64_t D, int causal, uint64_t *s) {
+    const int flash = c->dt == RLX_K_BF16 && (D == 64 || D == 128);
+    rlx__check_row *row = new_row(r);
+    if (!row) return;
+    int64_t start[9] = {0}, max_len = 0;
+    int32_t start32[9] = {0}, *pos32 = NULL;
+    for (int64_t q = 0; q < n_seqs; q++) {
+        start[q + 1] = start[q] + lens[q];
+        start32[q + 1] = (int32_t)start[q + 1];
+        if (lens[q] > max_len) max_len = lens[q];
+    }
+    const int64_t T = start[n_seqs], qw = heads * D, kw = kv * D, ld = qw + 2 * kw + 8, half = D / 2, P = max_len + 3;
+    snprintf(row->op, sizeof row->op, "%s", flash ? "flash_attn" : "rope_attn");
+    snprintf(row->shape, sizeof row->shape, "T=%lld seqs=%lld heads=%lld kv=%lld head_dim=%lld%s", (long long)T,
+             (long long)n_seqs, (long long)heads, (long long)kv, (long long)D, causal ? " causal" : "");
+    float *qkv = malloc(sizeof(float) * (size_t)(T * ld)), *sc = malloc(sizeof(float) * (size_t)T);
+    float *q = malloc(sizeof(float) * (size_t)(T * qw)), *k = malloc(sizeof(float) * (size_t)(T * kw)),
+          *v = malloc(sizeof(float) * (size_t)(T * kw)), *ref = malloc(sizeof(float) * (size_t)(T * qw)),
+          *got = malloc(sizeof(float) * (size_t)(T * qw));
+    float *ct = malloc(sizeof(float) * (size_t)(P * half)), *st = malloc(sizeof(float) * (size_t)(P * half));
+    int64_t *pos = malloc(sizeof(int64_t) * (size_t)T);
+    pos32 = malloc(sizeof(int32_t) * (size_t)T);
+    if (!qkv || !sc || !q || !k || !v || !ref || !got || !ct || !st || !pos || !pos32) goto out;
+    fill(qkv, (size_t)(T * ld), 2, c->dt, s);
+    for (int64_t t = 0; t < T; t++) sc[t] = 0.5f + 0.5f * (uni(s) + 1.0f);
+    rlx_rope_params rp = {.head_dim = D, .max_positions = P, .theta = 10000.0};
+    rlx__ref_rope_tables(ct, st, &rp);
+    for (int64_t qs = 0; qs < n_seqs; qs++)
+        for (int64_t t = start[qs]; t < start[qs + 1]; t++) pos[t] = t - start[qs], pos32[t] = (int32_t)pos[t];
+    /* reference: scale, rotate, attend, on the values the device reads */
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t j = 0; j < qw; j++) q[t * qw + j] = qkv[t * ld + j] * sc[t];
+        for (int64_t j = 0; j < kw; j++) k[t * kw + j] = qkv[t * ld + qw + j] * sc[t], v[t * kw + j] = qkv[t * ld + qw + kw + j] * sc[t];
+    }
+    rlx__ref_rope(q, q, ct, st, pos, T, heads, D);
+    rlx__ref_rope(k, k, ct, st, pos, T, kv, D);
+    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0};
+    rlx__ref_attention(ref, q, k, v, &b, heads, kv, D, causal, 0);
+    void *dqkv = dput(c, qkv, (size_t)(T * ld)), *dsc = dput_raw(c, sc, sizeof(float) * (size_t)T),
+         *dc = dput_raw(c, ct, sizeof(float) * (size_t)(P * half)), *ds = dput_raw(c, st, sizeof(float) * (size_t)(P * half)),
+         *dp = dput_raw(c, pos32, sizeof(int32_t) * (size_t)T), *dst = dput_raw(c, start32, sizeof(int32_t) * (size_t)(n_seqs + 1)),
+         *dy = dput(c, NULL, (size_t)(T * qw));
+    int code = 0;
+    if (!c->err)
+        code = (flash ? c->ops->k.flash_attention : c->ops->k.rope_attention)(dy, dqkv, dsc, dc, ds, dp, dst, n_seqs, max_len, heads, kv,
+                                                                             D, ld, qw, causal, 1, (float)(1.0 / sqrt((double)D)),
+                                                                             c->dt, NULL);
+    int gd = code ? 1 : dget(c, got, dy, (size_t)(T * qw));
+    if (!code && !c->err) judge(row, got, ref, (size_t)(T * qw), BOUND(c->dt, 1e-9, 5e-4), gd);
+    finish(r, row, c, code, row->op);
+out:
+    free(qkv), free(sc), free(q), free(k), free(v), free(ref), free(got), free(ct), free(st), free(pos), free(pos32);
+    dfree_all(c);
+}
+
+/* Row scales, swiglu_scaled, and the encoder kernels. */
+static void check_norm_family(dctx *c, rlx__check_report *r, int64_t rows, int64_t cols, uint64_t *s) {
+    const size_t n = (size_t)(rows * cols);
+    float *a = malloc(sizeof(float) * n * 2), *b = malloc(sizeof(float) * (n * 2 + 7 * (size_t)cols)), *g = malloc(sizeof(float) * (size_t)cols),
+          *be = malloc(sizeof(float) * (size_t)cols), *ref = malloc(sizeof(float) * n * 2), *got = malloc(sizeof(float) * n * 2),
+          *sref = malloc(sizeof(float) * (size_t)rows), *sgot = malloc(sizeof(float) * (size_t)rows), *tmp = malloc(sizeof(float) * n);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)rows), st32[4];
+    if (!a || !b || !g || !be || !ref || !got || !sref || !sgot || !tmp || !ids) goto out;
+    fill(a, n * 2, 3, c->dt, s);
+    fill(b, n * 2 + 7 * (size_t)cols, 1, c->dt, s); /* also the 7-row gather table */
+    fill(g, (size_t)cols, 1, c->dt, s);
+    fill(be, (size_t)cols, 1, c->dt, s);
+    for (int64_t t = 0; t < rows; t++) ids[t] = (int32_t)(mix(s) % 7u);
+    int64_t ns = rows >= 3 ? 3 : 1, start[4] = {0, rows, rows, rows};
+    if (ns == 3) start[1] = 1, start[2] = rows / 2 + 1, start[3] = rows;
+    for (int i = 0; i < 4; i++) st32[i] = (int32_t)start[i];
+    char shape[96];
+    snprintf(shape, sizeof shape, "rows=%lld cols=%lld", (long long)rows, (long long)cols);
+    /* rms_rowscale: s = 1/sqrt(mean(x²)+eps), checked through γ·x·s against rms_norm */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "rms_rowscale");
+        snprintf(row->shape, sizeof row->shape, "%s", shape);
+        for (int64_t t = 0; t < rows; t++) {
+            double ss = 0;
+            for (int64_t j = 0; j < cols; j++) ss += (double)a[t * cols + j] * a[t * cols + j];
+            sref[t] = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
+        }
+        void *dx = dput(c, a, n), *ds = NULL;
+        if (!c->err) c->err = c->ops->alloc(c->dev, sizeof(float) * (size_t)rows + GUARD, "a check buffer", &ds);
+        if (ds) c->bufs[c->n] = ds, c->sizes[c->n++] = 0;
+        int code = c->err ? 0 : c->ops->k.rms_rowscale(ds, dx, rows, cols, 1e-5f, c->dt, NULL);
+        if (!code && !c->err) c->err = c->ops->d2h_sync(c->dev, sgot, ds, sizeof(float) * (size_t)rows, NULL);
+        if (!code && !c->err) judge(row, sgot, sref, (size_t)rows, 1e-10, 1);
+        finish(r, row, c, code, "rms_rowscale");
+        dfree_all(c);
+    }
+    /* swiglu_scaled on a packed gate|up buffer with row scales */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "swiglu_scaled");
+        snprintf(row->shape, sizeof row->shape, "%s", shape);
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t j = 0; j < cols; j++) {
+                float gg = a[t * 2 * cols + j] * sref[t], uu = a[t * 2 * cols + cols + j] * sref[t];
+                ref[t * cols + j] = gg / (1.0f + expf(-gg)) * uu;
+            }
+        void *dgu = dput(c, a, n * 2), *ds = dput_raw(c, sref, sizeof(float) * (size_t)rows), *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.swiglu_scaled(dy, dgu, ds, rows, cols, 2 * cols, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, "swiglu_scaled");
+        dfree_all(c);
+    }
+    /* layer_norm with the residual add and β */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "add_layer_norm");
+        snprintf(row->shape, sizeof row->shape, "%s", shape);
+        rlx__ref_add(tmp, a, b, (int64_t)n);
+        rlx__ref_layer_norm(ref, tmp, g, be, rows, cols, 1e-12);
+        void *dx = dput(c, a, n), *dr = dput(c, b, n), *dg = dput(c, g, (size_t)cols), *db = dput(c, be, (size_t)cols), *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.layer_norm(dy, dx, dr, dg, db, rows, cols, 1e-12f, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, "layer_norm");
+        dfree_all(c);
+    }
+    /* exact GELU */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "gelu");
+        snprintf(row->shape, sizeof row->shape, "n=%zu", n);
+        rlx__ref_gelu(ref, a, (int64_t)n);
+        void *dx = dput(c, a, n), *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.gelu(dy, dx, (int64_t)n, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, "gelu");
+        dfree_all(c);
+    }
+    /* gather_add of a 7-row table */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "gather_add");
+        snprintf(row->shape, sizeof row->shape, "%s table=7", shape);
+        rlx__ref_gather_add(ref, a, ids, b, rows, cols);
+        void *dx = dput(c, a, n), *dt_ = dput(c, b, (size_t)(7 * cols)), *di = dput_raw(c, ids, sizeof(int32_t) * (size_t)rows),
+             *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.gather_add(dy, dx, di, dt_, rows, cols, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-12, 1e-5), gd);
+        finish(r, row, c, code, "gather_add");
+        dfree_all(c);
+    }
+    /* mean pooling over ragged sequences, then L2 normalisation */
+    for (int which = 0; which < 2; which++) {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, which ? "l2_normalize" : "mean_pool");
+        snprintf(row->shape, sizeof row->shape, "seqs=%lld %s", (long long)ns, shape);
+        size_t on = (size_t)(which ? rows * cols : ns * cols);
+        if (which) rlx__ref_l2_normalize(ref, a, rows, cols);
+        else rlx__ref_mean_pool(ref, a, start, ns, cols);
+        void *dx = dput(c, a, n), *dst = dput_raw(c, st32, sizeof st32), *dy = dput(c, NULL, on);
+        int code = c->err ? 0
+                   : which ? c->ops->k.l2_normalize(dy, dx, rows, cols, c->dt, NULL)
+                           : c->ops->k.seq_pool(dy, dx, dst, ns, cols, 1, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, on);
+        if (!code && !c->err) judge(row, got, ref, on, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, row->op);
+        dfree_all(c);
+    }
+out:
+    free(a), free(b), free(g), free(be), free(ref), free(got), free(sref), free(sgot), free(tmp), free(ids);
+    dfree_all(c);
+}
+
 rlx_status rlx__check_kernels(rlx_device_kind kind, rlx_kdtype dt, uint64_t seed, rlx__check_report *r) {
     dctx c = {.ops = rlx__device_ops_for(kind), .dt = dt};
     if (!c.ops) return rlx__fail(RLX_ERR_NO_DEVICE, "device '%s' is not available", rlx_device_kind_name(kind));
@@ -363,6 +544,14 @@ rlx_status rlx__check_kernels(rlx_device_kind kind, rlx_kdtype dt, uint64_t seed
         check_attention(&c, r, at[i].lens, at[i].n, at[i].heads, at[i].kv, at[i].D, at[i].causal, &s);
     static const int64_t small[][2] = {{1, 40}, {17, 129}, {129, 1000}};
     for (size_t i = 0; i < 3 && !c.err; i++) check_small_ops(&c, r, small[i][0], small[i][1], &s);
+    struct { int64_t lens[4]; int64_t n, heads, kv, D; int causal; } fa[] = {
+        {{1}, 1, 2, 2, 64, 1}, {{17, 3}, 2, 8, 2, 64, 1}, {{129}, 1, 4, 1, 128, 1}, {{33, 1, 70}, 3, 4, 4, 128, 0},
+        {{17}, 1, 4, 2, 32, 1},
+    };
+    for (size_t i = 0; i < sizeof fa / sizeof fa[0] && !c.err; i++)
+        check_fused_attention(&c, r, fa[i].lens, fa[i].n, fa[i].heads, fa[i].kv, fa[i].D, fa[i].causal, &s);
+    static const int64_t nf[][2] = {{1, 40}, {17, 129}, {129, 768}};
+    for (size_t i = 0; i < 3 && !c.err; i++) check_norm_family(&c, r, nf[i][0], nf[i][1], &s);
     st = c.err;
     dfree_all(&c);
     c.ops->close(c.dev);
