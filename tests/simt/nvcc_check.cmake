@@ -17,8 +17,13 @@ endif()
 
 file(GLOB_RECURSE files LIST_DIRECTORIES false ${ROOT}/kernels/*.cu ${ROOT}/tests/*.cu)
 list(SORT files)
-string(RANDOM LENGTH 8 tag)
-set(tmp ${CMAKE_CURRENT_BINARY_DIR}/nvcc-check-${tag})
+# Objects go to a private temporary directory, never into the source tree.
+set(tmp_root /tmp)
+if(DEFINED ENV{TMPDIR} AND IS_DIRECTORY "$ENV{TMPDIR}")
+  set(tmp_root $ENV{TMPDIR})
+endif()
+string(RANDOM LENGTH 12 tag)
+set(tmp ${tmp_root}/rlx-nvcc-check-${tag})
 file(MAKE_DIRECTORY ${tmp})
 
 set(failed)

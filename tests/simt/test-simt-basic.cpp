@@ -176,3 +176,13 @@ Test(launch, invalid_configuration_is_an_error) {
     cr_assert_eq(rlx_simt_last_status(1), (int)cudaErrorInvalidConfiguration);
     cr_assert_eq(rlx_simt_last_status(0), 0, "status cleared by the first read");
 }
+
+Test(intrinsics, integer_float_bf16_sample) {
+    int o[14];
+    float f[8];
+    ASSERT_LAUNCH(simt_intrinsics(o, f, nullptr));
+    const int want_o[14] = {8, 31, 4, (int)0x80000000u, 0x55441100, 1, 3, -6, 2, 0x3f800000, -4, 7, 5, 0};
+    for (int i = 0; i < 14; ++i) cr_assert_eq(o[i], want_o[i], "o[%d] = %d (0x%08x)", i, o[i], (unsigned)o[i]);
+    const float want_f[8] = {7.0f, 1.0f, 0.5f, 1.0f, 0.25f, 0.25f, 0.25f, 1.0f};
+    for (int i = 0; i < 8; ++i) cr_assert_eq(f[i], want_f[i], "f[%d] = %g", i, f[i]);
+}

@@ -69,6 +69,10 @@ cudaError_t simt_planted_exit_before_barrier(int *out, int n, int threads, cudaS
  * shared memory, mode 2 writes past a local array (index `n` of a [4] array). */
 cudaError_t simt_planted_oob(float *out, int n, int mode, cudaStream_t s);
 
+// ---- intrinsics.cu -----------------------------------------------------------------------------
+/* o[0..13] and f[0..7]: a sample of integer, float and bf16 intrinsics (see test-simt-basic.cpp). */
+cudaError_t simt_intrinsics(int *o, float *f, cudaStream_t s);
+
 // ---- bench.cu (bench-simt only) ---------------------------------------------------------------
 /* Each thread passes `iters` __syncthreads / does `iters` __shfl_xor_sync; out[grid * block]. */
 cudaError_t simt_bench_barriers(int *out, int iters, int blocks, int threads, cudaStream_t s);

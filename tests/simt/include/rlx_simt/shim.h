@@ -452,7 +452,10 @@ inline int __mulhi(int a, int b) { return (int)(((int64_t)a * b) >> 32); }
 inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
     return (unsigned long long)(((unsigned __int128)a * b) >> 64);
 }
-inline int __mul24(int a, int b) { return (int)(((int64_t)(a << 8 >> 8)) * (b << 8 >> 8)); }
+inline int __mul24(int a, int b) { /* low 32 bits of the product of the sign-extended low 24 bits */
+    const int64_t x = (int32_t)((uint32_t)a << 8) >> 8, y = (int32_t)((uint32_t)b << 8) >> 8;
+    return (int)(uint32_t)(uint64_t)(x * y);
+}
 inline unsigned __umul24(unsigned a, unsigned b) { return (a & 0xffffffu) * (b & 0xffffffu); }
 inline unsigned __funnelshift_l(unsigned lo, unsigned hi, unsigned s) {
     return (unsigned)((((uint64_t)hi << 32 | lo) << (s & 31)) >> 32);
