@@ -1,5 +1,6 @@
 /* Model build: expand composite stages, resolve every weight and width, prepare the device. */
 #include "stages.h"
+#include "tiers.h"
 #include "rlx/weights.h"
 
 #include <stdarg.h>
@@ -126,6 +127,8 @@ static rlx_status resolve_weights(rlx_model *m, const rlx_weights *w, problems *
                 size_t numel = 1;
                 for (int d = 0; d < e->view.ndim; d++) numel *= (size_t)e->view.shape[d];
                 e->numel = numel;
+                e->ndim = e->view.ndim;
+                memcpy(e->shape, e->view.shape, sizeof e->shape);
                 idx = m->n_weights++;
             }
             m->stage_w[(size_t)i * RLX__STAGE_MAX_W + (size_t)k] = idx;
@@ -270,6 +273,12 @@ static void infer(rlx_model *m, problems *pr) {
         case RLX__OP_CLS_POOL:
         case RLX__OP_MEAN_POOL:
         case RLX__OP_L2_NORMALIZE: out->cols = xc; break;
+        case RLX__OP_CUSTOM: {
+            char msg[768];
+            rlx_status cs = rlx__custom_infer(m, i, msg, sizeof msg);
+            if (cs) problem(pr, cs, "%s", msg);
+            break;
+        }
         case RLX__OP_LLAMA_LAYER:
         case RLX__OP_COUNT:
             problem(pr, RLX_ERR_INTERNAL, "stage %s: op %s survived expansion", st->name, rlx__op_name(st->op));
@@ -327,6 +336,7 @@ void rlx_model_destroy(rlx_model *m) {
     free(m->weights);
     free(m->stage_w);
     rlx__slist_free(&m->list);
+    free(m->pass_log);
     free(m);
 }
 
@@ -341,6 +351,21 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     if (flow->list.values[flow->cursor].dtype != RLX_DTYPE_F32)
         return rlx__fail(RLX_ERR_BUILD, "flow '%s' produces no activations (only the token input)", flow->name);
     rlx_build_params p = params ? *params : rlx_build_default_params();
+    /* The profile decides fusion, precision and (for AUTO) the device; the model keeps the
+     * effective settings. */
+    rlx_profile prof;
+    if (p.profile) {
+        rlx_status ps = rlx_profile_validate(p.profile);
+        if (ps) return ps;
+        prof = *p.profile;
+        p.fusion = prof.fusion_policy;
+        p.precision = prof.compute;
+        if (p.device == RLX_DEVICE_AUTO) p.device = prof.target;
+    } else {
+        rlx_profile_preset("prefill", &prof);
+        prof.fusion_policy = p.fusion;
+        prof.compute = p.precision;
+    }
     if (p.device == RLX_DEVICE_AUTO) p.device = RLX_DEVICE_CPU; /* no device backend is compiled in yet */
     if (p.device != RLX_DEVICE_CPU)
         return rlx__fail(RLX_ERR_NO_DEVICE, "device '%s' is not available in this build of rlx", rlx_device_kind_name(p.device));
@@ -348,6 +373,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     rlx_model *m = rlx__calloc(1, sizeof *m, "a model");
     if (!m) return RLX_ERR_OUT_OF_MEMORY;
     m->device = p.device;
+    m->profile = prof;
     m->threads = p.threads > 0 ? p.threads : rlx__cpu_count();
     m->output = flow->cursor;
     m->tokens = flow->tokens;
@@ -355,6 +381,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     m->max_tokens = flow->batch * flow->seq;
     rlx_status s = expand(&m->list, &flow->list);
     if (s) goto fail;
+    if ((s = rlx__pass_dce(m))) goto fail;
     problems pr = {0};
     if ((s = resolve_weights(m, w, &pr))) goto fail;
     infer(m, &pr);
@@ -367,6 +394,8 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         goto fail;
     }
     if ((s = prepare_consts(m))) goto fail;
+    if ((s = rlx__custom_prepare(m, flow))) goto fail;
+    if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && (s = rlx__custom_check_device(m, p.device))) goto fail;
     if ((s = prepare_cpu(m))) goto fail;
     for (int i = 0; i < m->n_weights; i++) memset(&m->weights[i].view, 0, sizeof m->weights[i].view);
     *out = m;

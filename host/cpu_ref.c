@@ -2,6 +2,7 @@
  * semantics. Plain loops, obviously correct; threads only split independent rows. It never
  * looks at a kernel plan, so it stays an independent oracle for the device paths. */
 #include "stages.h"
+#include "tiers.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -286,6 +287,7 @@ rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, in
         case RLX__OP_CLS_POOL: rlx__ref_cls_pool(y, in[0], b->seq_start, b->n_seqs, cols); break;
         case RLX__OP_MEAN_POOL: rlx__ref_mean_pool(y, in[0], b->seq_start, b->n_seqs, cols); break;
         case RLX__OP_L2_NORMALIZE: rlx__ref_l2_normalize(y, in[0], rows, cols); break;
+        case RLX__OP_CUSTOM: s = rlx__custom_cpu(m, i, b, buf); break; /* custom.c: the user's f32 implementation */
         default: s = rlx__fail(RLX_ERR_INTERNAL, "CPU reference: stage %s has op %s it cannot run", st->name, rlx__op_name(st->op));
         }
         for (int k = 0; k < st->n_in; k++) {

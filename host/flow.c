@@ -1,5 +1,6 @@
 /* Tier-0 flow builder: blocks append stages and move the cursor. Errors are sticky. */
 #include "stages.h"
+#include "tiers.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ rlx_status rlx_flow_create(const char *name, rlx_flow **out) {
 void rlx_flow_destroy(rlx_flow *f) {
     if (!f) return;
     rlx__slist_free(&f->list);
+    rlx__params_free(f->params);
     free(f->name);
     free(f->error_msg);
     free(f);

@@ -65,9 +65,12 @@ rlx_status rlx_llama_flow(const rlx_llama_config *cfg, const rlx_llama_recipe_pa
     rlx_flow_input_tokens(f, "tokens", p.batch, p.seq);
     rlx_flow_rope_tables(f, &rope);
     rlx_flow_token_embed(f, NULL);
+    if (p.before_layers) rlx_flow_layer(f, "before_layers", p.before_layers, p.hooks_user);
     rlx_flow_repeat_layers(f, cfg->num_hidden_layers, one_layer, &rc);
+    if (p.after_layers) rlx_flow_layer(f, "after_layers", p.after_layers, p.hooks_user);
     if (p.last_token_logits) rlx_flow_last_token(f);
     rlx_flow_final_norm(f, cfg->rms_norm_eps);
+    if (p.patch) rlx_flow_layer(f, "patch", p.patch, p.hooks_user);
     rlx_flow_lm_head(f, cfg->vocab_size, cfg->hidden_size, cfg->tie_word_embeddings);
     if ((s = rlx_flow_status(f))) {
         rlx_flow_destroy(f);

@@ -1,5 +1,6 @@
 /* Stage list storage and printing. */
 #include "stages.h"
+#include "tiers.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@ const char *rlx__op_name(rlx__op op) {
 static void free_stage(rlx__stage *s) {
     free(s->name);
     for (int i = 0; i < s->n_w; i++) free(s->wkey[i]);
+    rlx__custom_release(s->custom);
 }
 
 void rlx__slist_free(rlx__slist *l) {
@@ -69,6 +71,7 @@ int rlx__slist_add_stage(rlx__slist *l, const rlx__stage *st) {
               "the stage list"))
         return -1;
     rlx__stage s = *st;
+    s.custom = NULL; /* retained below, once the copy is complete */
     s.name = rlx__strdup(st->name ? st->name : rlx__op_name(st->op));
     if (!s.name) return -1;
     for (int i = 0; i < s.n_w; i++) {
@@ -79,9 +82,26 @@ int rlx__slist_add_stage(rlx__slist *l, const rlx__stage *st) {
             return -1;
         }
     }
+    s.custom = st->custom;
+    rlx__custom_retain(s.custom);
     l->stages[l->n_stages] = s;
     for (int i = 0; i < s.n_out; i++) l->values[s.out[i]].producer = l->n_stages;
     return l->n_stages++;
+}
+
+void rlx__slist_remove_stages(rlx__slist *l, const unsigned char *keep) {
+    int n = 0;
+    for (int i = 0; i < l->n_stages; i++) {
+        if (!keep[i]) {
+            for (int k = 0; k < l->stages[i].n_out; k++) l->values[l->stages[i].out[k]].producer = -1;
+            free_stage(&l->stages[i]);
+            continue;
+        }
+        l->stages[n] = l->stages[i];
+        for (int k = 0; k < l->stages[n].n_out; k++) l->values[l->stages[n].out[k]].producer = n;
+        n++;
+    }
+    l->n_stages = n;
 }
 
 rlx_status rlx__slist_copy_values(rlx__slist *dst, const rlx__slist *src) {
@@ -169,6 +189,7 @@ rlx_status rlx__slist_format(const rlx__slist *l, char **text) {
                       s->rope.scaling == RLX_ROPE_SCALING_LLAMA3 ? " llama3" : "");
             break;
         case RLX__OP_LAYER_NORM: sb_printf(&b, "  eps=%g", s->eps); break;
+        case RLX__OP_CUSTOM: sb_printf(&b, "  op=%s", rlx__custom_def(s->custom) ? rlx__custom_def(s->custom)->name : "?"); break;
         case RLX__OP_SLICE_COLS:
             sb_printf(&b, "  cols=[%lld, %lld)", (long long)s->slice_begin, (long long)(s->slice_begin + s->slice_width));
             break;

@@ -8,13 +8,15 @@
 #define RLX_HOST_STAGES_H
 
 #include "rlx/flow.h"
+#include "rlx/profile.h"
 #include "internal.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define RLX__STAGE_MAX_IN 4
+#define RLX__STAGE_MAX_IN 8  /* custom stages read up to 8 values (rlx/custom.h) */
+#define RLX__STAGE_MAX_OUT 4
 #define RLX__STAGE_MAX_W 9
 
 /* Ops, one table: enum, printed name. Only ever appended. */
@@ -38,7 +40,8 @@ extern "C" {
     X(RLX__OP_SLICE_COLS, "slice_cols")       /* x[R,C] -> x[:, begin:begin+width] */        \
     X(RLX__OP_CLS_POOL, "cls_pool")           /* x[T,H] -> [S,H]: first token */             \
     X(RLX__OP_MEAN_POOL, "mean_pool")         /* x[T,H] -> [S,H]: mean of each sequence */   \
-    X(RLX__OP_L2_NORMALIZE, "l2_normalize")   /* x / max(‖x‖, 1e-12) per row */
+    X(RLX__OP_L2_NORMALIZE, "l2_normalize")   /* x / max(‖x‖, 1e-12) per row */              \
+    X(RLX__OP_CUSTOM, "custom")               /* tier 2: the user's stage (st->custom) */
 
 typedef enum rlx__op {
 #define RLX__OP_ENUM(e, name) e,
@@ -71,7 +74,7 @@ typedef struct rlx__stage {
     int n_in;
     int in[RLX__STAGE_MAX_IN];       /* value ids */
     int n_out;
-    int out[2];
+    int out[RLX__STAGE_MAX_OUT];
     int n_w;
     char *wkey[RLX__STAGE_MAX_W];    /* weight keys; NULL entries allowed for optional ones */
     /* attributes (meaning per op) */
@@ -82,6 +85,7 @@ typedef struct rlx__stage {
     rlx_rope_params rope;
     int64_t slice_begin, slice_width; /* slice_cols: kept input columns */
     int required;                     /* input_ids: 1 = a prefill must pass it */
+    struct rlx__custom *custom;       /* custom: the user's def, refcounted (tiers.h) */
 } rlx__stage;
 
 typedef struct rlx__slist {
@@ -101,6 +105,8 @@ int rlx__slist_add_value(rlx__slist *l, const char *name, rlx_dtype dtype, rlx__
 int rlx__slist_add_stage(rlx__slist *l, const rlx__stage *st);
 /* Human-readable list (one stage per line). */
 rlx_status rlx__slist_format(const rlx__slist *l, char **text);
+/* Drops every stage i with keep[i] == 0 (order kept, producers renumbered); values stay. */
+void rlx__slist_remove_stages(rlx__slist *l, const unsigned char *keep);
 
 /* ---- builder state ------------------------------------------------------------------------ */
 
@@ -115,6 +121,7 @@ struct rlx_flow {
     char scope[256];     /* "L3" inside a layer */
     rlx_status error;    /* sticky */
     char *error_msg;
+    struct rlx__params *params; /* constants made by custom stages (tiers.h), or NULL */
 };
 
 /* Emits the composed LLaMA layer's primitives on flow's cursor (shared by the composed form
@@ -128,6 +135,8 @@ typedef struct rlx__weight {
     rlx_tensor_view view; /* view into the weights handle (valid during build only) */
     float *f32;           /* CPU device: converted copy [numel] */
     size_t numel;
+    int ndim;             /* the view's shape, kept after build */
+    int64_t shape[RLX_MAX_DIMS];
 } rlx__weight;
 
 struct rlx_model {
@@ -143,6 +152,8 @@ struct rlx_model {
     int n_weights;
     int *stage_w;         /* [n_stages][RLX__STAGE_MAX_W] weight index or -1 */
     float **consts;       /* [n_values]: data of constant values (rope tables), else NULL */
+    rlx_profile profile;  /* effective compile profile (rlx/profile.h) */
+    char *pass_log;       /* what the build's passes did (rlx_model_pass_log), or NULL */
 };
 
 /* CPU reference: runs the model's stage list for one prefill. out receives the output value

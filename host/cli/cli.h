@@ -4,6 +4,7 @@
 
 #include "rlx/flow.h"
 #include "rlx/llama.h"
+#include "rlx/profile.h"
 #include "rlx/rlx.h"
 #include "rlx/weights.h"
 
@@ -33,6 +34,7 @@ typedef struct cli_llama {
     rlx_llama_config cfg;
     rlx_flow *flow;
     rlx_model *model;
+    const rlx_profile *profile; /* set before cli_llama_build; NULL = the prefill preset */
 } cli_llama;
 int cli_llama_open(const char *dir, cli_llama *out);
 int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev);

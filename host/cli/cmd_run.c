@@ -44,10 +44,19 @@ static void print_top_k(const float *row, int64_t V, int64_t k) {
     free(all);
 }
 
+/* --profile FILE, or the model directory's llama32.rlx.toml, or the prefill preset. A bad file
+ * named on the command line is a usage error; one shipped next to the weights is the model's. */
+static int load_profile(const char *path, const rlx_weights *w, rlx_profile *out) {
+    rlx_status s = path ? rlx_profile_load(path, out) : rlx_profile_near(w, "llama32", out);
+    if (s == RLX_OK) return CLI_OK;
+    return cli_error(path && s != RLX_ERR_OUT_OF_MEMORY ? CLI_USAGE : CLI_RUNTIME, "%s: %s", path ? "--profile" : "profile",
+                     rlx_last_error());
+}
+
 #define MAX_SEQS 256
 
 int cmd_run(int argc, char **argv) {
-    const char *model_dir = NULL, *logits_out = NULL;
+    const char *model_dir = NULL, *logits_out = NULL, *profile_path = NULL;
     const char *token_args[MAX_SEQS];
     int n_seqs = 0, all_logits = 0;
     int64_t top_k = 5;
@@ -62,6 +71,8 @@ int cmd_run(int argc, char **argv) {
             token_args[n_seqs++] = v;
         } else if (is_opt(a, "--device")) {
             if (!(v = opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
+        } else if (is_opt(a, "--profile")) {
+            if (!(profile_path = opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
         } else if (!strcmp(a, "--all-logits")) {
             all_logits = 1;
         } else if (is_opt(a, "--logits-out")) {
@@ -113,6 +124,9 @@ int cmd_run(int argc, char **argv) {
                        (long long)l.cfg.max_position_embeddings);
         goto out;
     }
+    rlx_profile profile;
+    if ((rc = load_profile(profile_path, l.weights, &profile))) goto out;
+    l.profile = &profile;
     if ((rc = cli_llama_build(&l, n_seqs, max_len, !all_logits, dev))) goto out;
 
     rlx_session *sess = NULL;
@@ -154,7 +168,7 @@ out:
 }
 
 int cmd_plan(int argc, char **argv) {
-    const char *model_dir = NULL, *v;
+    const char *model_dir = NULL, *profile_path = NULL, *v;
     int64_t batch = 1, seq = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -164,6 +178,8 @@ int cmd_plan(int argc, char **argv) {
             if (!(v = opt_value(argc, argv, &i, "--batch")) || cli_parse_count("--batch", v, 1, 1 << 16, &batch)) return CLI_USAGE;
         } else if (is_opt(a, "--seq")) {
             if (!(v = opt_value(argc, argv, &i, "--seq")) || cli_parse_count("--seq", v, 1, 1 << 24, &seq)) return CLI_USAGE;
+        } else if (is_opt(a, "--profile")) {
+            if (!(profile_path = opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
         } else {
             return cli_error(CLI_USAGE, "plan: unknown option '%s' (see rlx help)", a);
         }
@@ -177,13 +193,20 @@ int cmd_plan(int argc, char **argv) {
         cli_llama_close(&l);
         return cli_error(CLI_USAGE, "--seq %lld exceeds max_position_embeddings %lld", (long long)seq, (long long)l.cfg.max_position_embeddings);
     }
+    rlx_profile profile;
+    if ((rc = load_profile(profile_path, l.weights, &profile))) {
+        cli_llama_close(&l);
+        return rc;
+    }
+    l.profile = &profile;
     if ((rc = cli_llama_build(&l, batch, seq, 1, RLX_DEVICE_CPU))) {
         cli_llama_close(&l);
         return rc;
     }
-    char *flow_text = NULL, *model_text = NULL;
+    char *flow_text = NULL, *model_text = NULL, *profile_text = NULL;
     rlx_status s = rlx_flow_format(l.flow, &flow_text);
     if (!s) s = rlx_model_format(l.model, &model_text);
+    if (!s) s = rlx_profile_format(rlx_model_profile(l.model), &profile_text);
     if (s) {
         rc = cli_status_error(s, "plan");
     } else {
@@ -193,12 +216,18 @@ int cmd_plan(int argc, char **argv) {
                (long long)c->hidden_size, (long long)c->num_hidden_layers, (long long)c->num_attention_heads,
                (long long)c->num_key_value_heads, (long long)c->head_dim, (long long)c->intermediate_size,
                (long long)c->vocab_size, c->tie_word_embeddings ? "tied" : "untied");
-        printf("capacity: batch %lld x seq %lld; values: T = tokens of a prefill, S = sequences\n\n", (long long)batch, (long long)seq);
+        printf("capacity: batch %lld x seq %lld; values: T = tokens of a prefill, S = sequences\n", (long long)batch, (long long)seq);
+        const rlx_profile *pf = rlx_model_profile(l.model);
+        printf("profile: %s%s: %s\n", pf->source,
+               profile_path ? " (--profile)" : strncmp(pf->source, "preset:", 7) ? " (next to the weights)" : " (no llama32.rlx.toml next to the weights)",
+               profile_text);
+        printf("passes:\n%s\n", rlx_model_pass_log(l.model));
         printf("flow stages (%zu):\n%s\n", rlx_flow_stage_count(l.flow), flow_text);
         printf("executed stages (composites expanded):\n%s", model_text);
     }
     rlx_free(flow_text);
     rlx_free(model_text);
+    rlx_free(profile_text);
     cli_llama_close(&l);
     return rc;
 }

@@ -119,6 +119,7 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
     if (s) return cli_status_error(s, "assembling the flow");
     rlx_build_params bp = rlx_build_default_params();
     bp.device = dev;
+    bp.profile = l->profile;
     if ((s = rlx_model_build(l->flow, l->weights, &bp, &l->model))) return cli_status_error(s, "building the model");
     return CLI_OK;
 }
@@ -136,9 +137,10 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  run   --model DIR --tokens 1,2,3 [--tokens ...] [--device auto|cpu|cuda|simt]\n"
+            "        [--profile F.rlx.toml]\n"
             "        [--all-logits] [--logits-out F.npy] [--top-k N]\n"
             "                   prefill the prompts and print the top-k next tokens\n"
-            "  plan  --model DIR [--seq N] [--batch B]\n"
+            "  plan  --model DIR [--seq N] [--batch B] [--profile F.rlx.toml]\n"
             "                   print the stage list the model runs\n"
             "  demo  [--device auto|cpu|cuda|simt]\n"
             "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"

@@ -34,6 +34,7 @@ extern "C" {
 typedef struct rlx_flow rlx_flow;
 typedef struct rlx_model rlx_model;
 typedef struct rlx_session rlx_session;
+typedef struct rlx_profile rlx_profile; /* rlx/profile.h */
 
 /* ---- flow ------------------------------------------------------------------------------- */
 
@@ -129,6 +130,13 @@ typedef struct rlx_llama_recipe_params {
     int composed_layers;        /* 0 (default): fused layer stages; 1: composed blocks */
     rlx_llama_layer_hook layer; /* NULL: default stage for every layer */
     void *layer_user;
+    /* Hooks in the seed's order: token_embed → before_layers → layers → after_layers →
+     * last_token → final_norm → patch → lm_head. Each runs in its own scope (stage names
+     * "before_layers.…", "after_layers.…", "patch.…") with hooks_user; NULL = none. */
+    rlx_layer_fn before_layers;
+    rlx_layer_fn after_layers;
+    rlx_layer_fn patch;
+    void *hooks_user;
 } rlx_llama_recipe_params;
 
 RLX_API rlx_llama_recipe_params rlx_llama_recipe_default_params(void);
@@ -161,6 +169,10 @@ typedef struct rlx_build_params {
     rlx_device_kind device; /* default RLX_DEVICE_CPU */
     int cuda_device;        /* ordinal, default 0 */
     int threads;            /* CPU threads; 0 = number of cores */
+    const rlx_profile *profile; /* NULL = the "prefill" preset, with fusion and precision above;
+                                   non-NULL: its fusion.policy and precision.compute replace
+                                   them, its fusion.target picks the device when device is
+                                   AUTO; the model keeps a copy (rlx/profile.h) */
 } rlx_build_params;
 
 RLX_API rlx_build_params rlx_build_default_params(void);
