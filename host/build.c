@@ -1,4 +1,5 @@
 /* Model build: expand composite stages, resolve every weight and width, prepare the device. */
+#include "device.h"
 #include "stages.h"
 #include "tiers.h"
 #include "rlx/weights.h"
@@ -19,7 +20,8 @@ const char *rlx_device_kind_name(rlx_device_kind k) {
 }
 
 rlx_build_params rlx_build_default_params(void) {
-    rlx_build_params p = {.device = RLX_DEVICE_CPU, .cuda_device = 0, .threads = 0};
+    rlx_build_params p = {.device = RLX_DEVICE_CPU, .cuda_device = 0, .threads = 0, .fusion = RLX_FUSION_FUSED,
+                          .precision = RLX_PRECISION_BF16};
     return p;
 }
 
@@ -335,6 +337,7 @@ void rlx_model_destroy(rlx_model *m) {
     }
     free(m->weights);
     free(m->stage_w);
+    rlx__dev_model_free(m->dev);
     rlx__slist_free(&m->list);
     free(m->pass_log);
     free(m);
@@ -366,9 +369,13 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         prof.fusion_policy = p.fusion;
         prof.compute = p.precision;
     }
-    if (p.device == RLX_DEVICE_AUTO) p.device = RLX_DEVICE_CPU; /* no device backend is compiled in yet */
-    if (p.device != RLX_DEVICE_CPU)
-        return rlx__fail(RLX_ERR_NO_DEVICE, "device '%s' is not available in this build of rlx", rlx_device_kind_name(p.device));
+    if (p.device < RLX_DEVICE_AUTO || p.device > RLX_DEVICE_SIMT)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_build: unknown device kind %d", (int)p.device);
+    if (p.fusion != RLX_FUSION_FUSED && p.fusion != RLX_FUSION_NONE)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_build: unknown fusion policy %d", (int)p.fusion);
+    if (p.precision != RLX_PRECISION_BF16 && p.precision != RLX_PRECISION_F32)
+        return rlx__fail(RLX_ERR_UNSUPPORTED, "rlx_model_build: device precision %s is not supported (bf16 or f32)",
+                         p.precision == RLX_PRECISION_F16 ? "f16" : "unknown");
 
     rlx_model *m = rlx__calloc(1, sizeof *m, "a model");
     if (!m) return RLX_ERR_OUT_OF_MEMORY;
@@ -396,7 +403,19 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     if ((s = prepare_consts(m))) goto fail;
     if ((s = rlx__custom_prepare(m, flow))) goto fail;
     if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && (s = rlx__custom_check_device(m, p.device))) goto fail;
-    if ((s = prepare_cpu(m))) goto fail;
+    if (p.device == RLX_DEVICE_AUTO) {
+        /* cuda when a device is present, else the CPU reference */
+        s = rlx__dev_model_prepare(m, RLX_DEVICE_CUDA, p.cuda_device, p.fusion,
+                                   p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16);
+        if (s == RLX_OK) m->device = RLX_DEVICE_CUDA;
+        else if (s == RLX_ERR_NO_DEVICE) m->device = RLX_DEVICE_CPU, s = RLX_OK, rlx_clear_error();
+        else goto fail;
+    } else if (p.device != RLX_DEVICE_CPU) {
+        if ((s = rlx__dev_model_prepare(m, p.device, p.cuda_device, p.fusion,
+                                        p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16)))
+            goto fail;
+    }
+    if (m->device == RLX_DEVICE_CPU && (s = prepare_cpu(m))) goto fail;
     for (int i = 0; i < m->n_weights; i++) memset(&m->weights[i].view, 0, sizeof m->weights[i].view);
     *out = m;
     return RLX_OK;

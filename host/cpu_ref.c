@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- threads ---------------------------------------------------------------------------------- */
@@ -223,7 +224,18 @@ static int64_t value_rows(const rlx__value *v, const rlx__batch *b) {
     return 0;
 }
 
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
+}
+
 rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, int64_t *out_rows, int64_t *out_cols) {
+    return rlx__cpu_run_timed(m, b, out, out_rows, out_cols, NULL);
+}
+
+rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **out, int64_t *out_rows, int64_t *out_cols,
+                              double *stage_ms) {
     const rlx__slist *l = &m->list;
     const int nv = l->n_values;
     rlx_status s = RLX_OK;
@@ -241,9 +253,12 @@ rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, in
     for (int64_t sq = 0; sq < b->n_seqs; sq++)
         for (int64_t t = b->seq_start[sq]; t < b->seq_start[sq + 1]; t++) pos[t] = t - b->seq_start[sq];
 
+    if (stage_ms)
+        for (int i = 0; i < l->n_stages; i++) stage_ms[i] = 0;
     for (int i = 0; i < l->n_stages && s == RLX_OK; i++) {
         const rlx__stage *st = &l->stages[i];
         if (st->op == RLX__OP_INPUT_TOKENS || st->op == RLX__OP_ROPE_TABLES) continue;
+        const double t0 = stage_ms ? now_ms() : 0;
         const rlx__value *ov = &l->values[st->out[0]];
         const int64_t rows = value_rows(ov, b), cols = ov->cols;
         float *y = rlx__malloc((size_t)rows * (size_t)cols * sizeof(float), st->name);
@@ -290,6 +305,7 @@ rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, in
         case RLX__OP_CUSTOM: s = rlx__custom_cpu(m, i, b, buf); break; /* custom.c: the user's f32 implementation */
         default: s = rlx__fail(RLX_ERR_INTERNAL, "CPU reference: stage %s has op %s it cannot run", st->name, rlx__op_name(st->op));
         }
+        if (stage_ms) stage_ms[i] = now_ms() - t0;
         for (int k = 0; k < st->n_in; k++) {
             int v = st->in[k];
             if (last_use[v] == i && !m->consts[v]) {

@@ -152,6 +152,7 @@ struct rlx_model {
     int n_weights;
     int *stage_w;         /* [n_stages][RLX__STAGE_MAX_W] weight index or -1 */
     float **consts;       /* [n_values]: data of constant values (rope tables), else NULL */
+    struct rlx__dev_model *dev; /* device models: plan, device weights (NULL on the CPU) */
     rlx_profile profile;  /* effective compile profile (rlx/profile.h) */
     char *pass_log;       /* what the build's passes did (rlx_model_pass_log), or NULL */
 };
@@ -169,6 +170,17 @@ typedef struct rlx__batch {
 
 rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, int64_t *rows,
                         int64_t *cols);
+/* Same, recording each stage's wall time in stage_ms[n_stages] (ms) when non-NULL. */
+rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **out, int64_t *rows,
+                              int64_t *cols, double *stage_ms);
+
+/* Bench support: one prefill with per-kernel (device) or per-stage (CPU) times in ms;
+ * times holds rlx__timing_count(m) doubles; labels name each entry. */
+rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int64_t n_tokens,
+                                      const int64_t *seq_lens, int64_t n_seqs, void *stream,
+                                      double *times);
+int rlx__timing_count(const rlx_model *m);
+void rlx__timing_label(const rlx_model *m, int i, char *buf, size_t n);
 
 /* CPU reference primitives (plain f32 loops, outputs first). Exposed for the op tests and as
  * the oracle of the device kernels. */

@@ -49,8 +49,11 @@ rlx_status rlx__fail_prefix(rlx_status status, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(rlx__error_buf, sizeof rlx__error_buf, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof rlx__error_buf)
-        snprintf(rlx__error_buf + n, sizeof rlx__error_buf - (size_t)n, ": %s", old);
+    if (n >= 0 && (size_t)n < sizeof rlx__error_buf) {
+        /* the combined message is cut at the buffer's end, like any other */
+        int m = snprintf(rlx__error_buf + n, sizeof rlx__error_buf - (size_t)n, ": %s", old);
+        (void)m;
+    }
     return status;
 }
 

@@ -1,5 +1,8 @@
 /* rlx — command-line front end. Exit codes: 0 success, 1 model/runtime error, 2 usage error. */
 #include "cli.h"
+#if defined(RLX_CLI_SIMT)
+#include "rlx_simt_device.h"
+#endif
 
 #include <errno.h>
 #include <stdarg.h>
@@ -144,6 +147,8 @@ static void usage(FILE *f) {
             "                   print the stage list the model runs\n"
             "  demo  [--device auto|cpu|cuda|simt]\n"
             "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"
+            "  check [--model DIR] [--device cuda|simt] [--fusion fused|none]\n"
+            "                   every kernel and a whole model on the device against the CPU reference\n"
             "  embed --model DIR --tokens IDS [--tokens ...] [--token-types IDS ...] [--pool cls|mean|none] [--normalize] [--out F.npy] [--device ...]\n"
             "  bench [--shape tiny|llama-3.2-1b|llama-3.2-3b|llama-3.1-8b | --model DIR] [--batch B,..] [--seq S,..]\n"
             "        [--device auto|cpu|cuda|simt] [--fusion fused|none|both] [--repeat N] [--warmup N]\n"
@@ -155,12 +160,17 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+#if defined(RLX_CLI_SIMT)
+    /* --device simt: the test device, linked into the command for `rlx check` and CI */
+    rlx_simt_device_install();
+#endif
     if (argc < 2) return cli_error(CLI_USAGE, "no command given (rlx help lists them)");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("rlx %s\n", rlx_version_string());

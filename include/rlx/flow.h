@@ -169,6 +169,8 @@ typedef struct rlx_build_params {
     rlx_device_kind device; /* default RLX_DEVICE_CPU */
     int cuda_device;        /* ordinal, default 0 */
     int threads;            /* CPU threads; 0 = number of cores */
+    rlx_fusion_policy fusion;   /* device models: RLX_FUSION_FUSED (default) or RLX_FUSION_NONE */
+    rlx_precision precision;    /* device models: RLX_PRECISION_BF16 (default) or RLX_PRECISION_F32 */
     const rlx_profile *profile; /* NULL = the "prefill" preset, with fusion and precision above;
                                    non-NULL: its fusion.policy and precision.compute replace
                                    them, its fusion.target picks the device when device is
@@ -190,6 +192,14 @@ RLX_API int64_t rlx_model_max_tokens(const rlx_model *model);
 RLX_API int64_t rlx_model_max_sequences(const rlx_model *model);
 /* 1 if the output holds one row per sequence (last-token logits), 0 if one per token. */
 RLX_API int rlx_model_output_per_sequence(const rlx_model *model);
+/* Device memory footprint: weights (and constants) uploaded once per model, and what each session
+ * allocates (activation arena at capacity, batch metadata, GEMM workspace). 0 on the CPU. */
+RLX_API rlx_status rlx_model_memory(const rlx_model *model, size_t *weight_bytes, size_t *session_bytes);
+/* Human-readable description of the device the model runs on. */
+RLX_API const char *rlx_model_device_name(const rlx_model *model);
+/* The kernel plan (device models) as text: each kernel, the stages it covers, the bytes it moves;
+ * free with rlx_free. RLX_ERR_INVALID_ARGUMENT for CPU models (they have no kernel plan). */
+RLX_API rlx_status rlx_model_format_plan(const rlx_model *model, char **text);
 /* The executed (expanded, shape-resolved) stage list as text; free with rlx_free. */
 RLX_API rlx_status rlx_model_format(const rlx_model *model, char **text);
 

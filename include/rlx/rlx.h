@@ -75,6 +75,19 @@ typedef enum rlx_dtype {
     RLX_DTYPE_I32 = 3,
 } rlx_dtype;
 
+/* Fusion policy of the planner (profile key fusion.policy). */
+typedef enum rlx_fusion_policy {
+    RLX_FUSION_FUSED = 0, /* map stage patterns onto fused kernels (default) */
+    RLX_FUSION_NONE = 1,  /* one primitive kernel per stage */
+} rlx_fusion_policy;
+
+/* Device compute precision (profile key precision.compute). */
+typedef enum rlx_precision {
+    RLX_PRECISION_BF16 = 0, /* bf16 weights and activations, f32 accumulation (default) */
+    RLX_PRECISION_F32 = 1,  /* f32 throughout, TF32 off: for debugging */
+    RLX_PRECISION_F16 = 2,
+} rlx_precision;
+
 RLX_API const char *rlx_dtype_name(rlx_dtype dtype);
 RLX_API size_t rlx_dtype_size(rlx_dtype dtype);
 
