@@ -164,6 +164,7 @@ static int plain_linear(const planner *pl, int stage, int in) {
 
 /* Norm feeding exactly `n` linears: returns the norm stage or -1 (x is then the linears' input). */
 static int folded_norm(const planner *pl, int in, int n) {
+    if (!pl->m->profile.constant_folding) return -1; /* passes.constant_folding = false: γ stays a norm */
     int ns = producer(pl, in);
     if (ns < 0 || S(pl, ns)->op != RLX__OP_RMS_NORM || pl->n_cons[in] != n || in == pl->m->output) return -1;
     if (stage_w(pl->m, ns, 0) < 0) return -1;
@@ -302,6 +303,7 @@ static void emit_primitive(planner *pl, int i) {
     case RLX__OP_CLS_POOL: kind = RLX__K_CLS_POOL; break;
     case RLX__OP_MEAN_POOL: kind = RLX__K_MEAN_POOL; break;
     case RLX__OP_L2_NORMALIZE: kind = RLX__K_L2_NORMALIZE; break;
+    case RLX__OP_CUSTOM: kind = RLX__K_CUSTOM; break;
     default:
         pl->err = rlx__fail(RLX_ERR_UNSUPPORTED, "planner: stage %s (op %s) has no device kernel yet; build it for the cpu device",
                             st->name, rlx__op_name(st->op));
@@ -514,6 +516,14 @@ static int64_t cap_rows(const rlx_model *m, const rlx__buf *b) {
 }
 
 static int kernel_touches(const rlx__kernel *k, int b, int *writes) {
+    if (k->kind == RLX__K_CUSTOM) { /* up to 8 inputs and 4 outputs: the stage's own lists */
+        *writes = 0;
+        for (int j = 0; j < k->st->n_out; j++) *writes |= k->st->out[j] == b;
+        if (*writes) return 1;
+        for (int j = 0; j < k->st->n_in; j++)
+            if (k->st->in[j] == b) return 1;
+        return 0;
+    }
     *writes = k->out == b || k->out2 == b;
     if (*writes) return 1;
     for (int j = 0; j < 4; j++)
@@ -641,6 +651,11 @@ rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdt
         int ws[3] = {k->w, k->bias, k->gamma};
         for (int j = 0; j < 3; j++)
             if (ws[j] >= 0 && ws[j] < m->n_weights) p->used_weight[ws[j]] = 1;
+        if (k->kind == RLX__K_CUSTOM)
+            for (int j = 0; j < k->st->n_w; j++) {
+                int w = stage_w(m, k->stages[0], j);
+                if (w >= 0) p->used_weight[w] = 1;
+            }
     }
     if ((s = plan_arena(m, p))) goto out;
     if (policy == RLX_FUSION_FUSED) s = list_missed(m, p);

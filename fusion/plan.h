@@ -21,7 +21,8 @@
  *       add_rowscale) or a row-statistics kernel right after it (rms_rowscale);
  *   last_token → final rms_norm becomes one last_token_rms_norm kernel;
  *   add → layer_norm (post-LN encoders) becomes one layer_norm kernel reading both operands.
- * A custom stage is never fused across.
+ * A custom stage (tier 2) is one kernel-plan entry of its own (its stage's in/out lists are its
+ * buffers); no rule matches across it.
  */
 #ifndef RLX_FUSION_PLAN_H
 #define RLX_FUSION_PLAN_H
@@ -59,7 +60,8 @@ extern "C" {
     X(RLX__K_SLICE_COLS, "slice_cols", 0)                     \
     X(RLX__K_CLS_POOL, "cls_pool", 0)                         \
     X(RLX__K_MEAN_POOL, "mean_pool", 0)                       \
-    X(RLX__K_L2_NORMALIZE, "l2_normalize", 0)
+    X(RLX__K_L2_NORMALIZE, "l2_normalize", 0)                 \
+    X(RLX__K_CUSTOM, "custom", 0)
 
 typedef enum rlx__kkind {
 #define RLX__K_ENUM(e, name, standalone) e,

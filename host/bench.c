@@ -9,6 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+/* The reference GEMM gets what the prefill preset gives a session (kernels.gemm_workspace_mb). */
+#define BENCH_GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
+
 // ---- FLOP counting ----------------------------------------------------------------------------
 
 rlx__bench_flops rlx__bench_llama_flops(const rlx_llama_config *c, const int64_t *seq_lens, int64_t n_seqs,
@@ -176,7 +179,7 @@ static rlx_status device_gemm(const rlx__device_ops *ops, int ordinal, int warmu
     }
     if ((s = ops->alloc(d, M * K * 2, "bench GEMM X", &x)) || (s = ops->alloc(d, N * K * 2, "bench GEMM W", &w)) ||
         (s = ops->alloc(d, M * N * 2, "bench GEMM D", &y)) ||
-        (s = ops->alloc(d, RLX__GEMM_WORKSPACE_BYTES, "bench GEMM workspace", &ws)))
+        (s = ops->alloc(d, BENCH_GEMM_WORKSPACE_BYTES, "bench GEMM workspace", &ws)))
         goto out;
     uint64_t seed = 0x67656d6dull;
     for (size_t i = 0; i < M * K; i++) host[i] = rlx_f32_to_bf16(uni(&seed));
@@ -185,7 +188,7 @@ static rlx_status device_gemm(const rlx__device_ops *ops, int ordinal, int warmu
     if ((s = ops->h2d(d, w, host, N * K * 2, NULL)) || (s = ops->sync(d, NULL))) goto out;
     const rlx__gemm_desc g = {.M = out->m, .N = out->n, .K = out->k, .x = x, .ldx = out->k, .w = w, .ldw = out->k,
                               .d = y, .ldd = out->n, .ldc = out->n, .in_dtype = RLX_K_BF16, .out_dtype = RLX_K_BF16,
-                              .workspace = ws, .workspace_bytes = RLX__GEMM_WORKSPACE_BYTES};
+                              .workspace = ws, .workspace_bytes = BENCH_GEMM_WORKSPACE_BYTES};
     for (int i = 0; i < warmup && !s; i++) s = ops->gemm(d, &g, NULL);
     if (!s) s = ops->sync(d, NULL);
     if (s || (s = ops->timer_create(d, repeat + 1, &timer))) goto out;

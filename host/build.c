@@ -377,9 +377,23 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         return rlx__fail(RLX_ERR_UNSUPPORTED, "rlx_model_build: device precision %s is not supported (bf16 or f32)",
                          p.precision == RLX_PRECISION_F16 ? "f16" : "unknown");
 
+    if (p.device != RLX_DEVICE_CPU && !p.plan_only) {
+        /* settings a device build cannot honour yet are refused, never ignored */
+        const char *no = prof.mixed == RLX_MIXED_AUTO ? "precision.mixed = \"auto\" (an f32 residual stream)"
+                         : prof.attention_block_q    ? "kernels.attention_block_q other than 0"
+                         : prof.cuda_graphs          ? "kernels.cuda_graphs = true"
+                                                     : NULL;
+        if (no)
+            return rlx__fail(RLX_ERR_UNSUPPORTED, "profile %s: %s is not implemented on devices yet", prof.source, no);
+    }
+    if (prof.assert_clean && p.fusion == RLX_FUSION_NONE)
+        return rlx__fail(RLX_ERR_PROFILE, "profile %s: fusion.assert_clean asks for a clean fused plan but fusion.policy is \"none\"",
+                         prof.source);
+
     rlx_model *m = rlx__calloc(1, sizeof *m, "a model");
     if (!m) return RLX_ERR_OUT_OF_MEMORY;
     m->device = p.device;
+    m->plan_only = p.plan_only;
     m->profile = prof;
     m->threads = p.threads > 0 ? p.threads : rlx__cpu_count();
     m->output = flow->cursor;
@@ -402,8 +416,16 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     }
     if ((s = prepare_consts(m))) goto fail;
     if ((s = rlx__custom_prepare(m, flow))) goto fail;
-    if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && (s = rlx__custom_check_device(m, p.device))) goto fail;
-    if (p.device == RLX_DEVICE_AUTO) {
+    if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && !p.plan_only && (s = rlx__custom_check_device(m, p.device)))
+        goto fail;
+    if (p.device == RLX_DEVICE_AUTO && !p.plan_only && rlx__custom_check_device(m, RLX_DEVICE_CUDA) != RLX_OK) {
+        /* a custom stage without a CUDA implementation runs where it can: the CPU */
+        rlx_clear_error();
+        p.device = m->device = RLX_DEVICE_CPU;
+    }
+    if (p.plan_only) {
+        m->device = p.device == RLX_DEVICE_AUTO ? RLX_DEVICE_CPU : p.device;
+    } else if (p.device == RLX_DEVICE_AUTO) {
         /* cuda when a device is present, else the CPU reference */
         s = rlx__dev_model_prepare(m, RLX_DEVICE_CUDA, p.cuda_device, p.fusion,
                                    p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16);
@@ -415,7 +437,18 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
                                         p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16)))
             goto fail;
     }
-    if (m->device == RLX_DEVICE_CPU && (s = prepare_cpu(m))) goto fail;
+    if (m->device == RLX_DEVICE_CPU && !p.plan_only && (s = prepare_cpu(m))) goto fail;
+    if (prof.assert_clean) {
+        /* the plan is device-independent: a CPU or plan-only build checks the one a device would run */
+        rlx__plan tmp, *pl = m->dev ? &m->dev->plan : &tmp;
+        if (!m->dev && (s = rlx__plan_build(m, prof.fusion_policy, prof.compute == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16, &tmp)))
+            goto fail;
+        if (pl->n_missed)
+            s = rlx__fail(RLX_ERR_BUILD, "flow '%s': fusion.assert_clean: %d standalone pass%s left in the fused plan: %s", flow->name,
+                          pl->n_missed, pl->n_missed > 1 ? "es" : "", pl->missed);
+        if (!m->dev) rlx__plan_free(&tmp);
+        if (s) goto fail;
+    }
     for (int i = 0; i < m->n_weights; i++) memset(&m->weights[i].view, 0, sizeof m->weights[i].view);
     *out = m;
     return RLX_OK;

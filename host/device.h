@@ -35,8 +35,7 @@ typedef struct rlx__gemm_desc {
     size_t workspace_bytes;
 } rlx__gemm_desc;
 
-/* GEMM workspace each session owns for cuBLASLt (32 MiB, what Hopper kernels ask for). */
-#define RLX__GEMM_WORKSPACE_BYTES ((size_t)32 << 20)
+
 
 typedef struct rlx__device rlx__device;
 
@@ -143,7 +142,7 @@ void rlx__dev_model_free(rlx__dev_model *dm);
 typedef struct rlx__dev_session {
     void *arena;      /* activations at capacity */
     void *meta;       /* tokens [max_tokens] i32, positions [max_tokens] i32, seq_start [max_seqs+1] i32 */
-    void *workspace;  /* GEMM workspace, RLX__GEMM_WORKSPACE_BYTES */
+    void *workspace;  /* GEMM workspace, profile kernels.gemm_workspace_mb (NULL when 0) */
     int broken;       /* a sticky device fault happened */
 } rlx__dev_session;
 

@@ -2,6 +2,7 @@
  * device interface. Knows nothing of CUDA: the cuda and simt devices plug in below. */
 #include "device.h"
 #include "rlx/weights.h"
+#include "tiers.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -95,6 +96,16 @@ static rlx_status upload_derived(rlx__dev_model *dm, const rlx_model *m, const r
     return s;
 }
 
+static int custom_reads(const rlx_model *m, int v) {
+    for (int i = 0; i < m->list.n_stages; i++) {
+        const rlx__stage *st = &m->list.stages[i];
+        if (st->op != RLX__OP_CUSTOM) continue;
+        for (int j = 0; j < st->n_in; j++)
+            if (st->in[j] == v) return 1;
+    }
+    return 0;
+}
+
 static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     switch (kind) {
     case RLX__K_GEMM: return 1; /* the device's own GEMM */
@@ -121,6 +132,7 @@ static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     case RLX__K_CLS_POOL:
     case RLX__K_MEAN_POOL: return t->seq_pool != NULL;
     case RLX__K_L2_NORMALIZE: return t->l2_normalize != NULL;
+    case RLX__K_CUSTOM: return 1; /* the build checked the stage has an implementation here */
     case RLX__K_COUNT: break;
     }
     return 0;
@@ -164,7 +176,20 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
     for (int v = 0; v < m->list.n_values; v++) {
         if (!m->consts[v]) continue;
         const rlx__value *val = &m->list.values[v];
-        size_t bytes = (size_t)val->fixed_rows * (size_t)val->cols * sizeof(float);
+        const size_t n = (size_t)val->fixed_rows * (size_t)val->cols, bytes = n * sizeof(float);
+        if (custom_reads(m, v)) {
+            /* parameters of tier-2 stages: in the activation dtype, as every buffer they get */
+            float *f = rlx__malloc(bytes, val->name);
+            if (!f) {
+                s = RLX_ERR_OUT_OF_MEMORY;
+                goto fail;
+            }
+            memcpy(f, m->consts[v], bytes);
+            s = upload_f32(dm, f, n, act, val->name, &dm->cptr[v]);
+            free(f);
+            if (s) goto fail;
+            continue;
+        }
         if ((s = ops->alloc(dm->dev, bytes, val->name, &dm->cptr[v]))) goto fail;
         if ((s = ops->h2d(dm->dev, dm->cptr[v], m->consts[v], bytes, NULL))) goto fail;
         dm->weight_bytes += bytes;
@@ -179,6 +204,8 @@ fail:
 
 /* ---- session ----------------------------------------------------------------------------------------- */
 
+static size_t workspace_bytes(const rlx_model *m) { return (size_t)m->profile.gemm_workspace_mb << 20; }
+
 static size_t meta_bytes(const rlx_model *m) {
     return (size_t)(2 * m->max_tokens + m->max_seqs + 1) * sizeof(int32_t);
 }
@@ -188,7 +215,8 @@ rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
     const rlx__dev_model *dm = m->dev;
     rlx_status st = dm->ops->alloc(dm->dev, dm->plan.arena_bytes ? dm->plan.arena_bytes : 256, "the activation arena", &s->arena);
     if (!st) st = dm->ops->alloc(dm->dev, meta_bytes(m), "the batch metadata", &s->meta);
-    if (!st) st = dm->ops->alloc(dm->dev, RLX__GEMM_WORKSPACE_BYTES, "the GEMM workspace", &s->workspace);
+    if (!st && m->profile.gemm_workspace_mb > 0)
+        st = dm->ops->alloc(dm->dev, workspace_bytes(m), "the GEMM workspace (profile kernels.gemm_workspace_mb)", &s->workspace);
     if (st) rlx__dev_session_free(m, s);
     return st;
 }
@@ -272,7 +300,7 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
                                 .c = k->residual >= 0 ? bptr(m, s, k->residual) : NULL, .ldc = cols,
                                 .beta = k->residual >= 0 ? 1.0f : 0.0f, .d = y, .ldd = cols, .in_dtype = dt,
                                 .out_dtype = ob->kind == 1 ? RLX_K_F32 : dt,
-                                .workspace = s->workspace, .workspace_bytes = RLX__GEMM_WORKSPACE_BYTES};
+                                .workspace = s->workspace, .workspace_bytes = s->workspace ? workspace_bytes(m) : 0};
             st = ops->gemm(dm->dev, &g, stream);
             break;
         }
@@ -331,6 +359,23 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
             code = ops->k.seq_pool(y, x, d_start, b->n_seqs, cols, k->kind == RLX__K_MEAN_POOL, dt, stream);
             break;
         case RLX__K_L2_NORMALIZE: code = ops->k.l2_normalize(y, x, rows, cols, dt, stream); break;
+        case RLX__K_CUSTOM: {
+            void *outs[RLX__STAGE_MAX_OUT] = {0};
+            const void *ins[RLX__STAGE_MAX_IN] = {0}, *ws[RLX__STAGE_MAX_W] = {0};
+            const int si = k->stages[0];
+            for (int j = 0; j < sg->n_out; j++) outs[j] = bptr(m, s, sg->out[j]);
+            for (int j = 0; j < sg->n_in; j++) ins[j] = sg->in[j] == m->tokens ? s->meta : bptr(m, s, sg->in[j]);
+            for (int j = 0; j < sg->n_w; j++) {
+                int wi = m->stage_w[(size_t)si * RLX__STAGE_MAX_W + (size_t)j];
+                ws[j] = wi >= 0 ? dm->wptr[wi] : NULL;
+            }
+            rlx__custom_io io = {.device = m->device, .dtype = dt == RLX_K_F32 ? RLX_DTYPE_F32 : RLX_DTYPE_BF16,
+                                 .out = outs, .in = ins, .w = ws, .n_tokens = b->n_tokens, .n_seqs = b->n_seqs,
+                                 .seq_start = d_start, .stream = stream, .threads = m->threads};
+            st = rlx__custom_invoke(m, si, &io);
+            if (!st) st = ops->check(dm->dev, 0, sg->name);
+            break;
+        }
         case RLX__K_COUNT: st = rlx__fail(RLX_ERR_INTERNAL, "kernel plan: bad kernel kind"); break;
         }
         if (!st && code) st = ops->check(dm->dev, code, sg->name);
@@ -375,7 +420,7 @@ rlx_status rlx_model_memory(const rlx_model *m, size_t *weight_bytes, size_t *se
     size_t w = 0, sb = 0;
     if (m->dev) {
         w = m->dev->weight_bytes; /* constants (rope tables) included */
-        sb = m->dev->plan.arena_bytes + meta_bytes(m) + RLX__GEMM_WORKSPACE_BYTES;
+        sb = m->dev->plan.arena_bytes + meta_bytes(m) + workspace_bytes(m);
     }
     if (weight_bytes) *weight_bytes = w;
     if (session_bytes) *session_bytes = sb;
@@ -390,6 +435,12 @@ const char *rlx_model_device_name(const rlx_model *m) {
 
 rlx_status rlx_model_format_plan(const rlx_model *m, char **text) {
     if (!m || !text) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_format_plan: NULL argument");
-    if (!m->dev) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "a CPU model runs the stage list; it has no kernel plan");
-    return rlx__plan_format(&m->dev->plan, m, text);
+    if (m->dev) return rlx__plan_format(&m->dev->plan, m, text);
+    /* CPU and plan-only models: the plan a device would run with this model's profile */
+    rlx__plan p;
+    rlx_status s = rlx__plan_build(m, m->profile.fusion_policy, m->profile.compute == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16, &p);
+    if (s) return s;
+    s = rlx__plan_format(&p, m, text);
+    rlx__plan_free(&p);
+    return s;
 }

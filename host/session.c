@@ -21,6 +21,8 @@ rlx_status rlx_session_create(const rlx_model *m, rlx_session **out) {
     if (!out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: out is NULL");
     *out = NULL;
     if (!m) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: model is NULL");
+    if (m->plan_only)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: the model was built plan-only (rlx_build_params.plan_only); it cannot run");
     rlx_session *s = rlx__calloc(1, sizeof *s, "a session");
     if (!s) return RLX_ERR_OUT_OF_MEMORY;
     s->model = m;

@@ -155,6 +155,7 @@ struct rlx_model {
     struct rlx__dev_model *dev; /* device models: plan, device weights (NULL on the CPU) */
     rlx_profile profile;  /* effective compile profile (rlx/profile.h) */
     char *pass_log;       /* what the build's passes did (rlx_model_pass_log), or NULL */
+    int plan_only;        /* built with rlx_build_params.plan_only: formats, never runs */
 };
 
 /* CPU reference: runs the model's stage list for one prefill. out receives the output value

@@ -130,3 +130,59 @@ Test(cli, plan_and_demo) {
     cr_expect(strstr(out_text, "rlx demo") && strstr(out_text, "tokens/s"), "%s", out_text);
     cr_expect_eq(rlx("demo --bogus"), 2);
 }
+
+Test(cli, plan_kernel_plan_and_assert_clean) {
+    char a[2400];
+    snprintf(a, sizeof a, "plan --model %s --seq 16 --assert-clean", fixture("gqa_tied_f32"));
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "kernel plan: fusion fused") && strstr(out_text, "clean: no standalone") &&
+                  strstr(out_text, "rope_attention") && strstr(out_text, "[gamma-folded packed weight]"),
+              "%s", out_text);
+    snprintf(a, sizeof a, "plan --model %s --seq 16 --fusion none", fixture("gqa_tied_f32"));
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "kernel plan: fusion none") && strstr(out_text, " rope ") && strstr(out_text, " attention "),
+              "%s", out_text);
+    snprintf(a, sizeof a, "plan --model %s --fusion none --assert-clean", fixture("gqa_tied_f32"));
+    cr_expect_eq(rlx(a), 1, "assert-clean with fusion none is a contradiction");
+    expect_one_line_error();
+    snprintf(a, sizeof a, "plan --model %s --fusion sometimes", fixture("gqa_tied_f32"));
+    cr_expect_eq(rlx(a), 2);
+    /* a profile that keeps γ out of the GEMMs leaves standalone norms: assert-clean lists them by layer */
+    char *dir = rlxt_tmpdir();
+    const char *toml = "[passes]\nconstant_folding = false\n";
+    char *prof = rlxt_write_file(dir, "nofold.rlx.toml", toml, strlen(toml));
+    snprintf(a, sizeof a, "plan --model %s --profile %s --assert-clean", fixture("gqa_tied_f32"), prof);
+    cr_expect_eq(rlx(a), 1);
+    expect_one_line_error();
+    cr_expect(strstr(err_text, "fusion.assert_clean") && strstr(err_text, "L0.llama_layer.rms_norm") &&
+                  strstr(err_text, "L1.llama_layer.rms_norm"),
+              "%s", err_text);
+    free(prof);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+Test(cli, run_on_the_simt_device_matches_transformers) {
+    char *dir = rlxt_tmpdir();
+    char a[2400], npy[1100], refp[1200];
+    snprintf(npy, sizeof npy, "%s/l.npy", dir);
+    const char *fus[2] = {"fused", "none"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(a, sizeof a, "run --model %s --tokens 96,88,16,65,13,19,6 --device simt --fusion %s --all-logits --top-k 1 --logits-out %s",
+                 fixture("gqa_tied_f32"), fus[f], npy);
+        cr_assert_eq(rlx(a), 0, "%s", err_text);
+        cr_expect(strstr(out_text, "device simt"), "%s", out_text);
+        float *got, *ref;
+        int nd;
+        int64_t shape[4];
+        cr_assert_eq(rlx__npy_read_f32(npy, &got, &nd, shape, 4), RLX_OK);
+        snprintf(refp, sizeof refp, "%s/logits.npy", fixture("gqa_tied_f32"));
+        cr_assert_eq(rlx__npy_read_f32(refp, &ref, &nd, shape, 4), RLX_OK);
+        /* bf16 whole-model bounds of NUMERICS.md against transformers' f32 logits */
+        cr_expect(rlxt_max_abs_diff(got, ref, 7 * 97) / rlxt_max_abs(ref, 7 * 97) <= 3e-2, "fusion %s", fus[f]);
+        free(got);
+        free(ref);
+    }
+    rlxt_rmtree(dir);
+    free(dir);
+}

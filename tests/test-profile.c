@@ -40,7 +40,7 @@ Test(profile, prefill_preset_defaults) {
     cr_expect_eq(p.mixed, RLX_MIXED_NONE);
     cr_expect_eq(p.attention_block_q, 0);
     cr_expect_eq(p.gemm_workspace_mb, 32);
-    cr_expect_eq(p.cuda_graphs, 1);
+    cr_expect_eq(p.cuda_graphs, 0);
     rlx_profile q;
     cr_assert_eq(rlx_profile_preset("prefill", &q), RLX_OK);
     cr_expect(!memcmp(&p, &q, sizeof p));

@@ -35,7 +35,10 @@ typedef struct cli_llama {
     rlx_flow *flow;
     rlx_model *model;
     const rlx_profile *profile; /* set before cli_llama_build; NULL = the prefill preset */
+    int plan_only;              /* build for `rlx plan`: nothing prepared, nothing runs */
 } cli_llama;
+/* --fusion fused|none */
+int cli_parse_fusion(const char *text, rlx_fusion_policy *out);
 int cli_llama_open(const char *dir, cli_llama *out);
 int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev);
 void cli_llama_close(cli_llama *l);

@@ -58,6 +58,8 @@ static int load_profile(const char *path, const rlx_weights *w, rlx_profile *out
 int cmd_run(int argc, char **argv) {
     const char *model_dir = NULL, *logits_out = NULL, *profile_path = NULL;
     const char *token_args[MAX_SEQS];
+    rlx_fusion_policy fusion = RLX_FUSION_FUSED;
+    int fusion_set = 0;
     int n_seqs = 0, all_logits = 0;
     int64_t top_k = 5;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
@@ -73,6 +75,9 @@ int cmd_run(int argc, char **argv) {
             if (!(v = opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
         } else if (is_opt(a, "--profile")) {
             if (!(profile_path = opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
+        } else if (is_opt(a, "--fusion")) {
+            if (!(v = opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
+            fusion_set = 1;
         } else if (!strcmp(a, "--all-logits")) {
             all_logits = 1;
         } else if (is_opt(a, "--logits-out")) {
@@ -126,6 +131,7 @@ int cmd_run(int argc, char **argv) {
     }
     rlx_profile profile;
     if ((rc = load_profile(profile_path, l.weights, &profile))) goto out;
+    if (fusion_set) profile.fusion_policy = fusion; /* the command line wins over the file */
     l.profile = &profile;
     if ((rc = cli_llama_build(&l, n_seqs, max_len, !all_logits, dev))) goto out;
 
@@ -170,6 +176,8 @@ out:
 int cmd_plan(int argc, char **argv) {
     const char *model_dir = NULL, *profile_path = NULL, *v;
     int64_t batch = 1, seq = 0;
+    rlx_fusion_policy fusion = RLX_FUSION_FUSED;
+    int fusion_set = 0, assert_clean = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (is_opt(a, "--model")) {
@@ -180,6 +188,11 @@ int cmd_plan(int argc, char **argv) {
             if (!(v = opt_value(argc, argv, &i, "--seq")) || cli_parse_count("--seq", v, 1, 1 << 24, &seq)) return CLI_USAGE;
         } else if (is_opt(a, "--profile")) {
             if (!(profile_path = opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
+        } else if (is_opt(a, "--fusion")) {
+            if (!(v = opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
+            fusion_set = 1;
+        } else if (!strcmp(a, "--assert-clean")) {
+            assert_clean = 1;
         } else {
             return cli_error(CLI_USAGE, "plan: unknown option '%s' (see rlx help)", a);
         }
@@ -198,14 +211,18 @@ int cmd_plan(int argc, char **argv) {
         cli_llama_close(&l);
         return rc;
     }
+    if (fusion_set) profile.fusion_policy = fusion;
+    if (assert_clean) profile.assert_clean = 1;
     l.profile = &profile;
+    l.plan_only = 1; /* the plan is device-independent: nothing is uploaded or converted */
     if ((rc = cli_llama_build(&l, batch, seq, 1, RLX_DEVICE_CPU))) {
         cli_llama_close(&l);
         return rc;
     }
-    char *flow_text = NULL, *model_text = NULL, *profile_text = NULL;
+    char *flow_text = NULL, *model_text = NULL, *profile_text = NULL, *plan_text = NULL;
     rlx_status s = rlx_flow_format(l.flow, &flow_text);
     if (!s) s = rlx_model_format(l.model, &model_text);
+    if (!s) s = rlx_model_format_plan(l.model, &plan_text);
     if (!s) s = rlx_profile_format(rlx_model_profile(l.model), &profile_text);
     if (s) {
         rc = cli_status_error(s, "plan");
@@ -223,8 +240,10 @@ int cmd_plan(int argc, char **argv) {
                profile_text);
         printf("passes:\n%s\n", rlx_model_pass_log(l.model));
         printf("flow stages (%zu):\n%s\n", rlx_flow_stage_count(l.flow), flow_text);
-        printf("executed stages (composites expanded):\n%s", model_text);
+        printf("executed stages (composites expanded):\n%s\n", model_text);
+        printf("%s", plan_text);
     }
+    rlx_free(plan_text);
     rlx_free(flow_text);
     rlx_free(model_text);
     rlx_free(profile_text);

@@ -78,6 +78,13 @@ int cli_parse_device(const char *text, rlx_device_kind *out) {
     return cli_error(CLI_USAGE, "--device: '%s' is not one of auto, cpu, cuda, simt", text ? text : "");
 }
 
+int cli_parse_fusion(const char *text, rlx_fusion_policy *out) {
+    if (text && !strcmp(text, "fused")) *out = RLX_FUSION_FUSED;
+    else if (text && !strcmp(text, "none")) *out = RLX_FUSION_NONE;
+    else return cli_error(CLI_USAGE, "--fusion: '%s' is not fused or none", text ? text : "");
+    return CLI_OK;
+}
+
 int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out) {
     char *end;
     errno = 0;
@@ -123,6 +130,7 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
     rlx_build_params bp = rlx_build_default_params();
     bp.device = dev;
     bp.profile = l->profile;
+    bp.plan_only = l->plan_only;
     if ((s = rlx_model_build(l->flow, l->weights, &bp, &l->model))) return cli_status_error(s, "building the model");
     return CLI_OK;
 }
@@ -140,11 +148,11 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  run   --model DIR --tokens 1,2,3 [--tokens ...] [--device auto|cpu|cuda|simt]\n"
-            "        [--profile F.rlx.toml]\n"
+            "        [--profile F.rlx.toml] [--fusion fused|none]\n"
             "        [--all-logits] [--logits-out F.npy] [--top-k N]\n"
             "                   prefill the prompts and print the top-k next tokens\n"
-            "  plan  --model DIR [--seq N] [--batch B] [--profile F.rlx.toml]\n"
-            "                   print the stage list the model runs\n"
+            "  plan  --model DIR [--seq N] [--batch B] [--profile F.rlx.toml] [--fusion fused|none] [--assert-clean]\n"
+            "                   print the stage list and the kernel plan (each kernel, its stages, bytes moved)\n"
             "  demo  [--device auto|cpu|cuda|simt]\n"
             "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"
             "  check [--model DIR] [--device cuda|simt] [--fusion fused|none]\n"

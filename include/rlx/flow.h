@@ -175,6 +175,8 @@ typedef struct rlx_build_params {
                                    non-NULL: its fusion.policy and precision.compute replace
                                    them, its fusion.target picks the device when device is
                                    AUTO; the model keeps a copy (rlx/profile.h) */
+    int plan_only;              /* 1: resolve and plan only (rlx plan): no weights are prepared and
+                                   sessions refuse the model; 0 (default) */
 } rlx_build_params;
 
 RLX_API rlx_build_params rlx_build_default_params(void);

@@ -52,11 +52,11 @@ struct rlx_profile {
     int verbose;                     /* 0; 1: the pass log lists every change, not counts */
     /* [precision] */
     rlx_precision compute;           /* RLX_PRECISION_BF16 (F32 = device debug mode) */
-    rlx_mixed_precision mixed;       /* RLX_MIXED_NONE */
+    rlx_mixed_precision mixed;       /* RLX_MIXED_NONE (AUTO is not implemented: device builds refuse it) */
     /* [kernels] */
-    int attention_block_q;           /* 0 = the kernel's choice per head_dim; else 64 or 128 */
+    int attention_block_q;           /* 0 = the kernel's choice (only 0 is implemented; device builds refuse 64/128) */
     int gemm_workspace_mb;           /* 32: cuBLASLt workspace per session, MiB, [0, 4096] */
-    int cuda_graphs;                 /* 1: a prefill of a seen shape replays a CUDA graph */
+    int cuda_graphs;                 /* 0; 1 (CUDA graph capture) is not implemented: device builds refuse it */
 };
 
 /* Presets: "prefill" (the default, also for name NULL) and "debug" (fusion none, f32 compute,
