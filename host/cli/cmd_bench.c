@@ -39,7 +39,7 @@
 typedef enum { FUSION_FUSED, FUSION_NONE, FUSION_BOTH } fusion_mode;
 
 typedef struct opts {
-    const char *shape, *model_dir, *json, *csv, *plot, *save_checkpoint;
+    const char *shape, *model_dir, *json, *csv, *plot, *save_checkpoint, *profile;
     int64_t batch[MAX_LIST], seq[MAX_LIST];
     int n_batch, n_seq;
     rlx_device_kind device;
@@ -109,6 +109,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
         } else if (is_opt(a, "--model")) {
             VALUE("--model");
             o->model_dir = v;
+        } else if (is_opt(a, "--profile")) {
+            VALUE("--profile");
+            o->profile = v;
         } else if (is_opt(a, "--batch")) {
             VALUE("--batch");
             if (parse_list("--batch", v, 4096, o->batch, &o->n_batch)) return CLI_USAGE;
@@ -243,6 +246,8 @@ typedef struct bench_ctx {
     int breakdown;
     int tty;
     int cur, total;
+    rlx_profile profile; /* --profile FILE; its fusion policy is replaced per configuration */
+    int have_profile;
 } bench_ctx;
 
 static void result_free(result *r) {
@@ -413,6 +418,12 @@ static int run_config(bench_ctx *c, int64_t B, int64_t S, rlx_fusion_policy fusi
     bp.fusion = fusion;
     bp.precision = RLX_PRECISION_BF16;
     bp.threads = c->threads;
+    rlx_profile prof;
+    if (c->have_profile) { /* the file's settings, with this configuration's fusion policy */
+        prof = c->profile;
+        prof.fusion_policy = fusion;
+        bp.profile = &prof;
+    }
     const double t_build = cli_now();
     if ((s = rlx_model_build(flow, c->weights, &bp, &m))) {
         rc = cli_status_error(s, "bench: building the model");
@@ -961,6 +972,13 @@ int cmd_bench(int argc, char **argv) {
     read_cpu_model(c.cpu_model, sizeof c.cpu_model);
     c.tty = isatty(2);
     c.threads = (int)c.o.threads;
+    if (c.o.profile) { /* a bad file is refused before anything is measured */
+        rlx_status ps = rlx_profile_load(c.o.profile, &c.profile);
+        if (ps) return cli_error(ps == RLX_ERR_OUT_OF_MEMORY ? CLI_RUNTIME : CLI_USAGE, "--profile: %s", rlx_last_error());
+        c.have_profile = 1;
+        /* without --fusion the file's policy decides */
+        if (!c.o.fusion_given) c.o.fusion = c.profile.fusion_policy == RLX_FUSION_NONE ? FUSION_NONE : FUSION_FUSED;
+    }
 
     // -- model config (weights later: they can be big) --
     if (c.o.model_dir) {

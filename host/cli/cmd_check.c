@@ -22,26 +22,35 @@ static void print_rows(const rlx__check_report *r, int from, const char *dtype) 
 }
 
 int cmd_check(int argc, char **argv) {
-    const char *model_dir = NULL;
+    const char *model_dir = NULL, *profile_path = NULL;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
+    int fusion_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-        if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion")) && i + 1 < argc) v = argv[++i];
+        if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion") || !strcmp(a, "--profile")) && i + 1 < argc)
+            v = argv[++i];
         else if (!strncmp(a, "--model=", 8)) v = a + 8, a = "--model";
+        else if (!strncmp(a, "--profile=", 10)) v = a + 10, a = "--profile";
         else if (!strncmp(a, "--device=", 9)) v = a + 9, a = "--device";
         else if (!strncmp(a, "--fusion=", 9)) v = a + 9, a = "--fusion";
         else return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (see rlx help)", a);
         if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--profile")) profile_path = v;
         else if (!strcmp(a, "--device")) {
             if (cli_parse_device(v, &dev)) return CLI_USAGE;
             if (dev == RLX_DEVICE_CPU) return cli_error(CLI_USAGE, "check: --device must be a device (cuda or simt): the CPU is the reference");
         } else if (!strcmp(a, "--fusion")) {
-            if (!strcmp(v, "fused")) fusion = RLX_FUSION_FUSED;
-            else if (!strcmp(v, "none")) fusion = RLX_FUSION_NONE;
-            else return cli_error(CLI_USAGE, "--fusion: '%s' is not fused or none", v);
+            if (cli_parse_fusion(v, &fusion)) return CLI_USAGE;
+            fusion_set = 1;
         }
+    }
+    rlx_profile profile;
+    if (profile_path) {
+        rlx_status ps = rlx_profile_load(profile_path, &profile);
+        if (ps) return cli_error(ps == RLX_ERR_OUT_OF_MEMORY ? CLI_RUNTIME : CLI_USAGE, "--profile: %s", rlx_last_error());
+        if (fusion_set) profile.fusion_policy = fusion;
     }
     if (dev == RLX_DEVICE_AUTO) {
         /* the GPU when there is one, else the simt test device */
@@ -101,6 +110,7 @@ int cmd_check(int argc, char **argv) {
         rlx_build_params bp = rlx_build_default_params();
         bp.device = dev;
         bp.fusion = fusion;
+        if (profile_path) bp.profile = &profile; /* its fusion policy, --fusion applied over it */
         int from = r.n;
         if (!s) s = rlx__check_model(flow, w, &bp, lens, 3, 99, label, &r);
         print_rows(&r, from, "bf16");

@@ -155,7 +155,7 @@ static void usage(FILE *f) {
             "                   print the stage list and the kernel plan (each kernel, its stages, bytes moved)\n"
             "  demo  [--device auto|cpu|cuda|simt]\n"
             "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"
-            "  check [--model DIR] [--device cuda|simt] [--fusion fused|none]\n"
+            "  check [--model DIR] [--device cuda|simt] [--fusion fused|none] [--profile F.rlx.toml]\n"
             "                   every kernel and a whole model on the device against the CPU reference\n"
             "  embed --model DIR --tokens IDS [--tokens ...] [--token-types IDS ...] [--pool cls|mean|none] [--normalize] [--out F.npy] [--device ...]\n"
             "  bench [--shape tiny|llama-3.2-1b|llama-3.2-3b|llama-3.1-8b | --model DIR] [--batch B,..] [--seq S,..]\n"
