@@ -40,26 +40,7 @@ void rlx__params_free(struct rlx__params *p) {
     free(p);
 }
 
-/* ---- sticky errors (the same rules as flow.c's blocks) --------------------------------------- */
-
-static rlx_status remember(rlx_flow *f, rlx_status s) {
-    if (s != RLX_OK && f->error == RLX_OK) {
-        f->error = s;
-        f->error_msg = rlx__strdup(rlx_last_error());
-    }
-    return s;
-}
-
-static rlx_status flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) RLX__PRINTF(3, 4);
-static rlx_status flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) {
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    rlx__fail(s, "flow '%s'%s%s: %s", f->name, f->scope[0] ? ", in " : "", f->scope, msg);
-    return remember(f, s);
-}
+/* ---- sticky errors: flow.c's (rlx__flow_fail, rlx__flow_remember) ---------------------------------- */
 
 static rlx_status replay(const rlx_flow *f) {
     rlx__fail(f->error, "%s", f->error_msg ? f->error_msg : "earlier error");
@@ -99,7 +80,7 @@ static rlx_status ctx_fail(rlx_custom_ctx *c, rlx_status s, const char *fmt, ...
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return flow_fail(c->flow, s, "custom stage '%s': %s", c->custom->name, msg);
+    return rlx__flow_fail(c->flow, s, "custom stage '%s': %s", c->custom->name, msg);
 }
 
 #define CTX_ENTER(c, slot)                                                                         \
@@ -131,7 +112,7 @@ rlx_status rlx_custom_weight(rlx_custom_ctx *c, const char *key, int *slot) {
             return RLX_OK;
         }
     if (c->n_w == RLX__STAGE_MAX_W) return ctx_fail(c, RLX_ERR_INVALID_ARGUMENT, "more than %d weights ('%s')", RLX__STAGE_MAX_W, key);
-    if (!(c->wkey[c->n_w] = rlx__strdup(key))) return remember(c->flow, RLX_ERR_OUT_OF_MEMORY);
+    if (!(c->wkey[c->n_w] = rlx__strdup(key))) return rlx__flow_remember(c->flow, RLX_ERR_OUT_OF_MEMORY);
     *slot = c->n_w++;
     return RLX_OK;
 }
@@ -152,24 +133,24 @@ rlx_status rlx_custom_param(rlx_custom_ctx *c, const char *name, int64_t rows, i
         return ctx_fail(c, RLX_ERR_INVALID_ARGUMENT, "more than %d inputs (the cursor included)", RLX__STAGE_MAX_IN);
     rlx_flow *f = c->flow;
     struct rlx__params *p = f->params;
-    if (!p && !(p = f->params = rlx__calloc(1, sizeof *p, "the parameter table"))) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (!p && !(p = f->params = rlx__calloc(1, sizeof *p, "the parameter table"))) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     if (p->n == p->cap) {
         int nc = p->cap ? p->cap * 2 : 8;
         int *nv = realloc(p->value, (size_t)nc * sizeof *nv);
         if (nv) p->value = nv;
         float **nd = nv ? realloc(p->data, (size_t)nc * sizeof *nd) : NULL;
         if (nd) p->data = nd;
-        if (!nv || !nd) return flow_fail(f, RLX_ERR_OUT_OF_MEMORY, "out of host memory growing the parameter table");
+        if (!nv || !nd) return rlx__flow_fail(f, RLX_ERR_OUT_OF_MEMORY, "out of host memory growing the parameter table");
         p->cap = nc;
     }
     size_t n = (size_t)rows * (size_t)cols;
     float *copy = rlx__malloc(n * sizeof(float), "a custom-stage parameter");
-    if (!copy) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (!copy) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     memcpy(copy, data, n * sizeof(float));
     int v = rlx__slist_add_value(&f->list, name, RLX_DTYPE_F32, RLX__ROWS_FIXED, rows, cols);
     if (v < 0) {
         free(copy);
-        return remember(f, RLX_ERR_OUT_OF_MEMORY);
+        return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     }
     p->value[p->n] = v;
     p->data[p->n] = copy;
@@ -198,7 +179,7 @@ rlx_status rlx_custom_output(rlx_custom_ctx *c, const char *name, int *slot) {
         if (!strcmp(c->out_name[i], name)) return ctx_fail(c, RLX_ERR_INVALID_ARGUMENT, "output '%s' is added twice", name);
     if (c->n_out == RLX__STAGE_MAX_OUT)
         return ctx_fail(c, RLX_ERR_INVALID_ARGUMENT, "more than %d outputs (the main one included)", RLX__STAGE_MAX_OUT);
-    if (!(c->out_name[c->n_out] = rlx__strdup(name))) return remember(c->flow, RLX_ERR_OUT_OF_MEMORY);
+    if (!(c->out_name[c->n_out] = rlx__strdup(name))) return rlx__flow_remember(c->flow, RLX_ERR_OUT_OF_MEMORY);
     *slot = c->n_out++;
     return RLX_OK;
 }
@@ -230,25 +211,25 @@ rlx_status rlx_flow_custom(rlx_flow *f, const rlx_custom_def *def, rlx_custom_bu
         drop_user(def);
         return replay(f);
     }
-    if (!def) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "custom stage: def is NULL");
+    if (!def) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "custom stage: def is NULL");
     if (!def->name || !valid_op_name(def->name)) {
         drop_user(def);
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "custom stage: name '%s' must be 1 to 63 of [A-Za-z0-9_.-]",
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "custom stage: name '%s' must be 1 to 63 of [A-Za-z0-9_.-]",
                          def->name ? def->name : "(null)");
     }
     if (!def->shape || !def->cpu) {
         drop_user(def);
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "custom stage '%s': a shape function and a CPU implementation are required",
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "custom stage '%s': a shape function and a CPU implementation are required",
                          def->name);
     }
     if (f->cursor < 0) {
         drop_user(def);
-        return flow_fail(f, RLX_ERR_BUILD, "custom stage '%s' needs an input first (rlx_flow_input_tokens)", def->name);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "custom stage '%s' needs an input first (rlx_flow_input_tokens)", def->name);
     }
     rlx__custom *cu = rlx__calloc(1, sizeof *cu, "a custom stage");
     if (!cu) {
         drop_user(def);
-        return remember(f, RLX_ERR_OUT_OF_MEMORY);
+        return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     }
     atomic_init(&cu->refs, 1);
     snprintf(cu->name, sizeof cu->name, "%s", def->name);
@@ -272,7 +253,7 @@ rlx_status rlx_flow_custom(rlx_flow *f, const rlx_custom_def *def, rlx_custom_bu
         s = build(&c, build_user);
         if (s == RLX_OK && f->error) s = f->error;
         if (s != RLX_OK && f->error == RLX_OK)
-            flow_fail(f, s, "custom stage '%s': the build callback failed: %s", cu->name,
+            rlx__flow_fail(f, s, "custom stage '%s': the build callback failed: %s", cu->name,
                       *rlx_last_error() ? rlx_last_error() : rlx_status_string(s));
     }
     if (s == RLX_OK) {
@@ -281,9 +262,9 @@ rlx_status rlx_flow_custom(rlx_flow *f, const rlx_custom_def *def, rlx_custom_bu
         for (int k = 0; k < c.n_w; k++) st.wkey[k] = c.wkey[k];
         for (int k = 0; k < c.n_out && s == RLX_OK; k++) {
             st.out[k] = rlx__slist_add_value(&f->list, k ? c.out_name[k] : c.stage_name, RLX_DTYPE_F32, c.rows, 0, 0);
-            if (st.out[k] < 0) s = remember(f, RLX_ERR_OUT_OF_MEMORY);
+            if (st.out[k] < 0) s = rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
         }
-        if (s == RLX_OK && rlx__slist_add_stage(&f->list, &st) < 0) s = remember(f, RLX_ERR_OUT_OF_MEMORY);
+        if (s == RLX_OK && rlx__slist_add_stage(&f->list, &st) < 0) s = rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
         if (s == RLX_OK) f->cursor = st.out[0];
     }
     ctx_free(&c);
@@ -296,11 +277,11 @@ rlx_status rlx_flow_custom(rlx_flow *f, const rlx_custom_def *def, rlx_custom_bu
 rlx_status rlx_flow_select(rlx_flow *f, const char *name) {
     if (!f) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_flow_select: flow is NULL");
     if (f->error) return replay(f);
-    if (!name || !*name) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "select: name is empty");
+    if (!name || !*name) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "select: name is empty");
     int v = find_value(f, name);
-    if (v < 0) return flow_fail(f, RLX_ERR_BUILD, "select: no value called '%s'", name);
+    if (v < 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "select: no value called '%s'", name);
     if (f->list.values[v].rows == RLX__ROWS_FIXED)
-        return flow_fail(f, RLX_ERR_BUILD, "select: '%s' is a constant; the cursor must be an activation or the token input", name);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "select: '%s' is a constant; the cursor must be an activation or the token input", name);
     f->cursor = v;
     return RLX_OK;
 }
@@ -308,23 +289,23 @@ rlx_status rlx_flow_select(rlx_flow *f, const char *name) {
 rlx_status rlx_flow_when(rlx_flow *f, int cond, rlx_layer_fn fn, void *user) {
     if (!f) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_flow_when: flow is NULL");
     if (f->error) return replay(f);
-    if (!fn) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "when: callback is NULL");
+    if (!fn) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "when: callback is NULL");
     if (!cond) return RLX_OK;
     rlx_status s = fn(f, user);
-    if (s != RLX_OK && f->error == RLX_OK) remember(f, s); /* the callback failed without a block recording it */
+    if (s != RLX_OK && f->error == RLX_OK) rlx__flow_remember(f, s); /* the callback failed without a block recording it */
     return s;
 }
 
 rlx_status rlx_flow_sequence(rlx_flow *f, const rlx_layer_fn *fns, size_t n, void *user) {
     if (!f) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_flow_sequence: flow is NULL");
     if (f->error) return replay(f);
-    if (n && !fns) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "sequence: %zu callbacks but the array is NULL", n);
+    if (n && !fns) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "sequence: %zu callbacks but the array is NULL", n);
     for (size_t i = 0; i < n; i++)
-        if (!fns[i]) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "sequence: callback %zu of %zu is NULL", i, n);
+        if (!fns[i]) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "sequence: callback %zu of %zu is NULL", i, n);
     for (size_t i = 0; i < n; i++) {
         rlx_status s = fns[i](f, user);
         if (s != RLX_OK) {
-            if (f->error == RLX_OK) remember(f, s);
+            if (f->error == RLX_OK) rlx__flow_remember(f, s);
             return s;
         }
     }

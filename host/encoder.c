@@ -9,40 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// ---- builder helpers (flow.c keeps its own static; these follow the same rules) ------------------
-
-static rlx_status remember(rlx_flow *f, rlx_status s) {
-    if (s != RLX_OK && f->error == RLX_OK) {
-        f->error = s;
-        f->error_msg = rlx__strdup(rlx_last_error());
-    }
-    return s;
-}
-
-static rlx_status enc_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) RLX__PRINTF(3, 4);
-static rlx_status enc_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) {
-    char msg[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    rlx__fail(s, "flow '%s'%s%s: %s", f->name, f->scope[0] ? ", in " : "", f->scope, msg);
-    return remember(f, s);
-}
-
-#define ENC_ENTER(f)                                                                          \
-    do {                                                                                      \
-        if (!(f)) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "%s: flow is NULL", __func__);   \
-        if ((f)->error != RLX_OK) {                                                           \
-            rlx__fail((f)->error, "%s", (f)->error_msg ? (f)->error_msg : "earlier error");   \
-            return (f)->error;                                                                \
-        }                                                                                     \
-    } while (0)
-
-static void scoped(const rlx_flow *f, const char *local, char *buf, size_t n) {
-    int len = f->scope[0] ? snprintf(buf, n, "%s.%s", f->scope, local) : snprintf(buf, n, "%s", local);
-    if (len < 0 || (size_t)len >= n) buf[n - 1] = '\0'; /* names are for humans */
-}
 
 /* "<prefix>.<index>.<suffix>" (index < 0: "<prefix>.<suffix>"). A truncated key is reported
  * missing at build, by key. */
@@ -54,12 +20,12 @@ static char *layer_key(char *buf, size_t n, const char *prefix, int64_t index, c
 }
 
 static rlx_status need_tokens_activation(rlx_flow *f, const char *block, int per_token) {
-    if (f->cursor < 0) return enc_fail(f, RLX_ERR_BUILD, "%s needs an input first (rlx_flow_input_tokens)", block);
+    if (f->cursor < 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "%s needs an input first (rlx_flow_input_tokens)", block);
     const rlx__value *v = &f->list.values[f->cursor];
     if (v->dtype != RLX_DTYPE_F32)
-        return enc_fail(f, RLX_ERR_BUILD, "%s needs activations, but the current value is token ids (add token_embed first)", block);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "%s needs activations, but the current value is token ids (add token_embed first)", block);
     if (per_token && v->rows != RLX__ROWS_TOKENS)
-        return enc_fail(f, RLX_ERR_BUILD, "%s needs one row per token, but the current value has one per sequence (it comes before pooling)", block);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "%s needs one row per token, but the current value has one per sequence (it comes before pooling)", block);
     return RLX_OK;
 }
 
@@ -69,9 +35,9 @@ static rlx_status need_tokens_activation(rlx_flow *f, const char *block, int per
 static rlx_status emit(rlx_flow *f, rlx__stage *st, const char *local, rlx_dtype dtype, rlx__rows rows, int64_t cols,
                        int move, int *out_id) {
     char name[320];
-    scoped(f, local, name, sizeof name);
+    rlx__flow_scoped(f, local, name, sizeof name);
     int out = rlx__slist_add_value(&f->list, name, dtype, rows, 0, cols);
-    if (out < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (out < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     st->n_out = 1;
     st->out[0] = out;
     if (st->n_in == 0) {
@@ -79,7 +45,7 @@ static rlx_status emit(rlx_flow *f, rlx__stage *st, const char *local, rlx_dtype
         st->in[0] = f->cursor;
     }
     st->name = name;
-    if (rlx__slist_add_stage(&f->list, st) < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (rlx__slist_add_stage(&f->list, st) < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     if (move) f->cursor = out;
     if (out_id) *out_id = out;
     return RLX_OK;
@@ -103,13 +69,13 @@ static rlx_status add_values(rlx_flow *f, int a, int b, const char *local) {
 }
 
 static rlx_status check_eps(rlx_flow *f, const char *what, double eps) {
-    if (!(eps > 0 && eps < 1)) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "%s: eps %g must be in (0, 1)", what, eps);
+    if (!(eps > 0 && eps < 1)) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "%s: eps %g must be in (0, 1)", what, eps);
     return RLX_OK;
 }
 
 static rlx_status check_heads(rlx_flow *f, const char *what, int64_t heads, int64_t head_dim) {
     if (heads < 1 || head_dim < 1 || heads > 4096 || head_dim > 4096)
-        return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "%s: heads %lld and head_dim %lld must be in [1, 4096]", what,
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "%s: heads %lld and head_dim %lld must be in [1, 4096]", what,
                         (long long)heads, (long long)head_dim);
     return RLX_OK;
 }
@@ -125,19 +91,19 @@ static int find_input_value(const rlx_flow *f, const char *name) {
 }
 
 rlx_status rlx_flow_input_ids(rlx_flow *f, const char *name, int required) {
-    ENC_ENTER(f);
-    if (!name || !*name) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "input_ids: the name is empty");
-    if (name[0] == '@') return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "input_ids '%s': names starting with '@' are reserved", name);
+    RLX__FLOW_ENTER(f);
+    if (!name || !*name) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "input_ids: the name is empty");
+    if (name[0] == '@') return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "input_ids '%s': names starting with '@' are reserved", name);
     if (required != 0 && required != 1)
-        return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "input_ids '%s': required is %d, not 0 or 1", name, required);
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "input_ids '%s': required is %d, not 0 or 1", name, required);
     if (find_input_value(f, name) >= 0 || (f->tokens >= 0 && !strcmp(f->list.values[f->tokens].name, name)))
-        return enc_fail(f, RLX_ERR_BUILD, "input_ids: the flow already has an input named '%s'", name);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "input_ids: the flow already has an input named '%s'", name);
     int id = rlx__slist_add_value(&f->list, name, RLX_DTYPE_I32, RLX__ROWS_TOKENS, 0, 1);
-    if (id < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (id < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     /* Inputs are flow-wide: neither the value nor the stage takes the current scope. */
     rlx__stage st = {.op = RLX__OP_INPUT_IDS, .n_out = 1, .out = {id}, .required = required};
     st.name = (char *)name;
-    if (rlx__slist_add_stage(&f->list, &st) < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (rlx__slist_add_stage(&f->list, &st) < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     return RLX_OK;
 }
 
@@ -154,16 +120,16 @@ static int positions_value(rlx_flow *f) {
 }
 
 rlx_status rlx_flow_gather_add(rlx_flow *f, const char *ids, const char *key, int64_t table_rows) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_tokens_activation(f, "gather_add", 1);
     if (s) return s;
-    if (!ids || !*ids || !key || !*key) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "gather_add: ids name and table key are required");
-    if (table_rows < 0) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "gather_add '%s': table_rows %lld is negative", key, (long long)table_rows);
+    if (!ids || !*ids || !key || !*key) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "gather_add: ids name and table key are required");
+    if (table_rows < 0) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "gather_add '%s': table_rows %lld is negative", key, (long long)table_rows);
     int idv;
     if (!strcmp(ids, RLX_INPUT_POSITIONS)) {
-        if ((idv = positions_value(f)) < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+        if ((idv = positions_value(f)) < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     } else if ((idv = find_input_value(f, ids)) < 0) {
-        return enc_fail(f, RLX_ERR_BUILD, "gather_add '%s': no input named '%s' (declare it with rlx_flow_input_ids)", key, ids);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "gather_add '%s': no input named '%s' (declare it with rlx_flow_input_ids)", key, ids);
     }
     rlx__stage st = {.op = RLX__OP_GATHER_ADD, .n_in = 2, .in = {f->cursor, idv}, .n_w = 1, .expect_rows = table_rows};
     st.wkey[0] = (char *)key;
@@ -173,10 +139,10 @@ rlx_status rlx_flow_gather_add(rlx_flow *f, const char *ids, const char *key, in
 }
 
 rlx_status rlx_flow_layer_norm(rlx_flow *f, const char *weight_key, const char *bias_key, double eps) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_tokens_activation(f, "layer_norm", 0);
     if (s) return s;
-    if (!weight_key || !*weight_key) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "layer_norm: weight key is empty");
+    if (!weight_key || !*weight_key) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "layer_norm: weight key is empty");
     if ((s = check_eps(f, "layer_norm", eps))) return s;
     rlx__stage st = {.op = RLX__OP_LAYER_NORM, .n_w = 2, .eps = eps};
     st.wkey[0] = (char *)weight_key;
@@ -185,7 +151,7 @@ rlx_status rlx_flow_layer_norm(rlx_flow *f, const char *weight_key, const char *
 }
 
 rlx_status rlx_flow_gelu(rlx_flow *f) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_tokens_activation(f, "gelu", 0);
     if (s) return s;
     rlx__stage st = {.op = RLX__OP_GELU};
@@ -193,8 +159,8 @@ rlx_status rlx_flow_gelu(rlx_flow *f) {
 }
 
 rlx_status rlx_flow_gelu_ffn(rlx_flow *f, const char *prefix) {
-    ENC_ENTER(f);
-    if (!prefix || !*prefix) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "gelu_ffn: prefix is empty");
+    RLX__FLOW_ENTER(f);
+    if (!prefix || !*prefix) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "gelu_ffn: prefix is empty");
     rlx_status s = need_tokens_activation(f, "gelu_ffn", 0);
     if (s) return s;
     char w[512], b[512];
@@ -207,11 +173,11 @@ rlx_status rlx_flow_gelu_ffn(rlx_flow *f, const char *prefix) {
 }
 
 rlx_status rlx_flow_slice_cols(rlx_flow *f, int64_t begin, int64_t width) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_tokens_activation(f, "slice_cols", 0);
     if (s) return s;
     if (begin < 0 || width < 1 || begin > INT64_MAX - width)
-        return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "slice_cols: begin %lld and width %lld must be >= 0 and >= 1", (long long)begin,
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "slice_cols: begin %lld and width %lld must be >= 0 and >= 1", (long long)begin,
                         (long long)width);
     rlx__stage st = {.op = RLX__OP_SLICE_COLS, .slice_begin = begin, .slice_width = width};
     return unary(f, &st, "slice_cols", f->list.values[f->cursor].rows);
@@ -225,17 +191,17 @@ static rlx_status pool(rlx_flow *f, rlx__op op, const char *name) {
 }
 
 rlx_status rlx_flow_cls_pool(rlx_flow *f) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     return pool(f, RLX__OP_CLS_POOL, "cls_pool");
 }
 
 rlx_status rlx_flow_mean_pool(rlx_flow *f) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     return pool(f, RLX__OP_MEAN_POOL, "mean_pool");
 }
 
 rlx_status rlx_flow_l2_normalize(rlx_flow *f) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_tokens_activation(f, "l2_normalize", 0);
     if (s) return s;
     rlx__stage st = {.op = RLX__OP_L2_NORMALIZE};
@@ -252,7 +218,7 @@ static rlx_status encoder_attention(rlx_flow *f, int q, int k, int v, int64_t he
 // ---- BERT layer -----------------------------------------------------------------------------------
 
 static rlx_status check_bert_spec(rlx_flow *f, const rlx_bert_layer_spec *sp) {
-    if (!sp) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "bert_encoder_layer: spec is NULL");
+    if (!sp) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "bert_encoder_layer: spec is NULL");
     rlx_status s = check_heads(f, "bert_encoder_layer", sp->heads, sp->head_dim);
     if (!s) s = check_eps(f, "bert_encoder_layer", sp->eps);
     if (!s) s = need_tokens_activation(f, "bert_encoder_layer", 1);
@@ -293,17 +259,17 @@ static rlx_status emit_bert_layer(rlx_flow *f, int64_t index, const rlx_bert_lay
 }
 
 rlx_status rlx_flow_bert_encoder_layer(rlx_flow *f, int64_t index, const rlx_bert_layer_spec *sp) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = check_bert_spec(f, sp);
     if (s) return s;
-    if (index < 0) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "bert_encoder_layer: index %lld is negative", (long long)index);
+    if (index < 0) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "bert_encoder_layer: index %lld is negative", (long long)index);
     return emit_bert_layer(f, index, sp);
 }
 
 static rlx_status bert_one(rlx_flow *f, int64_t i, void *user) { return rlx_flow_bert_encoder_layer(f, i, user); }
 
 rlx_status rlx_flow_repeat_bert_layers(rlx_flow *f, int64_t n, const rlx_bert_layer_spec *sp) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = check_bert_spec(f, sp);
     if (s) return s;
     return rlx_flow_repeat_layers(f, n, bert_one, (void *)sp);
@@ -312,14 +278,14 @@ rlx_status rlx_flow_repeat_bert_layers(rlx_flow *f, int64_t n, const rlx_bert_la
 // ---- NomicBERT layer ------------------------------------------------------------------------------
 
 static rlx_status check_nomic_spec(rlx_flow *f, const rlx_nomic_layer_spec *sp) {
-    if (!sp) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "nomic_encoder_layer: spec is NULL");
+    if (!sp) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "nomic_encoder_layer: spec is NULL");
     rlx_status s = check_heads(f, "nomic_encoder_layer", sp->heads, sp->head_dim);
     if (!s) s = check_eps(f, "nomic_encoder_layer", sp->eps);
     if (!s) s = need_tokens_activation(f, "nomic_encoder_layer", 1);
     if (s) return s;
-    if (f->cos < 0) return enc_fail(f, RLX_ERR_BUILD, "nomic_encoder_layer needs rope_tables first");
+    if (f->cos < 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "nomic_encoder_layer needs rope_tables first");
     if (f->list.values[f->cos].cols * 2 != sp->head_dim)
-        return enc_fail(f, RLX_ERR_BUILD, "nomic_encoder_layer: head_dim %lld but the rope tables are for head_dim %lld",
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "nomic_encoder_layer: head_dim %lld but the rope tables are for head_dim %lld",
                         (long long)sp->head_dim, (long long)f->list.values[f->cos].cols * 2);
     return RLX_OK;
 }
@@ -376,17 +342,17 @@ static rlx_status emit_nomic_layer(rlx_flow *f, int64_t index, const rlx_nomic_l
 }
 
 rlx_status rlx_flow_nomic_encoder_layer(rlx_flow *f, int64_t index, const rlx_nomic_layer_spec *sp) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = check_nomic_spec(f, sp);
     if (s) return s;
-    if (index < 0) return enc_fail(f, RLX_ERR_INVALID_ARGUMENT, "nomic_encoder_layer: index %lld is negative", (long long)index);
+    if (index < 0) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "nomic_encoder_layer: index %lld is negative", (long long)index);
     return emit_nomic_layer(f, index, sp);
 }
 
 static rlx_status nomic_one(rlx_flow *f, int64_t i, void *user) { return rlx_flow_nomic_encoder_layer(f, i, user); }
 
 rlx_status rlx_flow_repeat_nomic_layers(rlx_flow *f, int64_t n, const rlx_nomic_layer_spec *sp) {
-    ENC_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = check_nomic_spec(f, sp);
     if (s) return s;
     return rlx_flow_repeat_layers(f, n, nomic_one, (void *)sp);

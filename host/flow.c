@@ -9,7 +9,7 @@
 
 /* ---- sticky errors ------------------------------------------------------------------------ */
 
-static rlx_status remember(rlx_flow *f, rlx_status s) {
+rlx_status rlx__flow_remember(rlx_flow *f, rlx_status s) {
     if (s != RLX_OK && f->error == RLX_OK) {
         f->error = s;
         f->error_msg = rlx__strdup(rlx_last_error());
@@ -17,26 +17,15 @@ static rlx_status remember(rlx_flow *f, rlx_status s) {
     return s;
 }
 
-static rlx_status flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) RLX__PRINTF(3, 4);
-static rlx_status flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) {
+rlx_status rlx__flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) {
     char msg[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     rlx__fail(s, "flow '%s'%s%s: %s", f->name, f->scope[0] ? ", in " : "", f->scope, msg);
-    return remember(f, s);
+    return rlx__flow_remember(f, s);
 }
-
-/* Entry check of every block: NULL flow, or an earlier failure replayed. */
-#define FLOW_ENTER(f)                                                                    \
-    do {                                                                                 \
-        if (!(f)) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "%s: flow is NULL", __func__); \
-        if ((f)->error != RLX_OK) {                                                      \
-            rlx__fail((f)->error, "%s", (f)->error_msg ? (f)->error_msg : "earlier error"); \
-            return (f)->error;                                                           \
-        }                                                                                \
-    } while (0)
 
 rlx_status rlx_flow_create(const char *name, rlx_flow **out) {
     if (!out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_flow_create: out is NULL");
@@ -73,7 +62,7 @@ rlx_status rlx_flow_format(const rlx_flow *f, char **text) {
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static void scoped(const rlx_flow *f, const char *local, char *buf, size_t n) {
+void rlx__flow_scoped(const rlx_flow *f, const char *local, char *buf, size_t n) {
     int len = f->scope[0] ? snprintf(buf, n, "%s.%s", f->scope, local) : snprintf(buf, n, "%s", local);
     if (len < 0 || (size_t)len >= n) buf[n - 1] = '\0'; /* names are for humans; truncation is harmless */
 }
@@ -81,24 +70,24 @@ static void scoped(const rlx_flow *f, const char *local, char *buf, size_t n) {
 /* New activation value named after its stage. */
 static int new_act(rlx_flow *f, const char *stage_name, rlx__rows rows) {
     int id = rlx__slist_add_value(&f->list, stage_name, RLX_DTYPE_F32, rows, 0, 0);
-    if (id < 0) remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (id < 0) rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     return id;
 }
 
 static rlx_status need_activation(rlx_flow *f, const char *block) {
     if (f->cursor < 0)
-        return flow_fail(f, RLX_ERR_BUILD, "%s needs an input first (rlx_flow_input_tokens)", block);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "%s needs an input first (rlx_flow_input_tokens)", block);
     if (f->list.values[f->cursor].dtype != RLX_DTYPE_F32)
-        return flow_fail(f, RLX_ERR_BUILD, "%s needs activations, but the current value is token ids (add token_embed first)", block);
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "%s needs activations, but the current value is token ids (add token_embed first)", block);
     return RLX_OK;
 }
 
 /* Appends a stage whose name is scoped; returns RLX_OK or the sticky error. */
 static rlx_status add_stage(rlx_flow *f, rlx__stage *st, const char *local) {
     char name[320];
-    scoped(f, local, name, sizeof name);
+    rlx__flow_scoped(f, local, name, sizeof name);
     st->name = name;
-    if (rlx__slist_add_stage(&f->list, st) < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (rlx__slist_add_stage(&f->list, st) < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     return RLX_OK;
 }
 
@@ -111,7 +100,7 @@ static char *fmt_key(char *buf, size_t n, const char *prefix, const char *suffix
 /* One stage producing one new activation from the cursor. */
 static rlx_status unary(rlx_flow *f, rlx__stage *st, const char *local, rlx__rows rows) {
     char name[320];
-    scoped(f, local, name, sizeof name);
+    rlx__flow_scoped(f, local, name, sizeof name);
     int out = new_act(f, name, rows);
     if (out < 0) return f->error;
     st->n_out = 1;
@@ -128,15 +117,15 @@ static rlx_status unary(rlx_flow *f, rlx__stage *st, const char *local, rlx__row
 /* ---- blocks --------------------------------------------------------------------------------- */
 
 rlx_status rlx_flow_input_tokens(rlx_flow *f, const char *name, int64_t batch, int64_t seq) {
-    FLOW_ENTER(f);
-    if (f->tokens >= 0) return flow_fail(f, RLX_ERR_BUILD, "the flow already has a token input");
+    RLX__FLOW_ENTER(f);
+    if (f->tokens >= 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "the flow already has a token input");
     if (batch < 1 || seq < 1 || batch > INT32_MAX / seq)
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT,
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT,
                          "input '%s': batch %lld x seq %lld is not a valid capacity (each >= 1, product < 2^31)",
                          name ? name : "tokens", (long long)batch, (long long)seq);
     int id = rlx__slist_add_value(&f->list, name && *name ? name : "tokens", RLX_DTYPE_I32,
                                   RLX__ROWS_TOKENS, 0, 1);
-    if (id < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (id < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     rlx__stage st = {.op = RLX__OP_INPUT_TOKENS, .n_out = 1, .out = {id}};
     rlx_status s = add_stage(f, &st, name && *name ? name : "tokens");
     if (s != RLX_OK) return s;
@@ -147,23 +136,23 @@ rlx_status rlx_flow_input_tokens(rlx_flow *f, const char *name, int64_t batch, i
 }
 
 rlx_status rlx_flow_rope_tables(rlx_flow *f, const rlx_rope_params *p) {
-    FLOW_ENTER(f);
-    if (!p) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: params are NULL");
-    if (f->cos >= 0) return flow_fail(f, RLX_ERR_BUILD, "the flow already has rope tables");
+    RLX__FLOW_ENTER(f);
+    if (!p) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: params are NULL");
+    if (f->cos >= 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "the flow already has rope tables");
     if (p->head_dim < 2 || p->head_dim % 2 || p->head_dim > 4096)
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: head_dim %lld must be even, in [2, 4096]", (long long)p->head_dim);
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: head_dim %lld must be even, in [2, 4096]", (long long)p->head_dim);
     if (p->max_positions < 1 || p->max_positions > (1 << 24))
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: max_positions %lld must be in [1, 2^24]", (long long)p->max_positions);
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: max_positions %lld must be in [1, 2^24]", (long long)p->max_positions);
     if (!(p->theta > 0))
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: theta %g must be > 0", p->theta);
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: theta %g must be > 0", p->theta);
     if (p->scaling == RLX_ROPE_SCALING_LLAMA3 &&
         !(p->factor >= 1 && p->low_freq_factor > 0 && p->high_freq_factor > p->low_freq_factor &&
           p->original_max_positions > 0))
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT,
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT,
                          "rope_tables: llama3 scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor, original_max_positions > 0");
     int c = rlx__slist_add_value(&f->list, "rope.cos", RLX_DTYPE_F32, RLX__ROWS_FIXED, p->max_positions, p->head_dim / 2);
     int s_ = rlx__slist_add_value(&f->list, "rope.sin", RLX_DTYPE_F32, RLX__ROWS_FIXED, p->max_positions, p->head_dim / 2);
-    if (c < 0 || s_ < 0) return remember(f, RLX_ERR_OUT_OF_MEMORY);
+    if (c < 0 || s_ < 0) return rlx__flow_remember(f, RLX_ERR_OUT_OF_MEMORY);
     rlx__stage st = {.op = RLX__OP_ROPE_TABLES, .n_out = 2, .out = {c, s_}, .rope = *p};
     rlx_status s = add_stage(f, &st, "rope_tables");
     if (s != RLX_OK) return s;
@@ -173,30 +162,30 @@ rlx_status rlx_flow_rope_tables(rlx_flow *f, const rlx_rope_params *p) {
 }
 
 rlx_status rlx_flow_token_embed(rlx_flow *f, const char *key) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     if (f->cursor < 0 || f->list.values[f->cursor].dtype != RLX_DTYPE_I32)
-        return flow_fail(f, RLX_ERR_BUILD, "token_embed needs the token input as the current value");
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "token_embed needs the token input as the current value");
     rlx__stage st = {.op = RLX__OP_EMBED, .n_w = 1};
     st.wkey[0] = (char *)(key ? key : "model.embed_tokens.weight");
     return unary(f, &st, "token_embed", RLX__ROWS_TOKENS);
 }
 
 rlx_status rlx_flow_rms_norm(rlx_flow *f, const char *key, double eps) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_activation(f, "rms_norm");
     if (s) return s;
-    if (!key || !*key) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rms_norm: weight key is empty");
-    if (!(eps > 0 && eps < 1)) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rms_norm '%s': eps %g must be in (0, 1)", key, eps);
+    if (!key || !*key) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rms_norm: weight key is empty");
+    if (!(eps > 0 && eps < 1)) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rms_norm '%s': eps %g must be in (0, 1)", key, eps);
     rlx__stage st = {.op = RLX__OP_RMS_NORM, .n_w = 1, .eps = eps};
     st.wkey[0] = (char *)key;
     return unary(f, &st, "rms_norm", f->list.values[f->cursor].rows);
 }
 
 rlx_status rlx_flow_final_norm(rlx_flow *f, double eps) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_activation(f, "final_norm");
     if (s) return s;
-    if (!(eps > 0 && eps < 1)) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "final_norm: eps %g must be in (0, 1)", eps);
+    if (!(eps > 0 && eps < 1)) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "final_norm: eps %g must be in (0, 1)", eps);
     rlx__stage st = {.op = RLX__OP_RMS_NORM, .n_w = 1, .eps = eps};
     st.wkey[0] = "model.norm.weight";
     return unary(f, &st, "final_norm", f->list.values[f->cursor].rows);
@@ -206,7 +195,7 @@ static rlx_status linear_named(rlx_flow *f, const char *key, const char *bias, c
                                int64_t expect_rows, int64_t expect_cols) {
     rlx_status s = need_activation(f, local);
     if (s) return s;
-    if (!key || !*key) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "%s: weight key is empty", local);
+    if (!key || !*key) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "%s: weight key is empty", local);
     rlx__stage st = {.op = RLX__OP_LINEAR, .n_w = 2, .expect_rows = expect_rows, .expect_cols = expect_cols};
     st.wkey[0] = (char *)key;
     st.wkey[1] = (char *)bias;
@@ -214,27 +203,27 @@ static rlx_status linear_named(rlx_flow *f, const char *key, const char *bias, c
 }
 
 rlx_status rlx_flow_linear(rlx_flow *f, const char *key, const char *bias_key) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     return linear_named(f, key, bias_key, "linear", 0, 0);
 }
 
 rlx_status rlx_flow_residual_save(rlx_flow *f) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_activation(f, "residual_save");
     if (s) return s;
     if (f->saved >= 0)
-        return flow_fail(f, RLX_ERR_BUILD, "residual_save: the slot already holds a value (add it first)");
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "residual_save: the slot already holds a value (add it first)");
     f->saved = f->cursor;
     return RLX_OK;
 }
 
 rlx_status rlx_flow_residual_add(rlx_flow *f) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_activation(f, "residual_add");
     if (s) return s;
-    if (f->saved < 0) return flow_fail(f, RLX_ERR_BUILD, "residual_add: nothing was saved (residual_save first)");
+    if (f->saved < 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "residual_add: nothing was saved (residual_save first)");
     if (f->list.values[f->saved].rows != f->list.values[f->cursor].rows)
-        return flow_fail(f, RLX_ERR_BUILD, "residual_add: the saved value and the current value have different rows");
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "residual_add: the saved value and the current value have different rows");
     rlx__stage st = {.op = RLX__OP_ADD, .n_in = 2, .in = {f->cursor, f->saved}};
     s = unary(f, &st, "residual_add", f->list.values[f->cursor].rows);
     if (s == RLX_OK) f->saved = -1;
@@ -243,25 +232,25 @@ rlx_status rlx_flow_residual_add(rlx_flow *f) {
 
 static rlx_status check_heads(rlx_flow *f, const char *what, int64_t heads, int64_t kv, int64_t hd) {
     if (heads < 1 || kv < 1 || hd < 1 || heads > 4096 || hd > 4096 || heads % kv)
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT,
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT,
                          "%s: heads %lld, kv_heads %lld, head_dim %lld: need positive sizes with kv_heads dividing heads",
                          what, (long long)heads, (long long)kv, (long long)hd);
     return RLX_OK;
 }
 
 rlx_status rlx_flow_self_attn_prefill(rlx_flow *f, const rlx_attn_spec *sp) {
-    FLOW_ENTER(f);
-    if (!sp || !sp->prefix) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "self_attn_prefill: spec or prefix is NULL");
+    RLX__FLOW_ENTER(f);
+    if (!sp || !sp->prefix) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "self_attn_prefill: spec or prefix is NULL");
     rlx_status s = need_activation(f, "self_attn_prefill");
     if (s) return s;
     if ((s = check_heads(f, "self_attn_prefill", sp->heads, sp->kv_heads, sp->head_dim))) return s;
     if (f->list.values[f->cursor].rows != RLX__ROWS_TOKENS)
-        return flow_fail(f, RLX_ERR_BUILD, "self_attn_prefill needs one row per token (it comes before last_token)");
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "self_attn_prefill needs one row per token (it comes before last_token)");
     if (sp->rope) {
-        if (f->cos < 0) return flow_fail(f, RLX_ERR_BUILD, "self_attn_prefill with RoPE needs rope_tables first");
+        if (f->cos < 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "self_attn_prefill with RoPE needs rope_tables first");
         const rlx__value *cv = &f->list.values[f->cos];
         if (cv->cols * 2 != sp->head_dim)
-            return flow_fail(f, RLX_ERR_BUILD, "self_attn_prefill: head_dim %lld but the rope tables are for head_dim %lld",
+            return rlx__flow_fail(f, RLX_ERR_BUILD, "self_attn_prefill: head_dim %lld but the rope tables are for head_dim %lld",
                              (long long)sp->head_dim, (long long)cv->cols * 2);
     }
     char key[512];
@@ -291,8 +280,8 @@ rlx_status rlx_flow_self_attn_prefill(rlx_flow *f, const rlx_attn_spec *sp) {
 }
 
 rlx_status rlx_flow_swiglu(rlx_flow *f, const char *prefix) {
-    FLOW_ENTER(f);
-    if (!prefix) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "swiglu: prefix is NULL");
+    RLX__FLOW_ENTER(f);
+    if (!prefix) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "swiglu: prefix is NULL");
     rlx_status s = need_activation(f, "swiglu");
     if (s) return s;
     char key[512];
@@ -307,35 +296,35 @@ rlx_status rlx_flow_swiglu(rlx_flow *f, const char *prefix) {
 }
 
 rlx_status rlx_flow_last_token(rlx_flow *f) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = need_activation(f, "last_token");
     if (s) return s;
     if (f->list.values[f->cursor].rows != RLX__ROWS_TOKENS)
-        return flow_fail(f, RLX_ERR_BUILD, "last_token: the current value already has one row per sequence");
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "last_token: the current value already has one row per sequence");
     rlx__stage st = {.op = RLX__OP_LAST_TOKEN};
     return unary(f, &st, "last_token", RLX__ROWS_SEQUENCES);
 }
 
 rlx_status rlx_flow_lm_head(rlx_flow *f, int64_t vocab, int64_t hidden, int tied) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     if (vocab < 1 || hidden < 1)
-        return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "lm_head: vocab %lld and hidden %lld must be positive", (long long)vocab, (long long)hidden);
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "lm_head: vocab %lld and hidden %lld must be positive", (long long)vocab, (long long)hidden);
     return linear_named(f, tied ? "model.embed_tokens.weight" : "lm_head.weight", NULL, "lm_head", vocab, hidden);
 }
 
 rlx_status rlx_flow_layer(rlx_flow *f, const char *name, rlx_layer_fn fn, void *user) {
-    FLOW_ENTER(f);
-    if (!fn || !name || !*name) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "layer: name and callback are required");
+    RLX__FLOW_ENTER(f);
+    if (!fn || !name || !*name) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "layer: name and callback are required");
     char old[sizeof f->scope];
     memcpy(old, f->scope, sizeof old);
     size_t len = strlen(f->scope);
-    if (len + strlen(name) + 2 > sizeof f->scope) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "layer '%s': scope name too long", name);
+    if (len + strlen(name) + 2 > sizeof f->scope) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "layer '%s': scope name too long", name);
     snprintf(f->scope + len, sizeof f->scope - len, "%s%s", len ? "." : "", name);
     rlx_status s = fn(f, user);
     memcpy(f->scope, old, sizeof old);
     if (s != RLX_OK && f->error == RLX_OK) {
         /* The callback failed without a block recording it: keep its message. */
-        remember(f, s);
+        rlx__flow_remember(f, s);
     }
     return s;
 }
@@ -352,8 +341,8 @@ static rlx_status repeat_one(rlx_flow *f, void *user) {
 }
 
 rlx_status rlx_flow_repeat_layers(rlx_flow *f, int64_t n, rlx_repeat_fn fn, void *user) {
-    FLOW_ENTER(f);
-    if (!fn || n < 0 || n > 100000) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "repeat_layers: bad count %lld or NULL callback", (long long)n);
+    RLX__FLOW_ENTER(f);
+    if (!fn || n < 0 || n > 100000) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "repeat_layers: bad count %lld or NULL callback", (long long)n);
     for (int64_t i = 0; i < n; i++) {
         repeat_ctx c = {fn, user, i};
         char name[32];
@@ -392,31 +381,31 @@ rlx_status rlx__emit_llama_layer(rlx_flow *f, int64_t index, const rlx_llama_lay
 }
 
 static rlx_status check_layer_spec(rlx_flow *f, const rlx_llama_layer_spec *sp) {
-    if (!sp) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "llama layer: spec is NULL");
+    if (!sp) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "llama layer: spec is NULL");
     rlx_status s = check_heads(f, "llama layer", sp->heads, sp->kv_heads, sp->head_dim);
     if (s) return s;
-    if (!(sp->eps > 0 && sp->eps < 1)) return flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "llama layer: eps %g must be in (0, 1)", sp->eps);
-    if (f->cos < 0) return flow_fail(f, RLX_ERR_BUILD, "llama layer needs rope_tables first");
+    if (!(sp->eps > 0 && sp->eps < 1)) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "llama layer: eps %g must be in (0, 1)", sp->eps);
+    if (f->cos < 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "llama layer needs rope_tables first");
     if (f->list.values[f->cos].cols * 2 != sp->head_dim)
-        return flow_fail(f, RLX_ERR_BUILD, "llama layer: head_dim %lld but the rope tables are for head_dim %lld",
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "llama layer: head_dim %lld but the rope tables are for head_dim %lld",
                          (long long)sp->head_dim, (long long)f->list.values[f->cos].cols * 2);
-    if (f->saved >= 0) return flow_fail(f, RLX_ERR_BUILD, "llama layer: the residual slot is in use");
+    if (f->saved >= 0) return rlx__flow_fail(f, RLX_ERR_BUILD, "llama layer: the residual slot is in use");
     return need_activation(f, "llama layer");
 }
 
 rlx_status rlx_flow_llama_layer_composed(rlx_flow *f, int64_t index, const rlx_llama_layer_spec *sp) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = check_layer_spec(f, sp);
     if (s) return s;
     return rlx__emit_llama_layer(f, index, sp);
 }
 
 rlx_status rlx_flow_llama_layer_fused(rlx_flow *f, int64_t index, const rlx_llama_layer_spec *sp) {
-    FLOW_ENTER(f);
+    RLX__FLOW_ENTER(f);
     rlx_status s = check_layer_spec(f, sp);
     if (s) return s;
     if (f->list.values[f->cursor].rows != RLX__ROWS_TOKENS)
-        return flow_fail(f, RLX_ERR_BUILD, "llama layer needs one row per token (it comes before last_token)");
+        return rlx__flow_fail(f, RLX_ERR_BUILD, "llama layer needs one row per token (it comes before last_token)");
     char pbuf[64], keys[RLX__STAGE_MAX_W][512];
     const char *prefix = layer_prefix(sp, index, pbuf, sizeof pbuf);
     static const char *suffix[RLX__STAGE_MAX_W] = {

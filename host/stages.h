@@ -124,6 +124,23 @@ struct rlx_flow {
     struct rlx__params *params; /* constants made by custom stages (tiers.h), or NULL */
 };
 
+/* Sticky errors of the builder (flow.c), shared by every file that defines blocks: the first
+ * failure is kept in the flow and every later block replays it. */
+rlx_status rlx__flow_remember(rlx_flow *f, rlx_status s);
+/* Records "flow '<name>', in <scope>: <message>" and makes it the flow's sticky error. */
+rlx_status rlx__flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) RLX__PRINTF(3, 4);
+/* "<scope>.<local>" (or local outside any scope), cut at n. */
+void rlx__flow_scoped(const rlx_flow *f, const char *local, char *buf, size_t n);
+/* Entry check of every block: NULL flow, or an earlier failure replayed. */
+#define RLX__FLOW_ENTER(f)                                                                      \
+    do {                                                                                        \
+        if (!(f)) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "%s: flow is NULL", __func__);     \
+        if ((f)->error != RLX_OK) {                                                             \
+            rlx__fail((f)->error, "%s", (f)->error_msg ? (f)->error_msg : "earlier error");     \
+            return (f)->error;                                                                  \
+        }                                                                                       \
+    } while (0)
+
 /* Emits the composed LLaMA layer's primitives on flow's cursor (shared by the composed form
  * and the fused stage's expansion, so the two cannot drift apart). */
 rlx_status rlx__emit_llama_layer(rlx_flow *flow, int64_t index, const rlx_llama_layer_spec *spec);
