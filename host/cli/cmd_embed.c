@@ -242,14 +242,6 @@ int cmd_embed(int argc, char **argv) {
     rlx_build_params bp = rlx_build_default_params();
     bp.device = dev;
     s = rlx_model_build(flow, w, &bp, &model);
-    const char *auto_note = "";
-    if (s == RLX_ERR_UNSUPPORTED && dev == RLX_DEVICE_AUTO) {
-        /* auto picked a device whose planner cannot run every encoder stage yet: the CPU
-         * reference can, so auto means cpu here (an explicit --device still fails) */
-        bp.device = RLX_DEVICE_CPU;
-        s = rlx_model_build(flow, w, &bp, &model);
-        auto_note = " (auto: the device path cannot run this model yet)";
-    }
     if (s) {
         rc = cli_status_error(s, "building the model");
         goto out;
@@ -269,10 +261,10 @@ int cmd_embed(int argc, char **argv) {
         rc = cli_status_error(s, "prefill");
         goto out;
     }
-    printf("rlx embed: %s (%s, hidden %lld, %lld layers), %d sequence%s, %lld tokens, pool %s%s%s, device %s%s, %.1f ms\n", model_dir,
+    printf("rlx embed: %s (%s, hidden %lld, %lld layers), %d sequence%s, %lld tokens, pool %s%s%s, device %s, %.1f ms\n", model_dir,
            cfg.arch == RLX_ENCODER_NOMIC_BERT ? "nomic_bert" : "bert", (long long)cfg.hidden_size, (long long)cfg.num_hidden_layers,
            n_seqs, n_seqs > 1 ? "s" : "", (long long)total, rlx_pool_name(pool), pool_from, normalize ? ", L2-normalized" : "",
-           rlx_device_kind_name(rlx_model_device(model)), auto_note, dt * 1e3);
+           rlx_device_kind_name(rlx_model_device(model)), dt * 1e3);
     /* A short summary: the norm and first values of each row (at most 16 rows). */
     int64_t q = 0, start = 0;
     for (int64_t r = 0; r < rows && r < 16; r++) {
