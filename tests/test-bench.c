@@ -13,32 +13,11 @@
 
 static char out_text[1 << 17], err_text[1 << 14];
 
-static void slurp(const char *path, char *buf, size_t cap) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
-/* Runs `[env] rlx <args>` in the shell; returns the exit code, stdout and stderr captured. */
+/* Runs `[env] rlx <args>`; returns the exit code, stdout and stderr captured. */
 static int rlx_env(const char *env, const char *args) {
-    const char *cli = getenv("RLX_CLI");
-    cr_assert(cli, "RLX_CLI is not set (run through ctest)");
-    char *dir = rlxt_tmpdir();
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s %s >%s/out 2>%s/err", env ? env : "", cli, args, dir, dir);
-    int st = system(cmd);
-    char p[1024];
-    snprintf(p, sizeof p, "%s/out", dir);
-    slurp(p, out_text, sizeof out_text);
-    snprintf(p, sizeof p, "%s/err", dir);
-    slurp(p, err_text, sizeof err_text);
-    rlxt_rmtree(dir);
-    free(dir);
-    cr_assert(WIFEXITED(st), "rlx %s: did not exit normally", args);
-    return WEXITSTATUS(st);
+    int rc = rlxt_run_cli(env, args, out_text, sizeof out_text, err_text, sizeof err_text);
+    cr_assert(rc >= 0, "rlx %s: %s", args, rc == -2 ? "RLX_CLI is not set (run through ctest)" : "did not exit normally");
+    return rc;
 }
 
 static int rlx(const char *args) { return rlx_env(NULL, args); }
@@ -234,7 +213,7 @@ Test(bench, csv_header_and_rows) {
     cr_expect(!strstr(out_text, "breakdown:"), "several configurations: no breakdown unless --breakdown");
     char path[1100], text[8192];
     snprintf(path, sizeof path, "%s/r.csv", dir);
-    slurp(path, text, sizeof text);
+    rlxt_slurp(path, text, sizeof text);
     cr_expect(!strncmp(text, "shape,device,device_name,batch,seq,tokens,fusion,repeat,median_ms,", 65), "%s", text);
     int lines = 0;
     for (const char *p = text; *p; p++) lines += *p == '\n';

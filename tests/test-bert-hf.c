@@ -225,31 +225,10 @@ Test(bert_hf, token_types_are_used) {
 
 static char out_text[1 << 16], err_text[1 << 14];
 
-static void slurp(const char *path, char *buf, size_t cap) {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
 static int rlx(const char *args) {
-    const char *cli = getenv("RLX_CLI");
-    cr_assert(cli, "RLX_CLI is not set (run through ctest)");
-    char *dir = rlxt_tmpdir();
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "%s %s >%s/out 2>%s/err", cli, args, dir, dir);
-    int st = system(cmd);
-    char p[1024];
-    snprintf(p, sizeof p, "%s/out", dir);
-    slurp(p, out_text, sizeof out_text);
-    snprintf(p, sizeof p, "%s/err", dir);
-    slurp(p, err_text, sizeof err_text);
-    rlxt_rmtree(dir);
-    free(dir);
-    cr_assert(WIFEXITED(st), "rlx %s: did not exit normally", args);
-    return WEXITSTATUS(st);
+    int rc = rlxt_run_cli(NULL, args, out_text, sizeof out_text, err_text, sizeof err_text);
+    cr_assert(rc >= 0, "rlx %s: %s", args, rc == -2 ? "RLX_CLI is not set (run through ctest)" : "did not exit normally");
+    return rc;
 }
 
 static void write_text(const char *dir, const char *name, const char *text) { free(rlxt_write_file(dir, name, text, strlen(text))); }

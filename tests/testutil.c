@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 uint64_t rlxt_next(rlxt_rng *r) {
@@ -84,4 +85,32 @@ double rlxt_max_abs(const float *a, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (fabs((double)a[i]) > m) m = fabs((double)a[i]);
     return m;
+}
+
+void rlxt_slurp(const char *path, char *buf, size_t cap) {
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (!f) return;
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+int rlxt_run_cli(const char *env, const char *args, char *out, size_t out_cap, char *err, size_t err_cap) {
+    const char *cli = getenv("RLX_CLI");
+    if (!cli || !*cli) return -2;
+    char *dir = rlxt_tmpdir();
+    if (!dir) return -1;
+    size_t n = strlen(cli) + strlen(args) + (env ? strlen(env) : 0) + 2 * strlen(dir) + 32;
+    char *cmd = malloc(n), p[1024];
+    snprintf(cmd, n, "%s %s %s >%s/out 2>%s/err", env ? env : "", cli, args, dir, dir);
+    int st = system(cmd);
+    free(cmd);
+    snprintf(p, sizeof p, "%s/out", dir);
+    rlxt_slurp(p, out, out_cap);
+    snprintf(p, sizeof p, "%s/err", dir);
+    rlxt_slurp(p, err, err_cap);
+    rlxt_rmtree(dir);
+    free(dir);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

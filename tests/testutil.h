@@ -21,6 +21,14 @@ void rlxt_rmtree(const char *dir);
 /* Path of the committed fixtures (RLX_FIXTURES or the source tree default). */
 const char *rlxt_fixtures_dir(void);
 
+/* Reads a whole file into buf (NUL-terminated, cut at cap; empty if it cannot be read). */
+void rlxt_slurp(const char *path, char *buf, size_t cap);
+
+/* Runs `[env] $RLX_CLI <args>` through the shell (env: assignments like "X=1", or NULL) and
+ * captures stdout and stderr (NUL-terminated, cut at their capacities). Returns the exit status,
+ * -1 if the command did not exit normally, -2 if RLX_CLI is not set (run through ctest). */
+int rlxt_run_cli(const char *env, const char *args, char *out, size_t out_cap, char *err, size_t err_cap);
+
 /* NMSE sum((a-b)^2)/sum(b^2) and max |a-b|. */
 double rlxt_nmse(const float *a, const float *b, size_t n);
 double rlxt_max_abs_diff(const float *a, const float *b, size_t n);
