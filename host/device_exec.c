@@ -429,7 +429,7 @@ rlx_status rlx_model_memory(const rlx_model *m, size_t *weight_bytes, size_t *se
 
 const char *rlx_model_device_name(const rlx_model *m) {
     if (!m) return "";
-    if (!m->dev) return "cpu (the f32 reference)";
+    if (!m->dev) return "cpu: the f32 CPU reference";
     return m->dev->ops->describe(m->dev->dev);
 }
 

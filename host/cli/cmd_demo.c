@@ -64,11 +64,11 @@ int cmd_demo(int argc, char **argv) {
     printf("  hidden %lld, %lld layers, %lld heads / %lld kv heads (head_dim %lld), intermediate %lld, vocab %lld, tied head, llama3 rope\n",
            (long long)cfg.hidden_size, (long long)cfg.num_hidden_layers, (long long)cfg.num_attention_heads,
            (long long)cfg.num_key_value_heads, (long long)cfg.head_dim, (long long)cfg.intermediate_size, (long long)cfg.vocab_size);
-    printf("  device: %s (%s)\n", rlx_device_kind_name(rlx_model_device(model)),
-           rlx_model_device(model) == RLX_DEVICE_CPU ? "the f32 CPU reference" : "GPU kernels");
+    const rlx_device_kind used = rlx_model_device(model);
+    printf("  device: %s\n", rlx_model_device_name(model));
     printf("  build: %.1f ms; prefill of %lld x %lld tokens: %.1f ms (%.0f tokens/s, %s timing)\n", t_build * 1e3,
            (long long)batch, (long long)seq, dt * 1e3, (double)(batch * seq) / dt,
-           rlx_model_device(model) == RLX_DEVICE_CPU ? "CPU" : "device");
+           used == RLX_DEVICE_CUDA ? "GPU" : used == RLX_DEVICE_SIMT ? "simt (CPU emulation, not a GPU)" : "CPU");
     for (int64_t q = 0; q < rows; q++) {
         int64_t best = 0;
         for (int64_t i = 1; i < V; i++)

@@ -47,7 +47,7 @@ static void sclose(rlx__device *d) { free(d); }
 
 static const char *describe(rlx__device *d) {
     (void)d;
-    return "simt (CUDA kernels on the CPU, test device)";
+    return "simt: the CUDA kernels on the CPU (test device)";
 }
 
 static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
