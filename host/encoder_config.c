@@ -9,6 +9,7 @@
  * feature rlx does not implement is refused with RLX_ERR_UNSUPPORTED naming the key, never
  * silently approximated.
  */
+#include "json_util.h"
 #include "internal.h"
 #include "rlx/encoder.h"
 
@@ -26,20 +27,6 @@
 #define CFG_MAX_TYPES (INT64_C(1) << 20)
 #define CFG_MAX_POSITIONS (INT64_C(1) << 24)
 
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 // ---- typed getters: absent keys give the default, required ones fail naming the key -------------
 
 static rlx_status get_int(const char *src, const json_t *o, const char *key, int required, int64_t def, int64_t *out) {
@@ -54,7 +41,7 @@ static rlx_status get_int(const char *src, const json_t *o, const char *key, int
         return RLX_OK;
     }
     if (!json_is_integer(v))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected an integer, found %s", src, key, json_type_name(v));
+        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected an integer, found %s", src, key, rlx__json_type_name(v));
     *out = (int64_t)json_integer_value(v);
     return RLX_OK;
 }
@@ -66,7 +53,7 @@ static rlx_status get_number(const char *src, const json_t *o, const char *key, 
         return RLX_OK;
     }
     if (!json_is_number(v))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected a number, found %s", src, key, json_type_name(v));
+        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected a number, found %s", src, key, rlx__json_type_name(v));
     *out = json_number_value(v);
     return RLX_OK;
 }
@@ -78,7 +65,7 @@ static rlx_status get_bool(const char *src, const json_t *o, const char *key, in
         return RLX_OK;
     }
     if (!json_is_boolean(v))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected true or false, found %s", src, key, json_type_name(v));
+        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected true or false, found %s", src, key, rlx__json_type_name(v));
     *out = json_is_true(v);
     return RLX_OK;
 }
@@ -91,7 +78,7 @@ static rlx_status get_string(const char *src, const json_t *o, const char *key, 
         return RLX_OK;
     }
     if (!json_is_string(v))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected a string, found %s", src, key, json_type_name(v));
+        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected a string, found %s", src, key, rlx__json_type_name(v));
     *out = json_string_value(v);
     return RLX_OK;
 }
@@ -232,11 +219,11 @@ rlx_status rlx_encoder_config_validate(const rlx_encoder_config *c, const char *
 
 static rlx_status parse_root(const char *src, const json_t *root, rlx_encoder_config *c) {
     if (!json_is_object(root))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: top level is %s, expected a JSON object", src, json_type_name(root));
+        return rlx__fail(RLX_ERR_CONFIG, "%s: top level is %s, expected a JSON object", src, rlx__json_type_name(root));
     const json_t *mt = json_object_get(root, "model_type");
     if (!mt) return rlx__fail(RLX_ERR_CONFIG, "%s: key 'model_type' is missing (rlx reads 'bert' and 'nomic_bert' encoders)", src);
     if (!json_is_string(mt))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key 'model_type': expected a string, found %s", src, json_type_name(mt));
+        return rlx__fail(RLX_ERR_CONFIG, "%s: key 'model_type': expected a string, found %s", src, rlx__json_type_name(mt));
     const char *type = json_string_value(mt);
     rlx_status s;
     if (!strcmp(type, "bert")) s = parse_bert(src, root, c);

@@ -8,6 +8,7 @@
  * transformers 5 writes one rope_parameters object holding rope_type, rope_theta and the
  * scaling factors. When both are present they must agree, so neither can silently win.
  */
+#include "json_util.h"
 #include "internal.h"
 #include "rlx/llama.h"
 
@@ -30,20 +31,6 @@
 #define CFG_MAX_QK_WIDTH (INT64_C(1) << 18) /* heads * head_dim */
 #define CFG_MAX_POSITIONS (INT64_C(1) << 24)
 
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 // ---- typed getters ---------------------------------------------------------------------------
 /* Each reads obj[key] (prefix names the enclosing object in messages, "" at top level).
  * Absent keys, and null where null_ok, give the default (*present = 0); required keys fail. */
@@ -64,7 +51,7 @@ static rlx_status get_int(const char *src, const json_t *obj, const char *prefix
             return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected an integer, found a real number (%g)",
                              src, prefix, key, json_real_value(v));
         return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected an integer, found %s", src,
-                         prefix, key, json_type_name(v));
+                         prefix, key, rlx__json_type_name(v));
     }
     *out = (int64_t)json_integer_value(v);
     if (present) *present = 1;
@@ -82,7 +69,7 @@ static rlx_status get_number(const char *src, const json_t *obj, const char *pre
     }
     if (!json_is_number(v))
         return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected a number, found %s", src, prefix,
-                         key, json_type_name(v));
+                         key, rlx__json_type_name(v));
     *out = json_number_value(v);
     if (present) *present = 1;
     return RLX_OK;
@@ -96,7 +83,7 @@ static rlx_status get_bool(const char *src, const json_t *obj, const char *key, 
     }
     if (!json_is_boolean(v))
         return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected true or false, found %s", src, key,
-                         json_type_name(v));
+                         rlx__json_type_name(v));
     *out = json_is_true(v);
     return RLX_OK;
 }
@@ -111,7 +98,7 @@ static rlx_status parse_rope_object(const char *src, const char *objkey, const j
     snprintf(prefix, sizeof prefix, "%s.", objkey);
     if (!json_is_object(o))
         return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected an object or null, found %s", src,
-                         objkey, json_type_name(o));
+                         objkey, rlx__json_type_name(o));
     /* HF: rope_type, falling back to the legacy "type". */
     const char *tkey = "rope_type";
     const json_t *t = json_object_get(o, tkey);
@@ -120,7 +107,7 @@ static rlx_status parse_rope_object(const char *src, const char *objkey, const j
         return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': has no 'rope_type'", src, objkey);
     if (!json_is_string(t))
         return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected a string, found %s", src, prefix,
-                         tkey, json_type_name(t));
+                         tkey, rlx__json_type_name(t));
     const char *type = json_string_value(t);
     rlx_status s = get_number(src, o, prefix, "rope_theta", OPTIONAL, 0.0, theta, has_theta);
     if (s) return s;
@@ -284,12 +271,12 @@ rlx_status rlx_llama_config_validate(const rlx_llama_config *cfg, const char *so
 static rlx_status parse_root(const char *src, const json_t *root, rlx_llama_config *c) {
     if (!json_is_object(root))
         return rlx__fail(RLX_ERR_CONFIG, "%s: top level is %s, expected a JSON object", src,
-                         json_type_name(root));
+                         rlx__json_type_name(root));
     const json_t *mt = json_object_get(root, "model_type");
     if (mt) {
         if (!json_is_string(mt))
             return rlx__fail(RLX_ERR_CONFIG, "%s: key 'model_type': expected a string, found %s", src,
-                             json_type_name(mt));
+                             rlx__json_type_name(mt));
         if (strcmp(json_string_value(mt), "llama") != 0)
             return rlx__fail(RLX_ERR_UNSUPPORTED,
                              "%s: key 'model_type': '%s' is not a LLaMA config (expected 'llama')",

@@ -10,6 +10,7 @@
  *
  * Every message names the file, the tensor or key, and the rule broken.
  */
+#include "json_util.h"
 #include "safetensors.h"
 
 #include "internal.h"
@@ -62,20 +63,6 @@ static const char *st_dtype_string(rlx_dtype d) {
     }
 }
 
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 /* "[2, 3]" from a JSON shape array, shortened with "..." when long. */
 static void fmt_shape(char *buf, size_t cap, const json_t *shape) {
     size_t used = 0;
@@ -119,14 +106,14 @@ static rlx_status st_metadata(const char *path, const json_t *meta) {
     if (json_is_null(meta)) return RLX_OK;
     if (!json_is_object(meta))
         return rlx__fail(RLX_ERR_FORMAT, "%s: '__metadata__' is %s, expected an object of strings",
-                         path, json_type_name(meta));
+                         path, rlx__json_type_name(meta));
     const char *k;
     const json_t *v;
     json_object_foreach((json_t *)meta, k, v) {
         if (!json_is_string(v))
             return rlx__fail(RLX_ERR_FORMAT,
                              "%s: '__metadata__' key '%s' is %s, expected a string", path, k,
-                             json_type_name(v));
+                             rlx__json_type_name(v));
     }
     return RLX_OK;
 }
@@ -143,7 +130,7 @@ static rlx_status st_nonneg_int(const char *path, const char *name, const char *
                                 const json_t *v, size_t *out) {
     if (!json_is_integer(v))
         return rlx__fail(RLX_ERR_FORMAT, "%s: tensor '%s': %s[%zu] is %s, expected a non-negative integer",
-                         path, name, what, i, json_type_name(v));
+                         path, name, what, i, rlx__json_type_name(v));
     json_int_t x = json_integer_value(v);
     if (x < 0)
         return rlx__fail(RLX_ERR_FORMAT, "%s: tensor '%s': %s[%zu] is %lld, expected a non-negative integer",
@@ -161,7 +148,7 @@ static rlx_status st_entry(const char *path, const char *name, const json_t *v, 
         return rlx__fail(RLX_ERR_FORMAT,
                          "%s: tensor '%s': entry is %s, expected an object with dtype, shape and "
                          "data_offsets",
-                         path, name, json_type_name(v));
+                         path, name, rlx__json_type_name(v));
     const char *k;
     const json_t *x;
     json_object_foreach((json_t *)v, k, x) {
@@ -180,7 +167,7 @@ static rlx_status st_entry(const char *path, const char *name, const json_t *v, 
     const json_t *jd = json_object_get(v, "dtype");
     if (!json_is_string(jd))
         return rlx__fail(RLX_ERR_FORMAT, "%s: tensor '%s': 'dtype' is %s, expected a string", path,
-                         name, json_type_name(jd));
+                         name, rlx__json_type_name(jd));
     const st_dtype *dt = st_dtype_find(json_string_value(jd));
     if (!dt)
         return rlx__fail(RLX_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%s'", path, name,
@@ -189,7 +176,7 @@ static rlx_status st_entry(const char *path, const char *name, const json_t *v, 
     const json_t *js = json_object_get(v, "shape");
     if (!json_is_array(js))
         return rlx__fail(RLX_ERR_FORMAT, "%s: tensor '%s': 'shape' is %s, expected an array", path,
-                         name, json_type_name(js));
+                         name, rlx__json_type_name(js));
     size_t ndim = json_array_size(js), nelem = 1;
     int overflow = 0;
     for (size_t i = 0; i < ndim; i++) {
@@ -206,7 +193,7 @@ static rlx_status st_entry(const char *path, const char *name, const json_t *v, 
     if (!json_is_array(jo) || json_array_size(jo) != 2)
         return rlx__fail(RLX_ERR_FORMAT,
                          "%s: tensor '%s': 'data_offsets' is %s, expected [begin, end]", path, name,
-                         json_is_array(jo) ? "an array of the wrong length" : json_type_name(jo));
+                         json_is_array(jo) ? "an array of the wrong length" : rlx__json_type_name(jo));
     size_t begin, end;
     rlx_status s = st_nonneg_int(path, name, "data_offsets", 0, json_array_get(jo, 0), &begin);
     if (!s) s = st_nonneg_int(path, name, "data_offsets", 1, json_array_get(jo, 1), &end);
@@ -315,7 +302,7 @@ rlx_status rlx__st_parse(const char *path, const unsigned char *buf, size_t len,
     size_t nt = 0;
     if (!json_is_object(root)) {
         s = rlx__fail(RLX_ERR_FORMAT, "%s: header is %s, expected a JSON object", path,
-                      json_type_name(root));
+                      rlx__json_type_name(root));
         goto done;
     }
 

@@ -9,6 +9,7 @@
  * Directory rules follow transformers: model.safetensors wins over an index when both exist;
  * with model.safetensors.index.json, weight_map must agree exactly with the shards' contents.
  */
+#include "json_util.h"
 #include "internal.h"
 #include "safetensors.h"
 
@@ -95,20 +96,6 @@ static rlx_status read_text(const char *path, size_t max, char **out, size_t *le
     return RLX_OK;
 }
 
-static const char *json_type_name(const json_t *v) {
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a real number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
-    }
-    return "?";
-}
-
 /* Parses text as a JSON object; messages carry jansson's line and column. */
 static rlx_status load_json_object(const char *path, const char *text, size_t len, json_t **out) {
     json_error_t err;
@@ -118,7 +105,7 @@ static rlx_status load_json_object(const char *path, const char *text, size_t le
                          err.line, err.column, err.text);
     if (!json_is_object(root)) {
         rlx_status s = rlx__fail(RLX_ERR_FORMAT, "%s: top level is %s, expected a JSON object",
-                                 path, json_type_name(root));
+                                 path, rlx__json_type_name(root));
         json_decref(root);
         return s;
     }
@@ -321,7 +308,7 @@ static rlx_status open_sharded(rlx_weights *w, const char *dir, const char *inde
     }
     if (!json_is_object(map)) {
         s = rlx__fail(RLX_ERR_FORMAT, "%s: 'weight_map' is %s, expected an object", index_path,
-                      json_type_name(map));
+                      rlx__json_type_name(map));
         goto done;
     }
     size_t nmap = json_object_size(map), nshards = 0;
@@ -339,7 +326,7 @@ static rlx_status open_sharded(rlx_weights *w, const char *dir, const char *inde
     json_object_foreach(map, key, val) {
         if (!json_is_string(val)) {
             s = rlx__fail(RLX_ERR_FORMAT, "%s: weight_map['%s'] is %s, expected a shard file name",
-                          index_path, key, json_type_name(val));
+                          index_path, key, rlx__json_type_name(val));
             goto done;
         }
         const char *f = json_string_value(val);
