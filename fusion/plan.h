@@ -27,7 +27,7 @@
 #ifndef RLX_FUSION_PLAN_H
 #define RLX_FUSION_PLAN_H
 
-#include "stages.h"
+#include "model/stages.h"
 #include "../kernels/rlx_kernels.h"
 
 #ifdef __cplusplus

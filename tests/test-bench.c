@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "bench.h"
+#include "tools/bench.h"
 #include "testutil.h"
 
 static char out_text[1 << 17], err_text[1 << 14];

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "npy.h"
+#include "io/npy.h"
 #include "rlx/encoder.h"
 #include "testutil.h"
 

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "npy.h"
+#include "io/npy.h"
 #include "testutil.h"
 
 static char out_text[1 << 16], err_text[1 << 14];

@@ -3,7 +3,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "stages.h"
+#include "model/stages.h"
+#include "runtime/cpu_ref.h"
 #include "testutil.h"
 
 Test(cpu_ref, rms_norm_by_hand) {

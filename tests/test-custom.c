@@ -11,7 +11,7 @@
 #include "rlx/custom.h"
 #include "rlx/flow.h"
 #include "rlx/profile.h"
-#include "stages.h"
+#include "model/stages.h"
 #include "testutil.h"
 
 static rlx_llama_config tiny_cfg(void) {

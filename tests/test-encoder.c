@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "rlx/encoder.h"
-#include "stages.h"
+#include "runtime/cpu_ref.h"
+#include "model/stages.h"
 #include "testutil.h"
 
 // ---- reference ops by hand ------------------------------------------------------------------------

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "rlx/flow.h"
-#include "stages.h"
+#include "model/stages.h"
 
 static rlx_llama_config tiny_cfg(void) {
     rlx_llama_config c;

@@ -8,7 +8,7 @@
 
 #include "rlx/custom.h"
 #include "rlx/flow.h"
-#include "stages.h"
+#include "model/stages.h"
 #include "testutil.h"
 
 static rlx_llama_config tiny_cfg(void) {

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "npy.h"
+#include "io/npy.h"
 #include "rlx/flow.h"
 #include "testutil.h"
 

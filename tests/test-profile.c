@@ -10,7 +10,7 @@
 #include "rlx/custom.h"
 #include "rlx/flow.h"
 #include "rlx/profile.h"
-#include "stages.h"
+#include "model/stages.h"
 #include "testutil.h"
 
 /* Parse must fail with RLX_ERR_PROFILE and a message holding every needle. */

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "core/internal.h"
 #include "rlx/weights.h"
-#include "safetensors.h"
+#include "io/safetensors.h"
 #include "testutil.h"
 
 static char *g_dir;

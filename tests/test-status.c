@@ -1,7 +1,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 Test(status, strings_cover_every_status) {
 #define CHECK(name, value, msg) cr_expect_str_eq(rlx_status_string(name), msg);

@@ -9,11 +9,12 @@
  * kernel costs a little, so it never touches the headline numbers) and from the same runs on the
  * CPU (per-stage host clock). Token ids are random and change every repeat.
  */
-#include "bench.h"
-#include "cli.h"
-#include "device.h"
+#include "tools/bench.h"
+#include "runtime/session.h"
+#include "cli/cli.h"
+#include "runtime/device.h"
 #include "plan.h"
-#include "stages.h"
+#include "model/stages.h"
 
 #include <jansson.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* rlx check: validates an install — every kernel on random awkward shapes and a whole model on the
  * device, against the CPU reference, with the bounds of NUMERICS.md. Exit 1 on any failure. */
-#include "check.h"
-#include "cli.h"
+#include "tools/check.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* rlx demo: a built-in tiny LLaMA-3.2-shaped model with seeded random weights, end to end. */
-#include "cli.h"
+#include "cli/cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>

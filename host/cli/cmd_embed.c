@@ -7,8 +7,8 @@
  * --pool, a sentence-transformers directory's 1_Pooling/config.json decides, else mean.
  * Writes float32 [batch, hidden] (--pool none: [tokens, hidden]). Exit codes as `rlx run`.
  */
-#include "cli.h"
-#include "npy.h"
+#include "cli/cli.h"
+#include "io/npy.h"
 #include "rlx/encoder.h"
 
 #include <errno.h>

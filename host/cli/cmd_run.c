@@ -1,6 +1,6 @@
 /* rlx run / rlx plan */
-#include "cli.h"
-#include "npy.h"
+#include "cli/cli.h"
+#include "io/npy.h"
 
 #include <stdio.h>
 #include <stdlib.h>

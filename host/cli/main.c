@@ -1,5 +1,5 @@
 /* rlx — command-line front end. Exit codes: 0 success, 1 model/runtime error, 2 usage error. */
-#include "cli.h"
+#include "cli/cli.h"
 #if defined(RLX_CLI_SIMT)
 #include "rlx_simt_device.h"
 #endif

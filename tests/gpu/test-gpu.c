@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "check.h"
+#include "tools/check.h"
 
 static int print_failures(const rlx__check_report *r, const char *what) {
     for (int i = 0; i < r->n; i++) {

@@ -1,7 +1,7 @@
 /* simt device: host memory for device memory, a reference GEMM with the cuBLASLt descriptor's
  * semantics (f32 accumulation, epilogue bias, beta·C, one rounding to the output type), and the
  * rlx_simt_* launchers (the kernels/ sources compiled through the simt harness). */
-#include "device.h"
+#include "runtime/device.h"
 #include "rlx_simt_device.h"
 #include "rlx/weights.h"
 #include "rlx_simt/runtime.h"

@@ -1,6 +1,6 @@
 /* The fused LLaMA kernels of issue 5 (kernels/fused_norm.cu, kernels/swiglu.cu,
  * kernels/flash_attention.cu), run through the simt harness by calling the rlx_simt_* launchers on
- * host memory, against the CPU reference (host/cpu_ref.c) on the same bf16-rounded inputs.
+ * host memory, against the CPU reference (host/runtime/cpu_ref.c) on the same bf16-rounded inputs.
  *
  * Every output is NaN-poisoned (0xff bytes) before the launch and fenced by guard bytes on both
  * sides; padding columns must stay poisoned, inputs unchanged. Bounds (NUMERICS.md): memory-bound
@@ -19,9 +19,10 @@
 #include <string.h>
 
 #include "rlx/weights.h"
+#include "runtime/cpu_ref.h"
 #include "rlx_kernels.h"
 #include "simt/include/rlx_simt/runtime.h"
-#include "stages.h"
+#include "model/stages.h"
 #include "testutil.h"
 
 #define GUARD 256
@@ -648,7 +649,7 @@ static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
         gb_free(&bo2);
     }
 
-    /* f32 reference: s·x, RoPE, attention (host/cpu_ref.c) */
+    /* f32 reference: s·x, RoPE, attention (host/runtime/cpu_ref.c) */
     float *q = xmalloc((size_t)(T * qw) * 4), *k = xmalloc((size_t)(T * kw) * 4), *v = xmalloc((size_t)(T * kw) * 4);
     for (int64_t t = 0; t < T; t++) {
         for (int64_t i = 0; i < qw; i++) q[t * qw + i] = s[t] * qkv[t * ld + i];

@@ -3,7 +3,7 @@
  * prints. ctest runs this suite in both thread orders. */
 #include <criterion/criterion.h>
 
-#include "check.h"
+#include "tools/check.h"
 #include "rlx_simt_device.h"
 
 static void run(rlx_kdtype dt, uint64_t seed) {

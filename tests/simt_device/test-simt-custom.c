@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "check.h"
+#include "tools/check.h"
 #include "rlx_simt_device.h"
 #include "softcap.h"
 

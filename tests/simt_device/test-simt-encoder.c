@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "npy.h"
-#include "device.h"
+#include "io/npy.h"
+#include "runtime/device.h"
 #include "rlx/encoder.h"
 #include "rlx_simt_device.h"
 #include "testutil.h"

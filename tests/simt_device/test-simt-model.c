@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "check.h"
-#include "npy.h"
+#include "tools/check.h"
+#include "io/npy.h"
 #include "rlx_simt_device.h"
 #include "testutil.h"
 

@@ -1,0 +1,163 @@
+/* Device interface: what a device implementation provides to the generic executor.
+ *
+ * Two implementations: cuda (cudart + cuBLASLt, host/device_cuda.c, kernels built by nvcc) and
+ * simt (test device: host memory, a reference GEMM with the same descriptor semantics, and the
+ * same kernel sources run through the simt harness; tests/simt). The executor
+ * (host/device_exec.c) runs a kernel plan through this table and never knows which it has.
+ */
+#ifndef RLX_HOST_DEVICE_H
+#define RLX_HOST_DEVICE_H
+
+#include "plan.h"
+#include "model/stages.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* D[M, N] = X[M, K] · W[N, K]ᵀ (+ bias[N]) (+ beta · C[M, N]); row-major with leading
+ * dimensions in elements; X, W, bias, C in in_dtype; D in out_dtype; f32 accumulation.
+ * C may alias D (the residual add folded into the GEMM). */
+typedef struct rlx__gemm_desc {
+    int64_t M, N, K;
+    const void *x;
+    int64_t ldx;
+    const void *w;
+    int64_t ldw;
+    const void *bias;
+    const void *c;
+    int64_t ldc;
+    float beta;
+    void *d;
+    int64_t ldd;
+    rlx_kdtype in_dtype, out_dtype;
+    void *workspace;          /* caller-owned (the session's), may be NULL */
+    size_t workspace_bytes;
+} rlx__gemm_desc;
+
+
+
+typedef struct rlx__device rlx__device;
+
+/* The kernel launchers of one backend (rlx_cuda_* or rlx_simt_*). */
+typedef struct rlx__kernel_table {
+    int (*embed)(void *, const int32_t *, const void *, int64_t, int64_t, rlx_kdtype, void *);
+    int (*rms_norm)(void *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*rope)(void *, const void *, const float *, const float *, const int32_t *, int64_t, int64_t, int64_t,
+                int64_t, rlx_kdtype, void *);
+    int (*attention)(void *, const void *, const void *, const void *, const int32_t *, int64_t, int64_t, int64_t,
+                     int64_t, int64_t, int64_t, int64_t, int64_t, int, float, rlx_kdtype, void *);
+    int (*add)(void *, const void *, const void *, int64_t, rlx_kdtype, void *);
+    int (*silu_mul)(void *, const void *, const void *, int64_t, int64_t, int64_t, int64_t, rlx_kdtype, void *);
+    int (*last_token)(void *, const void *, const int32_t *, int64_t, int64_t, rlx_kdtype, void *);
+    /* fused kernels (kernels/rlx_kernels.h) */
+    int (*last_token_rms_norm)(void *, const void *, const void *, const int32_t *, int64_t, int64_t, float, rlx_kdtype,
+                               void *);
+    int (*flash_attention)(void *, const void *, const float *, const float *, const float *, const int32_t *,
+                           const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float,
+                           rlx_kdtype, void *);
+    int (*rope_attention)(void *, const void *, const float *, const float *, const float *, const int32_t *,
+                          const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float,
+                          rlx_kdtype, void *);
+    int (*rms_rowscale)(float *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*add_rowscale)(void *, float *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*embed_rowscale)(void *, float *, const int32_t *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*swiglu_scaled)(void *, const void *, const float *, int64_t, int64_t, int64_t, rlx_kdtype, void *);
+    /* encoder primitives */
+    int (*layer_norm)(void *, const void *, const void *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype,
+                      void *);
+    int (*gelu)(void *, const void *, int64_t, rlx_kdtype, void *);
+    int (*gather_add)(void *, const void *, const int32_t *, const void *, int64_t, int64_t, rlx_kdtype, void *);
+    int (*slice_cols)(void *, const void *, int64_t, int64_t, int64_t, int64_t, rlx_kdtype, void *);
+    int (*seq_pool)(void *, const void *, const int32_t *, int64_t, int64_t, int, rlx_kdtype, void *);
+    int (*l2_normalize)(void *, const void *, int64_t, int64_t, rlx_kdtype, void *);
+} rlx__kernel_table;
+
+/* The full table of one backend's launchers, named by prefix (rlx_cuda_ or rlx_simt_). */
+#define RLX__KERNEL_TABLE(P)                                                                           \
+    {                                                                                                 \
+        .embed = P##embed, .rms_norm = P##rms_norm, .rope = P##rope, .attention = P##attention,       \
+        .add = P##add, .silu_mul = P##silu_mul, .last_token = P##last_token,                          \
+        .last_token_rms_norm = P##last_token_rms_norm, .flash_attention = P##flash_attention,          \
+        .rope_attention = P##rope_attention,                                                         \
+        .rms_rowscale = P##rms_rowscale, .add_rowscale = P##add_rowscale,                             \
+        .embed_rowscale = P##embed_rowscale, .swiglu_scaled = P##swiglu_scaled,                       \
+        .layer_norm = P##layer_norm, .gelu = P##gelu, .gather_add = P##gather_add,                    \
+        .slice_cols = P##slice_cols, .seq_pool = P##seq_pool, .l2_normalize = P##l2_normalize,        \
+    }
+
+typedef struct rlx__device_ops {
+    const char *name;
+    rlx_device_kind kind;
+    /* Opens device `ordinal`; RLX_ERR_NO_DEVICE when there is none. */
+    rlx_status (*open)(int ordinal, rlx__device **out);
+    void (*close)(rlx__device *d);
+    /* Describes the device ("NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB"). */
+    const char *(*describe)(rlx__device *d);
+    rlx_status (*alloc)(rlx__device *d, size_t bytes, const char *what, void **ptr);
+    void (*free)(rlx__device *d, void *ptr);
+    /* Copies; h2d/d2d are stream-ordered; d2h synchronizes the stream (its name says so). */
+    rlx_status (*h2d)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
+    rlx_status (*d2h_sync)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
+    rlx_status (*memset)(rlx__device *d, void *dst, int byte, size_t bytes, void *stream);
+    rlx_status (*gemm)(rlx__device *d, const rlx__gemm_desc *g, void *stream);
+    /* Maps a launcher's return code (and any sticky fault) to a status with a message naming
+     * what was running. Sticky faults (illegal address…) return RLX_ERR_SESSION_BROKEN. */
+    rlx_status (*check)(rlx__device *d, int code, const char *what);
+    rlx_status (*sync)(rlx__device *d, void *stream);
+    /* Timers for the bench's per-kernel breakdown: n + 1 marks recorded on the stream (CUDA
+     * events on cuda); read synchronizes and gives ms[i] = mark[i+1] − mark[i]. */
+    rlx_status (*timer_create)(rlx__device *d, int n_marks, void **timer);
+    rlx_status (*timer_mark)(rlx__device *d, void *timer, int i, void *stream);
+    rlx_status (*timer_read)(rlx__device *d, void *timer, int n_marks, double *ms);
+    void (*timer_destroy)(rlx__device *d, void *timer, int n_marks);
+    rlx__kernel_table k;
+} rlx__device_ops;
+
+/* Registry: cuda is compiled in when the toolkit is; simt when a program links the simt device
+ * library and installs it. */
+const rlx__device_ops *rlx__device_ops_for(rlx_device_kind kind);
+void rlx__device_install(const rlx__device_ops *ops);
+#if defined(RLX_HAVE_CUDA)
+const rlx__device_ops *rlx__cuda_device_ops(void);
+#endif
+
+/* ---- executor state (held by rlx_model / rlx_session) ------------------------------------------ */
+
+typedef struct rlx__dev_model {
+    const rlx__device_ops *ops;
+    rlx__device *dev;
+    rlx__plan plan;
+    void **wptr;      /* [n_weights + derived] device copies (NULL for weights no kernel reads) */
+    int n_wptr;
+    void **cptr;      /* [n_values] constant values (rope tables), else NULL */
+    size_t n_cptr;
+    size_t weight_bytes;
+} rlx__dev_model;
+
+rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordinal, rlx_fusion_policy policy,
+                                  rlx_kdtype act);
+void rlx__dev_model_free(rlx__dev_model *dm);
+
+typedef struct rlx__dev_session {
+    void *arena;      /* activations at capacity */
+    void *meta;       /* tokens [max_tokens] i32, positions [max_tokens] i32, seq_start [max_seqs+1] i32 */
+    void *workspace;  /* GEMM workspace, profile kernels.gemm_workspace_mb (NULL when 0) */
+    int broken;       /* a sticky device fault happened */
+} rlx__dev_session;
+
+rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s);
+void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s);
+/* Enqueues one prefill on stream. With kernel_ms non-NULL ([plan.n] doubles), times every kernel
+ * (synchronizes at the end). */
+rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream,
+                            double *kernel_ms);
+/* Copies the output to host (synchronizes the stream). */
+rlx_status rlx__dev_output(const rlx_model *m, rlx__dev_session *s, float *dst, int64_t rows, int64_t cols,
+                           void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

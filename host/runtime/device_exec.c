@@ -1,0 +1,447 @@
+/* Generic device executor: uploads weights, holds the kernel plan, runs a prefill through the
+ * device interface. Knows nothing of CUDA: the cuda and simt devices plug in below. */
+#include "runtime/device.h"
+#include "runtime/cpu_ref.h"
+#include "rlx/weights.h"
+#include "model/tiers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- registry ------------------------------------------------------------------------------------ */
+
+static const rlx__device_ops *installed_simt;
+
+void rlx__device_install(const rlx__device_ops *ops) {
+    if (ops && ops->kind == RLX_DEVICE_SIMT) installed_simt = ops;
+}
+
+const rlx__device_ops *rlx__device_ops_for(rlx_device_kind kind) {
+    switch (kind) {
+    case RLX_DEVICE_SIMT: return installed_simt;
+    case RLX_DEVICE_CUDA:
+#if defined(RLX_HAVE_CUDA)
+        return rlx__cuda_device_ops();
+#else
+        return NULL;
+#endif
+    default: return NULL;
+    }
+}
+
+/* ---- model ----------------------------------------------------------------------------------------- */
+
+void rlx__dev_model_free(rlx__dev_model *dm) {
+    if (!dm) return;
+    if (dm->dev) {
+        for (int i = 0; dm->wptr && i < dm->n_wptr; i++)
+            if (dm->wptr[i]) dm->ops->free(dm->dev, dm->wptr[i]);
+        for (size_t i = 0; dm->cptr && i < dm->n_cptr; i++)
+            if (dm->cptr[i]) dm->ops->free(dm->dev, dm->cptr[i]);
+        dm->ops->close(dm->dev);
+    }
+    free(dm->wptr);
+    free(dm->cptr);
+    rlx__plan_free(&dm->plan);
+    free(dm);
+}
+
+/* Uploads host f32 data [n] in the activation dtype (rounded once). */
+static rlx_status upload_f32(rlx__dev_model *dm, float *f, size_t n, rlx_kdtype act, const char *what, void **out) {
+    size_t esz = act == RLX_K_F32 ? 4 : 2;
+    if (act == RLX_K_BF16) {
+        /* In place: element i's bf16 lands at byte 2i, behind the f32 being read at 4i. */
+        uint16_t *h = (uint16_t *)f;
+        for (size_t i = 0; i < n; i++) h[i] = rlx_f32_to_bf16(f[i]);
+    }
+    rlx_status s = dm->ops->alloc(dm->dev, n * esz, what, out);
+    if (!s) s = dm->ops->h2d(dm->dev, *out, f, n * esz, NULL);
+    if (!s) s = dm->ops->sync(dm->dev, NULL); /* the host buffer is freed next */
+    if (!s) dm->weight_bytes += n * esz;
+    return s;
+}
+
+static rlx_status upload_weight(rlx__dev_model *dm, const rlx__weight *w, rlx_kdtype act, void **out) {
+    float *f = rlx__malloc(w->numel * sizeof(float), w->key);
+    if (!f) return RLX_ERR_OUT_OF_MEMORY;
+    rlx_convert_to_f32(f, w->view.data, w->view.dtype, w->numel);
+    rlx_status s = upload_f32(dm, f, w->numel, act, w->key, out);
+    free(f);
+    return s;
+}
+
+/* A derived weight: source rows stacked, column c scaled by γ[c] in f32, then rounded once. */
+static rlx_status upload_derived(rlx__dev_model *dm, const rlx_model *m, const rlx__dweight *d, rlx_kdtype act, void **out) {
+    size_t n = (size_t)d->rows * (size_t)d->cols;
+    float *f = rlx__malloc(n * sizeof(float), "a packed weight");
+    float *g = d->gamma >= 0 ? rlx__malloc((size_t)d->cols * sizeof(float), "a norm weight") : NULL;
+    if (!f || (d->gamma >= 0 && !g)) {
+        free(f), free(g);
+        return RLX_ERR_OUT_OF_MEMORY;
+    }
+    if (g) rlx_convert_to_f32(g, m->weights[d->gamma].view.data, m->weights[d->gamma].view.dtype, (size_t)d->cols);
+    size_t at = 0;
+    for (int p = 0; p < d->n_parts; p++) {
+        const rlx__weight *w = &m->weights[d->src[p]];
+        rlx_convert_to_f32(f + at, w->view.data, w->view.dtype, w->numel);
+        if (g)
+            for (size_t i = 0; i < w->numel; i++) f[at + i] *= g[i % (size_t)d->cols];
+        at += w->numel;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "packed weight of %s", m->weights[d->src[0]].key);
+    rlx_status s = upload_f32(dm, f, n, act, what, out);
+    free(f), free(g);
+    return s;
+}
+
+static int custom_reads(const rlx_model *m, int v) {
+    for (int i = 0; i < m->list.n_stages; i++) {
+        const rlx__stage *st = &m->list.stages[i];
+        if (st->op != RLX__OP_CUSTOM) continue;
+        for (int j = 0; j < st->n_in; j++)
+            if (st->in[j] == v) return 1;
+    }
+    return 0;
+}
+
+static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
+    switch (kind) {
+    case RLX__K_GEMM: return 1; /* the device's own GEMM */
+    case RLX__K_EMBED: return t->embed != NULL;
+    case RLX__K_RMS_NORM: return t->rms_norm != NULL;
+    case RLX__K_ROPE: return t->rope != NULL;
+    case RLX__K_ATTENTION: return t->attention != NULL;
+    case RLX__K_ADD: return t->add != NULL;
+    case RLX__K_SILU_MUL: return t->silu_mul != NULL;
+    case RLX__K_LAST_TOKEN: return t->last_token != NULL;
+    case RLX__K_EMBED_ROWSCALE: return t->embed_rowscale != NULL;
+    case RLX__K_ROWSCALE: return t->rms_rowscale != NULL;
+    case RLX__K_ADD_ROWSCALE: return t->add_rowscale != NULL;
+    case RLX__K_FLASH_ATTENTION: return t->flash_attention != NULL;
+    case RLX__K_ROPE_ATTENTION: return t->rope_attention != NULL;
+    case RLX__K_SWIGLU_SCALED: return t->swiglu_scaled != NULL;
+    case RLX__K_LAST_TOKEN_NORM: return t->last_token_rms_norm != NULL;
+    case RLX__K_INPUT_IDS:
+    case RLX__K_POSITIONS: return 1; /* uploads */
+    case RLX__K_GATHER_ADD: return t->gather_add != NULL;
+    case RLX__K_LAYER_NORM: return t->layer_norm != NULL;
+    case RLX__K_GELU: return t->gelu != NULL;
+    case RLX__K_SLICE_COLS: return t->slice_cols != NULL;
+    case RLX__K_CLS_POOL:
+    case RLX__K_MEAN_POOL: return t->seq_pool != NULL;
+    case RLX__K_L2_NORMALIZE: return t->l2_normalize != NULL;
+    case RLX__K_CUSTOM: return 1; /* the build checked the stage has an implementation here */
+    case RLX__K_COUNT: break;
+    }
+    return 0;
+}
+
+rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordinal, rlx_fusion_policy policy,
+                                  rlx_kdtype act) {
+    const rlx__device_ops *ops = rlx__device_ops_for(kind);
+    if (!ops) {
+        if (kind == RLX_DEVICE_SIMT)
+            return rlx__fail(RLX_ERR_NO_DEVICE, "device 'simt' is not linked into this program (it is a test device: link rlx_simt_device and call rlx_simt_device_install)");
+        return rlx__fail(RLX_ERR_NO_DEVICE, "device '%s' is not available: this build of rlx has no CUDA backend", rlx_device_kind_name(kind));
+    }
+    rlx__dev_model *dm = rlx__calloc(1, sizeof *dm, "a device model");
+    if (!dm) return RLX_ERR_OUT_OF_MEMORY;
+    dm->ops = ops;
+    rlx_status s = ops->open(ordinal, &dm->dev);
+    if (s) goto fail;
+    if ((s = rlx__plan_build(m, policy, act, &dm->plan))) goto fail;
+    for (int i = 0; i < dm->plan.n; i++) {
+        const rlx__kernel *k = &dm->plan.k[i];
+        if (!kernel_available(&ops->k, k->kind)) {
+            s = rlx__fail(RLX_ERR_UNSUPPORTED, "device '%s' has no %s kernel (stage %s)", ops->name,
+                          rlx__kernel_name(k->kind), k->st->name);
+            goto fail;
+        }
+    }
+    dm->n_wptr = m->n_weights + dm->plan.n_dw;
+    dm->wptr = rlx__calloc((size_t)dm->n_wptr + 1, sizeof(void *), "device weight table");
+    dm->n_cptr = (size_t)m->list.n_values;
+    dm->cptr = rlx__calloc(dm->n_cptr + 1, sizeof(void *), "device constant table");
+    if (!dm->wptr || !dm->cptr) {
+        s = RLX_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    /* Only what some kernel reads: a weight folded into a packed one is not uploaded alone. */
+    for (int i = 0; i < m->n_weights; i++)
+        if (dm->plan.used_weight[i] && (s = upload_weight(dm, &m->weights[i], act, &dm->wptr[i]))) goto fail;
+    for (int j = 0; j < dm->plan.n_dw; j++)
+        if ((s = upload_derived(dm, m, &dm->plan.dw[j], act, &dm->wptr[m->n_weights + j]))) goto fail;
+    for (int v = 0; v < m->list.n_values; v++) {
+        if (!m->consts[v]) continue;
+        const rlx__value *val = &m->list.values[v];
+        const size_t n = (size_t)val->fixed_rows * (size_t)val->cols, bytes = n * sizeof(float);
+        if (custom_reads(m, v)) {
+            /* parameters of tier-2 stages: in the activation dtype, as every buffer they get */
+            float *f = rlx__malloc(bytes, val->name);
+            if (!f) {
+                s = RLX_ERR_OUT_OF_MEMORY;
+                goto fail;
+            }
+            memcpy(f, m->consts[v], bytes);
+            s = upload_f32(dm, f, n, act, val->name, &dm->cptr[v]);
+            free(f);
+            if (s) goto fail;
+            continue;
+        }
+        if ((s = ops->alloc(dm->dev, bytes, val->name, &dm->cptr[v]))) goto fail;
+        if ((s = ops->h2d(dm->dev, dm->cptr[v], m->consts[v], bytes, NULL))) goto fail;
+        dm->weight_bytes += bytes;
+    }
+    if ((s = ops->sync(dm->dev, NULL))) goto fail;
+    m->dev = dm;
+    return RLX_OK;
+fail:
+    rlx__dev_model_free(dm);
+    return s;
+}
+
+/* ---- session ----------------------------------------------------------------------------------------- */
+
+static size_t workspace_bytes(const rlx_model *m) { return (size_t)m->profile.gemm_workspace_mb << 20; }
+
+static size_t meta_bytes(const rlx_model *m) {
+    return (size_t)(2 * m->max_tokens + m->max_seqs + 1) * sizeof(int32_t);
+}
+
+rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
+    memset(s, 0, sizeof *s);
+    const rlx__dev_model *dm = m->dev;
+    rlx_status st = dm->ops->alloc(dm->dev, dm->plan.arena_bytes ? dm->plan.arena_bytes : 256, "the activation arena", &s->arena);
+    if (!st) st = dm->ops->alloc(dm->dev, meta_bytes(m), "the batch metadata", &s->meta);
+    if (!st && m->profile.gemm_workspace_mb > 0)
+        st = dm->ops->alloc(dm->dev, workspace_bytes(m), "the GEMM workspace (profile kernels.gemm_workspace_mb)", &s->workspace);
+    if (st) rlx__dev_session_free(m, s);
+    return st;
+}
+
+void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s) {
+    if (!m || !m->dev) return;
+    if (s->arena) m->dev->ops->free(m->dev->dev, s->arena);
+    if (s->meta) m->dev->ops->free(m->dev->dev, s->meta);
+    if (s->workspace) m->dev->ops->free(m->dev->dev, s->workspace);
+    memset(s, 0, sizeof *s);
+}
+
+/* Device address of plan buffer b (model values first, then the planner's own buffers). */
+static void *bptr(const rlx_model *m, const rlx__dev_session *s, int b) {
+    const rlx__dev_model *dm = m->dev;
+    if (b < 0) return NULL;
+    if (b < m->list.n_values) {
+        if (dm->cptr[b]) return dm->cptr[b];
+        if (b == m->tokens) return s->meta;
+    }
+    if (dm->plan.offset[b] == SIZE_MAX) return NULL;
+    return (char *)s->arena + dm->plan.offset[b];
+}
+
+static int64_t buf_rows(const rlx__buf *bf, const rlx__batch *b) {
+    return bf->rows == RLX__ROWS_TOKENS ? b->n_tokens : bf->rows == RLX__ROWS_SEQUENCES ? b->n_seqs : bf->fixed_rows;
+}
+
+rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream,
+                            double *kernel_ms) {
+    const rlx__dev_model *dm = m->dev;
+    const rlx__device_ops *ops = dm->ops;
+    const rlx__plan *p = &dm->plan;
+    if (s->broken)
+        return rlx__fail(RLX_ERR_SESSION_BROKEN, "this session hit a device fault earlier and cannot run again: destroy it and create a new one");
+    /* Metadata: tokens, positions within each sequence, sequence offsets. */
+    int32_t *meta = rlx__malloc(meta_bytes(m), "batch metadata");
+    if (!meta) return RLX_ERR_OUT_OF_MEMORY;
+    int32_t *pos = meta + m->max_tokens, *start = meta + 2 * m->max_tokens;
+    int64_t max_len = 0;
+    memcpy(meta, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
+    for (int64_t q = 0; q < b->n_seqs; q++) {
+        start[q] = (int32_t)b->seq_start[q];
+        int64_t len = b->seq_start[q + 1] - b->seq_start[q];
+        if (len > max_len) max_len = len;
+        for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++) pos[t] = (int32_t)(t - b->seq_start[q]);
+    }
+    start[b->n_seqs] = (int32_t)b->n_tokens;
+    rlx_status st = ops->h2d(dm->dev, s->meta, meta, meta_bytes(m), stream);
+    int32_t *ids = NULL; /* host staging of named id inputs */
+    if (st) goto out;
+    const int32_t *d_pos = (const int32_t *)s->meta + m->max_tokens, *d_start = (const int32_t *)s->meta + 2 * m->max_tokens;
+    const rlx_kdtype dt = p->act_dtype;
+    void *timer = NULL;
+    if (kernel_ms && (st = ops->timer_create(dm->dev, p->n + 1, &timer))) goto out;
+    for (int i = 0; i < p->n && !st; i++) {
+        if (timer && (st = ops->timer_mark(dm->dev, timer, i, stream))) break;
+        const rlx__kernel *k = &p->k[i];
+        const rlx__stage *sg = k->st;
+        const rlx__buf *ob = &p->buf[k->out];
+        const int64_t rows = buf_rows(ob, b), cols = ob->cols;
+        void *y = bptr(m, s, k->out);
+        const void *x = bptr(m, s, k->in[0]);
+        const int64_t xc = k->in[0] >= 0 ? p->buf[k->in[0]].cols : 0;
+        void *w = k->w >= 0 ? dm->wptr[k->w] : NULL;
+        int code = 0;
+        switch (k->kind) {
+        case RLX__K_EMBED: code = ops->k.embed(y, s->meta, w, rows, cols, dt, stream); break;
+        case RLX__K_EMBED_ROWSCALE:
+            code = ops->k.embed_rowscale(y, bptr(m, s, k->out2), s->meta, w, rows, cols, k->eps, dt, stream);
+            break;
+        case RLX__K_RMS_NORM: code = ops->k.rms_norm(y, x, w, rows, cols, k->eps, dt, stream); break;
+        case RLX__K_ROWSCALE: {
+            const rlx__buf *xb = &p->buf[k->in[0]];
+            code = ops->k.rms_rowscale(y, x, buf_rows(xb, b), xb->cols, k->eps, dt, stream);
+            break;
+        }
+        case RLX__K_GEMM: {
+            rlx__gemm_desc g = {.M = rows, .N = cols, .K = xc, .x = x, .ldx = xc, .w = w, .ldw = xc,
+                                .bias = k->bias >= 0 ? dm->wptr[k->bias] : NULL,
+                                .c = k->residual >= 0 ? bptr(m, s, k->residual) : NULL, .ldc = cols,
+                                .beta = k->residual >= 0 ? 1.0f : 0.0f, .d = y, .ldd = cols, .in_dtype = dt,
+                                .out_dtype = ob->kind == 1 ? RLX_K_F32 : dt,
+                                .workspace = s->workspace, .workspace_bytes = s->workspace ? workspace_bytes(m) : 0};
+            st = ops->gemm(dm->dev, &g, stream);
+            break;
+        }
+        case RLX__K_ROPE:
+            code = ops->k.rope(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), d_pos, rows, sg->heads, sg->head_dim,
+                               cols, dt, stream);
+            break;
+        case RLX__K_ATTENTION: {
+            const int64_t qw = sg->heads * sg->head_dim, kw = sg->kv_heads * sg->head_dim;
+            code = ops->k.attention(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), d_start, b->n_seqs, max_len,
+                                    sg->heads, sg->kv_heads, sg->head_dim, qw, kw, qw, sg->causal,
+                                    (float)(1.0 / sqrt((double)sg->head_dim)), dt, stream);
+            break;
+        }
+        case RLX__K_FLASH_ATTENTION:
+        case RLX__K_ROPE_ATTENTION:
+            code = (k->kind == RLX__K_FLASH_ATTENTION ? ops->k.flash_attention : ops->k.rope_attention)(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), bptr(m, s, k->in[3]), d_pos,
+                                          d_start, b->n_seqs, max_len, sg->heads, sg->kv_heads, sg->head_dim, xc, cols,
+                                          sg->causal, k->rope, (float)(1.0 / sqrt((double)sg->head_dim)), dt, stream);
+            break;
+        case RLX__K_ADD: code = ops->k.add(y, x, bptr(m, s, k->in[1]), rows * cols, dt, stream); break;
+        case RLX__K_ADD_ROWSCALE:
+            code = ops->k.add_rowscale(y, bptr(m, s, k->out2), x, bptr(m, s, k->in[1]), rows, cols, k->eps, dt, stream);
+            break;
+        case RLX__K_SILU_MUL: code = ops->k.silu_mul(y, x, bptr(m, s, k->in[1]), rows, cols, cols, cols, dt, stream); break;
+        case RLX__K_SWIGLU_SCALED:
+            code = ops->k.swiglu_scaled(y, x, bptr(m, s, k->in[1]), rows, cols, xc, dt, stream);
+            break;
+        case RLX__K_LAST_TOKEN: code = ops->k.last_token(y, x, d_start, b->n_seqs, cols, dt, stream); break;
+        case RLX__K_LAST_TOKEN_NORM:
+            code = ops->k.last_token_rms_norm(y, x, w, d_start, b->n_seqs, cols, k->eps, dt, stream);
+            break;
+        case RLX__K_INPUT_IDS:
+            if (!ids && !(ids = rlx__malloc((size_t)b->n_tokens * sizeof *ids, "id inputs"))) {
+                st = RLX_ERR_OUT_OF_MEMORY;
+                break;
+            }
+            st = rlx__cpu_input_ids(ids, m, (int)(k->st - m->list.stages), b);
+            if (!st) st = ops->h2d(dm->dev, y, ids, (size_t)b->n_tokens * sizeof *ids, stream);
+            if (!st) st = ops->sync(dm->dev, stream); /* ids is reused by the next upload */
+            break;
+        case RLX__K_POSITIONS: st = ops->h2d(dm->dev, y, pos, (size_t)b->n_tokens * sizeof *pos, stream); break;
+        case RLX__K_GATHER_ADD:
+            code = ops->k.gather_add(y, x, bptr(m, s, k->in[1]), w, rows, cols, dt, stream);
+            break;
+        case RLX__K_LAYER_NORM:
+            code = ops->k.layer_norm(y, x, bptr(m, s, k->in[1]), w, k->bias >= 0 ? dm->wptr[k->bias] : NULL, rows, cols,
+                                     k->eps, dt, stream);
+            break;
+        case RLX__K_GELU: code = ops->k.gelu(y, x, rows * cols, dt, stream); break;
+        case RLX__K_SLICE_COLS:
+            code = ops->k.slice_cols(y, x, rows, xc, sg->slice_begin, cols, dt, stream);
+            break;
+        case RLX__K_CLS_POOL:
+        case RLX__K_MEAN_POOL:
+            code = ops->k.seq_pool(y, x, d_start, b->n_seqs, cols, k->kind == RLX__K_MEAN_POOL, dt, stream);
+            break;
+        case RLX__K_L2_NORMALIZE: code = ops->k.l2_normalize(y, x, rows, cols, dt, stream); break;
+        case RLX__K_CUSTOM: {
+            void *outs[RLX__STAGE_MAX_OUT] = {0};
+            const void *ins[RLX__STAGE_MAX_IN] = {0}, *ws[RLX__STAGE_MAX_W] = {0};
+            const int si = k->stages[0];
+            for (int j = 0; j < sg->n_out; j++) outs[j] = bptr(m, s, sg->out[j]);
+            for (int j = 0; j < sg->n_in; j++) ins[j] = sg->in[j] == m->tokens ? s->meta : bptr(m, s, sg->in[j]);
+            for (int j = 0; j < sg->n_w; j++) {
+                int wi = m->stage_w[(size_t)si * RLX__STAGE_MAX_W + (size_t)j];
+                ws[j] = wi >= 0 ? dm->wptr[wi] : NULL;
+            }
+            rlx__custom_io io = {.device = m->device, .dtype = dt == RLX_K_F32 ? RLX_DTYPE_F32 : RLX_DTYPE_BF16,
+                                 .out = outs, .in = ins, .w = ws, .n_tokens = b->n_tokens, .n_seqs = b->n_seqs,
+                                 .seq_start = d_start, .stream = stream, .threads = m->threads};
+            st = rlx__custom_invoke(m, si, &io);
+            if (!st) st = ops->check(dm->dev, 0, sg->name);
+            break;
+        }
+        case RLX__K_COUNT: st = rlx__fail(RLX_ERR_INTERNAL, "kernel plan: bad kernel kind"); break;
+        }
+        if (!st && code) st = ops->check(dm->dev, code, sg->name);
+    }
+    if (timer) {
+        if (!st) st = ops->timer_mark(dm->dev, timer, p->n, stream);
+        if (!st) st = ops->timer_read(dm->dev, timer, p->n + 1, kernel_ms);
+        ops->timer_destroy(dm->dev, timer, p->n + 1);
+    }
+    if (!st) st = ops->check(dm->dev, 0, "prefill");
+out:
+    /* the uploads above are stream-ordered copies of pageable memory: they have left these
+     * buffers by the time cudaMemcpyAsync returned */
+    free(meta);
+    free(ids);
+    if (st == RLX_ERR_SESSION_BROKEN) s->broken = 1;
+    return st;
+}
+
+rlx_status rlx__dev_output(const rlx_model *m, rlx__dev_session *s, float *dst, int64_t rows, int64_t cols, void *stream) {
+    const rlx__dev_model *dm = m->dev;
+    size_t n = (size_t)rows * (size_t)cols;
+    const void *src = bptr(m, s, dm->plan.output_buf);
+    rlx_status st;
+    if (dm->plan.output_f32 || dm->plan.act_dtype == RLX_K_F32) {
+        st = dm->ops->d2h_sync(dm->dev, dst, src, n * sizeof(float), stream);
+    } else {
+        uint16_t *h = rlx__malloc(n * sizeof(uint16_t), "the output copy");
+        if (!h) return RLX_ERR_OUT_OF_MEMORY;
+        st = dm->ops->d2h_sync(dm->dev, h, src, n * sizeof(uint16_t), stream);
+        if (!st) rlx_convert_to_f32(dst, h, RLX_DTYPE_BF16, n);
+        free(h);
+    }
+    if (st == RLX_ERR_SESSION_BROKEN) s->broken = 1;
+    return st;
+}
+
+/* ---- public queries ------------------------------------------------------------------------------ */
+
+rlx_status rlx_model_memory(const rlx_model *m, size_t *weight_bytes, size_t *session_bytes) {
+    if (!m) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_memory: model is NULL");
+    size_t w = 0, sb = 0;
+    if (m->dev) {
+        w = m->dev->weight_bytes; /* constants (rope tables) included */
+        sb = m->dev->plan.arena_bytes + meta_bytes(m) + workspace_bytes(m);
+    }
+    if (weight_bytes) *weight_bytes = w;
+    if (session_bytes) *session_bytes = sb;
+    return RLX_OK;
+}
+
+const char *rlx_model_device_name(const rlx_model *m) {
+    if (!m) return "";
+    if (!m->dev) return "cpu: the f32 CPU reference";
+    return m->dev->ops->describe(m->dev->dev);
+}
+
+rlx_status rlx_model_format_plan(const rlx_model *m, char **text) {
+    if (!m || !text) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_format_plan: NULL argument");
+    if (m->dev) return rlx__plan_format(&m->dev->plan, m, text);
+    /* CPU and plan-only models: the plan a device would run with this model's profile */
+    rlx__plan p;
+    rlx_status s = rlx__plan_build(m, m->profile.fusion_policy, m->profile.compute == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16, &p);
+    if (s) return s;
+    s = rlx__plan_format(&p, m, text);
+    rlx__plan_free(&p);
+    return s;
+}

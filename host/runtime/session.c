@@ -1,0 +1,171 @@
+/* Sessions: per-request state and the prefill entry point. */
+#include "runtime/device.h"
+#include "runtime/cpu_ref.h"
+#include "runtime/session.h"
+#include "rlx/encoder.h"
+#include "model/stages.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rlx_session {
+    const rlx_model *model;
+    float *output;          /* CPU device: the last output [rows, cols] */
+    rlx__dev_session dev;   /* device models: arena and batch metadata */
+    void *stream;           /* stream of the last prefill */
+    int64_t rows, cols;     /* shape of the last output; rows == 0 before any prefill */
+    const rlx_named_ids *inputs; /* named inputs of the rlx_session_prefill_ex call under way */
+    int64_t n_inputs;
+};
+
+rlx_status rlx_session_create(const rlx_model *m, rlx_session **out) {
+    if (!out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: out is NULL");
+    *out = NULL;
+    if (!m) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: model is NULL");
+    if (m->plan_only)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_create: the model was built plan-only (rlx_build_params.plan_only); it cannot run");
+    rlx_session *s = rlx__calloc(1, sizeof *s, "a session");
+    if (!s) return RLX_ERR_OUT_OF_MEMORY;
+    s->model = m;
+    if (m->dev) {
+        rlx_status st = rlx__dev_session_create(m, &s->dev);
+        if (st) {
+            free(s);
+            return st;
+        }
+    }
+    *out = s;
+    return RLX_OK;
+}
+
+void rlx_session_destroy(rlx_session *s) {
+    if (!s) return;
+    rlx__dev_session_free(s->model, &s->dev);
+    free(s->output);
+    free(s);
+}
+
+/* One prefill; with times non-NULL, records the time of every kernel (device models, [plan.n]) or
+ * stage (CPU, [n_stages]) in ms. */
+static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
+                          int64_t n_seqs, void *stream, double *times) {
+    double *kernel_ms = times;
+    if (!s || !tokens) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill: session and tokens are required");
+    const rlx_model *m = s->model;
+    if (n_tokens < 1) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: the token list is empty");
+    if (!seq_lens) n_seqs = 1;
+    if (n_seqs < 1) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: %lld sequences", (long long)n_seqs);
+    if (n_tokens > m->max_tokens || n_seqs > m->max_seqs)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT,
+                         "prefill: %lld tokens in %lld sequences exceed the model's capacity of %lld tokens in %lld sequences (batch x seq at build)",
+                         (long long)n_tokens, (long long)n_seqs, (long long)m->max_tokens, (long long)m->max_seqs);
+    int64_t *start = rlx__malloc((size_t)(n_seqs + 1) * sizeof(int64_t), "sequence offsets");
+    if (!start) return RLX_ERR_OUT_OF_MEMORY;
+    start[0] = 0;
+    for (int64_t i = 0; i < n_seqs; i++) {
+        int64_t len = seq_lens ? seq_lens[i] : n_tokens;
+        if (len < 1 || len > n_tokens - start[i]) {
+            free(start);
+            return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence %lld has length %lld; lengths must be >= 1 and sum to %lld tokens",
+                             (long long)i, (long long)len, (long long)n_tokens);
+        }
+        if (m->max_positions && len > m->max_positions) {
+            free(start);
+            return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence %lld has %lld tokens, beyond the %lld positions of the rope tables (max_position_embeddings)",
+                             (long long)i, (long long)len, (long long)m->max_positions);
+        }
+        start[i + 1] = start[i] + len;
+    }
+    const int64_t sum = start[n_seqs];
+    if (sum != n_tokens) {
+        free(start);
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence lengths sum to %lld but %lld tokens were given",
+                         (long long)sum, (long long)n_tokens);
+    }
+    for (int64_t t = 0; t < n_tokens; t++)
+        if (tokens[t] < 0 || tokens[t] >= m->vocab) {
+            free(start);
+            return rlx__fail(RLX_ERR_TOKEN_RANGE, "prefill: token %lld (id %ld) is outside the vocabulary [0, %lld)", (long long)t,
+                             (long)tokens[t], (long long)m->vocab);
+        }
+    rlx__batch b = {tokens, n_tokens, start, n_seqs, s->inputs, s->n_inputs};
+    rlx_status in_st = rlx__check_batch_inputs(m, &b);
+    if (in_st) {
+        free(start);
+        return in_st;
+    }
+    if (m->dev) {
+        /* Device work is enqueued on the caller's stream; the output stays on the device. */
+        s->rows = 0;
+        rlx_status st = rlx__dev_prefill(m, &s->dev, &b, stream, kernel_ms);
+        free(start);
+        if (st) return st;
+        s->stream = stream;
+        s->rows = m->list.values[m->output].rows == RLX__ROWS_SEQUENCES ? n_seqs : n_tokens;
+        s->cols = m->list.values[m->output].cols;
+        return RLX_OK;
+    }
+    float *out = NULL;
+    int64_t rows = 0, cols = 0;
+    rlx_status st = rlx__cpu_run_timed(m, &b, &out, &rows, &cols, times);
+    free(start);
+    if (st) return st;
+    free(s->output);
+    s->output = out;
+    s->rows = rows;
+    s->cols = cols;
+    return RLX_OK;
+}
+
+rlx_status rlx_session_prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
+                               int64_t n_seqs, void *stream) {
+    return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, NULL);
+}
+
+rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
+                                      int64_t n_seqs, void *stream, double *times) {
+    return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+}
+
+int rlx__timing_count(const rlx_model *m) { return m->dev ? m->dev->plan.n : m->list.n_stages; }
+
+void rlx__timing_label(const rlx_model *m, int i, char *buf, size_t n) {
+    if (m->dev) {
+        const rlx__kernel *k = &m->dev->plan.k[i];
+        snprintf(buf, n, "%s %s%s", rlx__kernel_name(k->kind), m->list.stages[k->stages[0]].name, k->n_stages > 1 ? " +" : "");
+    } else {
+        snprintf(buf, n, "%s %s", rlx__op_name(m->list.stages[i].op), m->list.stages[i].name);
+    }
+}
+
+rlx_status rlx_session_output_shape(const rlx_session *s, int64_t *rows, int64_t *cols) {
+    if (!s) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_shape: session is NULL");
+    if (!s->rows) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    if (rows) *rows = s->rows;
+    if (cols) *cols = s->cols;
+    return RLX_OK;
+}
+
+rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacity) {
+    if (!s || !dst) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_to_host: NULL argument");
+    if (!s->rows) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    size_t n = (size_t)s->rows * (size_t)s->cols;
+    if (capacity < n)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "output needs %zu floats (%lld x %lld), the buffer holds %zu", n,
+                         (long long)s->rows, (long long)s->cols, capacity);
+    if (s->model->dev) return rlx__dev_output(s->model, &s->dev, dst, s->rows, s->cols, s->stream);
+    memcpy(dst, s->output, n * sizeof(float));
+    return RLX_OK;
+}
+
+rlx_status rlx_session_prefill_ex(rlx_session *s, const rlx_prefill_batch *pb, void *stream) {
+    if (!s || !pb) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill_ex: session and batch are required");
+    /* The named inputs ride along for this one call; rlx_session_prefill checks and uses them. */
+    s->inputs = pb->inputs;
+    s->n_inputs = pb->n_inputs;
+    rlx_status st = rlx_session_prefill(s, pb->tokens, pb->n_tokens, pb->seq_lens, pb->n_seqs, stream);
+    s->inputs = NULL;
+    s->n_inputs = 0;
+    return st;
+}

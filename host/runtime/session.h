@@ -1,0 +1,23 @@
+/* Session internals the tools reach (runtime/session.c). */
+#ifndef RLX_HOST_SESSION_H
+#define RLX_HOST_SESSION_H
+
+#include "model/stages.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bench support: one prefill with per-kernel (device) or per-stage (CPU) times in ms;
+ * times holds rlx__timing_count(m) doubles; labels name each entry. */
+rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int64_t n_tokens,
+                                      const int64_t *seq_lens, int64_t n_seqs, void *stream,
+                                      double *times);
+int rlx__timing_count(const rlx_model *m);
+void rlx__timing_label(const rlx_model *m, int i, char *buf, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,662 @@
+/* `rlx check`: each device kernel against the CPU reference on random awkward shapes (NUMERICS.md
+ * bounds, NaN-poisoned outputs, guard bytes after every output), and whole models on the device
+ * against the CPU reference. */
+#include "tools/check.h"
+#include "runtime/cpu_ref.h"
+#include "rlx/weights.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GUARD 256
+#define GUARD_BYTE 0xA5
+
+void rlx__check_report_free(rlx__check_report *r) {
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+static rlx__check_row *new_row(rlx__check_report *r) {
+    if (r->n == r->cap) {
+        int nc = r->cap ? r->cap * 2 : 32;
+        rlx__check_row *p = realloc(r->rows, (size_t)nc * sizeof *p);
+        if (!p) return NULL;
+        r->rows = p;
+        r->cap = nc;
+    }
+    rlx__check_row *row = &r->rows[r->n++];
+    memset(row, 0, sizeof *row);
+    return row;
+}
+
+/* ---- data ------------------------------------------------------------------------------------------ */
+
+static uint64_t mix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float uni(uint64_t *s) { return (float)((double)(mix(s) >> 11) * 0x1.0p-52 - 1.0); }
+
+/* Random values already representable in dt, so device and reference see the same inputs. */
+static void fill(float *x, size_t n, float scale, rlx_kdtype dt, uint64_t *s) {
+    for (size_t i = 0; i < n; i++) {
+        float v = uni(s) * scale;
+        x[i] = dt == RLX_K_BF16 ? rlx_bf16_to_f32(rlx_f32_to_bf16(v)) : v;
+    }
+}
+
+typedef struct dctx {
+    const rlx__device_ops *ops;
+    rlx__device *dev;
+    rlx_kdtype dt;
+    void *bufs[16];
+    size_t sizes[16];
+    int n;
+    rlx_status err;
+} dctx;
+
+static size_t esz(rlx_kdtype dt) { return dt == RLX_K_F32 ? 4 : 2; }
+
+/* Device buffer holding n activations (or raw bytes when host is NULL and bytes given), followed
+ * by guard bytes. */
+static void *dput(dctx *c, const float *host, size_t n) {
+    if (c->err) return NULL;
+    size_t bytes = n * esz(c->dt);
+    void *p = NULL;
+    if ((c->err = c->ops->alloc(c->dev, bytes + GUARD, "a check buffer", &p))) return NULL;
+    c->bufs[c->n] = p;
+    c->sizes[c->n++] = bytes;
+    unsigned char *h = malloc(bytes + GUARD);
+    if (!h) {
+        c->err = RLX_ERR_OUT_OF_MEMORY;
+        return NULL;
+    }
+    if (host) {
+        for (size_t i = 0; i < n; i++) {
+            if (c->dt == RLX_K_F32) memcpy(h + 4 * i, &host[i], 4);
+            else {
+                uint16_t b = rlx_f32_to_bf16(host[i]);
+                memcpy(h + 2 * i, &b, 2);
+            }
+        }
+    } else {
+        memset(h, 0xff, bytes); /* NaN in bf16 and f32: an element the kernel forgets shows */
+    }
+    memset(h + bytes, GUARD_BYTE, GUARD);
+    c->err = c->ops->h2d(c->dev, p, h, bytes + GUARD, NULL);
+    free(h);
+    return p;
+}
+
+static void *dput_raw(dctx *c, const void *host, size_t bytes) {
+    if (c->err) return NULL;
+    void *p = NULL;
+    if ((c->err = c->ops->alloc(c->dev, bytes + GUARD, "a check buffer", &p))) return NULL;
+    c->bufs[c->n] = p;
+    c->sizes[c->n++] = bytes;
+    c->err = c->ops->h2d(c->dev, p, host, bytes, NULL);
+    return p;
+}
+
+/* Reads n activations back; returns 0 if the guard after them was overwritten. */
+static int dget(dctx *c, float *host, const void *dptr, size_t n) {
+    if (c->err) return 1;
+    size_t bytes = n * esz(c->dt);
+    unsigned char *h = malloc(bytes + GUARD);
+    if (!h) {
+        c->err = RLX_ERR_OUT_OF_MEMORY;
+        return 1;
+    }
+    c->err = c->ops->d2h_sync(c->dev, h, dptr, bytes + GUARD, NULL);
+    int ok = 1;
+    for (size_t i = 0; i < GUARD; i++) ok &= h[bytes + i] == GUARD_BYTE;
+    if (c->dt == RLX_K_F32) memcpy(host, h, bytes);
+    else rlx_convert_to_f32(host, h, RLX_DTYPE_BF16, n);
+    free(h);
+    return ok;
+}
+
+static void dfree_all(dctx *c) {
+    for (int i = 0; i < c->n; i++) c->ops->free(c->dev, c->bufs[i]);
+    c->n = 0;
+}
+
+/* Fills a row from device output vs reference. */
+static void judge(rlx__check_row *row, const float *got, const float *ref, size_t n, double bound, int guard_ok) {
+    double num = 0, den = 0, mx = 0;
+    size_t first_bad = SIZE_MAX;
+    int nonfinite = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(got[i])) {
+            nonfinite = 1;
+            if (first_bad == SIZE_MAX) first_bad = i;
+            continue;
+        }
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        if (fabs(d) > mx) mx = fabs(d);
+        if (first_bad == SIZE_MAX && fabs(d) > 1e-2 * (fabs(ref[i]) + 1e-2) && fabs(d) > 1e-3) first_bad = i;
+    }
+    row->nmse = den > 0 ? num / den : num;
+    row->max_err = mx;
+    row->bound = bound;
+    row->pass = !nonfinite && guard_ok && row->nmse <= bound;
+    if (nonfinite)
+        snprintf(row->note, sizeof row->note, "non-finite output at index %zu (got %g, want %g)", first_bad,
+                 (double)got[first_bad], (double)ref[first_bad]);
+    else if (!guard_ok)
+        snprintf(row->note, sizeof row->note, "wrote past the end of its output (guard bytes changed)");
+    else if (!row->pass && first_bad != SIZE_MAX)
+        snprintf(row->note, sizeof row->note, "first mismatch at index %zu: got %.6g, want %.6g", first_bad,
+                 (double)got[first_bad], (double)ref[first_bad]);
+}
+
+static void finish(rlx__check_report *r, rlx__check_row *row, dctx *c, int code, const char *what) {
+    if (code) {
+        rlx_status s = c->ops->check(c->dev, code, what);
+        row->pass = 0;
+        snprintf(row->note, sizeof row->note, "launch failed: %.140s", rlx_status_string(s));
+        (void)s;
+    }
+    if (!row->pass) r->failed++;
+}
+
+#define BOUND(dt, f32b, bf16b) ((dt) == RLX_K_F32 ? (f32b) : (bf16b))
+
+/* ---- kernels ---------------------------------------------------------------------------------------- */
+
+static void check_embed(dctx *c, rlx__check_report *r, int64_t T, int64_t H, int64_t V, uint64_t *s) {
+    rlx__check_row *row = new_row(r);
+    if (!row) return;
+    snprintf(row->op, sizeof row->op, "embed");
+    snprintf(row->shape, sizeof row->shape, "T=%lld H=%lld V=%lld", (long long)T, (long long)H, (long long)V);
+    float *tab = malloc(sizeof(float) * (size_t)(V * H)), *ref = malloc(sizeof(float) * (size_t)(T * H)),
+          *got = malloc(sizeof(float) * (size_t)(T * H));
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)T);
+    if (!tab || !ref || !got || !tok) goto out;
+    fill(tab, (size_t)(V * H), 1, c->dt, s);
+    for (int64_t t = 0; t < T; t++) tok[t] = (int32_t)(mix(s) % (uint64_t)V);
+    tok[0] = (int32_t)(V - 1);
+    for (int64_t t = 0; t < T; t++) memcpy(ref + t * H, tab + tok[t] * H, sizeof(float) * (size_t)H);
+    void *dt_ = dput(c, tab, (size_t)(V * H)), *dk = dput_raw(c, tok, sizeof(int32_t) * (size_t)T), *dy = dput(c, NULL, (size_t)(T * H));
+    int code = c->err ? 0 : c->ops->k.embed(dy, dk, dt_, T, H, c->dt, NULL);
+    int g = code ? 1 : dget(c, got, dy, (size_t)(T * H));
+    if (!code && !c->err) judge(row, got, ref, (size_t)(T * H), BOUND(c->dt, 0, 0), g);
+    finish(r, row, c, code, "embed");
+out:
+    free(tab), free(ref), free(got), free(tok);
+    dfree_all(c);
+}
+
+static void check_rms(dctx *c, rlx__check_report *r, int64_t rows, int64_t cols, uint64_t *s) {
+    rlx__check_row *row = new_row(r);
+    if (!row) return;
+    snprintf(row->op, sizeof row->op, "rms_norm");
+    snprintf(row->shape, sizeof row->shape, "rows=%lld cols=%lld", (long long)rows, (long long)cols);
+    size_t n = (size_t)(rows * cols);
+    float *x = malloc(sizeof(float) * n), *g = malloc(sizeof(float) * (size_t)cols), *ref = malloc(sizeof(float) * n),
+          *got = malloc(sizeof(float) * n);
+    if (!x || !g || !ref || !got) goto out;
+    fill(x, n, 3, c->dt, s);
+    fill(g, (size_t)cols, 1, c->dt, s);
+    rlx__ref_rms_norm(ref, x, g, rows, cols, 1e-5);
+    void *dx = dput(c, x, n), *dg = dput(c, g, (size_t)cols), *dy = dput(c, NULL, n);
+    int code = c->err ? 0 : c->ops->k.rms_norm(dy, dx, dg, rows, cols, 1e-5f, c->dt, NULL);
+    int gd = code ? 1 : dget(c, got, dy, n);
+    if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+    finish(r, row, c, code, "rms_norm");
+out:
+    free(x), free(g), free(ref), free(got);
+    dfree_all(c);
+}
+
+static void check_rope(dctx *c, rlx__check_report *r, int64_t T, int64_t heads, int64_t D, int64_t ld_extra, uint64_t *s) {
+    rlx__check_row *row = new_row(r);
+    if (!row) return;
+    const int64_t ld = heads * D + ld_extra, half = D / 2, P = T + 5;
+    snprintf(row->op, sizeof row->op, "rope");
+    snprintf(row->shape, sizeof row->shape, "T=%lld heads=%lld head_dim=%lld ld=%lld", (long long)T, (long long)heads,
+             (long long)D, (long long)ld);
+    size_t n = (size_t)(T * ld);
+    float *x = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    float *ct = malloc(sizeof(float) * (size_t)(P * half)), *st = malloc(sizeof(float) * (size_t)(P * half));
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    int64_t *pos64 = malloc(sizeof(int64_t) * (size_t)T);
+    if (!x || !ref || !got || !ct || !st || !pos || !pos64) goto out;
+    fill(x, n, 2, c->dt, s);
+    rlx_rope_params rp = {.head_dim = D, .max_positions = P, .theta = 500000.0, .scaling = RLX_ROPE_SCALING_LLAMA3,
+                          .factor = 32, .low_freq_factor = 1, .high_freq_factor = 4, .original_max_positions = 64};
+    rlx__ref_rope_tables(ct, st, &rp);
+    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(mix(s) % (uint64_t)P), pos64[t] = pos[t];
+    /* the reference works on dense rows: apply it per row, copying padding through */
+    memcpy(ref, x, sizeof(float) * n);
+    for (int64_t t = 0; t < T; t++) rlx__ref_rope(ref + t * ld, x + t * ld, ct, st, &pos64[t], 1, heads, D);
+    void *dx = dput(c, x, n), *dc = dput_raw(c, ct, sizeof(float) * (size_t)(P * half)),
+         *ds = dput_raw(c, st, sizeof(float) * (size_t)(P * half)), *dp = dput_raw(c, pos, sizeof(int32_t) * (size_t)T);
+    /* in place, as the planner uses it on packed QKV */
+    int code = c->err ? 0 : c->ops->k.rope(dx, dx, dc, ds, dp, T, heads, D, ld, c->dt, NULL);
+    int gd = code ? 1 : dget(c, got, dx, n);
+    if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+    finish(r, row, c, code, "rope");
+out:
+    free(x), free(ref), free(got), free(ct), free(st), free(pos), free(pos64);
+    dfree_all(c);
+}
+
+static void check_attention(dctx *c, rlx__check_report *r, const int64_t *lens, int64_t n_seqs, int64_t heads,
+                            int64_t kv, int64_t D, int causal, uint64_t *s) {
+    rlx__check_row *row = new_row(r);
+    if (!row) return;
+    int64_t start[17], T = 0, max_len = 0;
+    int32_t start32[17];
+    start[0] = 0;
+    char lens_s[64] = "";
+    size_t ll = 0;
+    for (int64_t q = 0; q < n_seqs; q++) {
+        start[q + 1] = start[q] + lens[q];
+        if (lens[q] > max_len) max_len = lens[q];
+        ll += (size_t)snprintf(lens_s + ll, sizeof lens_s - ll, "%s%lld", q ? "," : "", (long long)lens[q]);
+        if (ll >= sizeof lens_s) ll = sizeof lens_s - 1;
+    }
+    T = start[n_seqs];
+    for (int64_t q = 0; q <= n_seqs; q++) start32[q] = (int32_t)start[q];
+    snprintf(row->op, sizeof row->op, "attention");
+    snprintf(row->shape, sizeof row->shape, "seqs=[%s] heads=%lld kv=%lld head_dim=%lld%s", lens_s, (long long)heads,
+             (long long)kv, (long long)D, causal ? " causal" : "");
+    size_t nq = (size_t)(T * heads * D), nk = (size_t)(T * kv * D);
+    float *q = malloc(sizeof(float) * nq), *k = malloc(sizeof(float) * nk), *v = malloc(sizeof(float) * nk),
+          *ref = malloc(sizeof(float) * nq), *got = malloc(sizeof(float) * nq);
+    if (!q || !k || !v || !ref || !got) goto out;
+    fill(q, nq, 2, c->dt, s);
+    fill(k, nk, 2, c->dt, s);
+    fill(v, nk, 1, c->dt, s);
+    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0};
+    rlx__ref_attention(ref, q, k, v, &b, heads, kv, D, causal, 0);
+    void *dq = dput(c, q, nq), *dk = dput(c, k, nk), *dv = dput(c, v, nk), *dst = dput_raw(c, start32, sizeof(int32_t) * (size_t)(n_seqs + 1)),
+         *dy = dput(c, NULL, nq);
+    int code = c->err ? 0
+                      : c->ops->k.attention(dy, dq, dk, dv, dst, n_seqs, max_len, heads, kv, D, heads * D, kv * D, heads * D,
+                                            causal, (float)(1.0 / sqrt((double)D)), c->dt, NULL);
+    int gd = code ? 1 : dget(c, got, dy, nq);
+    if (!code && !c->err) judge(row, got, ref, nq, BOUND(c->dt, 1e-9, 5e-4), gd);
+    finish(r, row, c, code, "attention");
+out:
+    free(q), free(k), free(v), free(ref), free(got);
+    dfree_all(c);
+}
+
+static void check_small_ops(dctx *c, rlx__check_report *r, int64_t rows, int64_t cols, uint64_t *s) {
+    const size_t n = (size_t)(rows * cols);
+    const int64_t ld = cols + 3;
+    float *a = malloc(sizeof(float) * (size_t)(rows * ld)), *b = malloc(sizeof(float) * (size_t)(rows * ld)),
+          *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    if (!a || !b || !ref || !got) goto out;
+    fill(a, (size_t)(rows * ld), 4, c->dt, s);
+    fill(b, (size_t)(rows * ld), 2, c->dt, s);
+    /* add (dense) */
+    rlx__check_row *row = new_row(r);
+    if (!row) goto out;
+    snprintf(row->op, sizeof row->op, "add");
+    snprintf(row->shape, sizeof row->shape, "n=%zu", n);
+    rlx__ref_add(ref, a, b, (int64_t)n);
+    void *da = dput(c, a, n), *db = dput(c, b, n), *dy = dput(c, NULL, n);
+    int code = c->err ? 0 : c->ops->k.add(dy, da, db, (int64_t)n, c->dt, NULL);
+    int gd = code ? 1 : dget(c, got, dy, n);
+    if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-12, 1e-5), gd);
+    finish(r, row, c, code, "add");
+    dfree_all(c);
+    /* silu_mul with strided inputs (gate and up side by side in one GEMM output later) */
+    if (!(row = new_row(r))) goto out;
+    snprintf(row->op, sizeof row->op, "silu_mul");
+    snprintf(row->shape, sizeof row->shape, "rows=%lld cols=%lld ld=%lld", (long long)rows, (long long)cols, (long long)ld);
+    for (int64_t i = 0; i < rows; i++) rlx__ref_silu_mul(ref + i * cols, a + i * ld, b + i * ld, cols);
+    da = dput(c, a, (size_t)(rows * ld)), db = dput(c, b, (size_t)(rows * ld)), dy = dput(c, NULL, n);
+    code = c->err ? 0 : c->ops->k.silu_mul(dy, da, db, rows, cols, ld, ld, c->dt, NULL);
+    gd = code ? 1 : dget(c, got, dy, n);
+    if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+    finish(r, row, c, code, "silu_mul");
+    dfree_all(c);
+    /* last_token over ragged sequences */
+    if (!(row = new_row(r))) goto out;
+    int32_t st32[4] = {0, 1, (int32_t)(rows / 2 + 1), (int32_t)rows};
+    int64_t ns = rows >= 3 ? 3 : 1;
+    if (ns == 1) st32[1] = (int32_t)rows;
+    snprintf(row->op, sizeof row->op, "last_token");
+    snprintf(row->shape, sizeof row->shape, "seqs=%lld tokens=%lld cols=%lld", (long long)ns, (long long)rows, (long long)cols);
+    for (int64_t q = 0; q < ns; q++) memcpy(ref + q * cols, a + (st32[q + 1] - 1) * cols, sizeof(float) * (size_t)cols);
+    da = dput(c, a, n);
+    void *dst = dput_raw(c, st32, sizeof st32);
+    dy = dput(c, NULL, (size_t)(ns * cols));
+    code = c->err ? 0 : c->ops->k.last_token(dy, da, dst, ns, cols, c->dt, NULL);
+    gd = code ? 1 : dget(c, got, dy, (size_t)(ns * cols));
+    if (!code && !c->err) judge(row, got, ref, (size_t)(ns * cols), BOUND(c->dt, 0, 0), gd);
+    finish(r, row, c, code, "last_token");
+out:
+    free(a), free(b), free(ref), free(got);
+    dfree_all(c);
+}
+
+/* Fused attention (flash_attention in bf16 for head_dim 64/128, rope_attention otherwise) on a
+ * packed QKV buffer with padding columns, row scales and RoPE, against rope + scale + attention. */
+static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *lens, int64_t n_seqs, int64_t heads,
+                                  int64_t kv, int64_t D, int causal, uint64_t *s) {
+    const int flash = c->dt == RLX_K_BF16 && (D == 64 || D == 128);
+    rlx__check_row *row = new_row(r);
+    if (!row) return;
+    int64_t start[9] = {0}, max_len = 0;
+    int32_t start32[9] = {0}, *pos32 = NULL;
+    for (int64_t q = 0; q < n_seqs; q++) {
+        start[q + 1] = start[q] + lens[q];
+        start32[q + 1] = (int32_t)start[q + 1];
+        if (lens[q] > max_len) max_len = lens[q];
+    }
+    const int64_t T = start[n_seqs], qw = heads * D, kw = kv * D, ld = qw + 2 * kw + 8, half = D / 2, P = max_len + 3;
+    snprintf(row->op, sizeof row->op, "%s", flash ? "flash_attn" : "rope_attn");
+    snprintf(row->shape, sizeof row->shape, "T=%lld seqs=%lld heads=%lld kv=%lld head_dim=%lld%s", (long long)T,
+             (long long)n_seqs, (long long)heads, (long long)kv, (long long)D, causal ? " causal" : "");
+    float *qkv = malloc(sizeof(float) * (size_t)(T * ld)), *sc = malloc(sizeof(float) * (size_t)T);
+    float *q = malloc(sizeof(float) * (size_t)(T * qw)), *k = malloc(sizeof(float) * (size_t)(T * kw)),
+          *v = malloc(sizeof(float) * (size_t)(T * kw)), *ref = malloc(sizeof(float) * (size_t)(T * qw)),
+          *got = malloc(sizeof(float) * (size_t)(T * qw));
+    float *ct = malloc(sizeof(float) * (size_t)(P * half)), *st = malloc(sizeof(float) * (size_t)(P * half));
+    int64_t *pos = malloc(sizeof(int64_t) * (size_t)T);
+    pos32 = malloc(sizeof(int32_t) * (size_t)T);
+    if (!qkv || !sc || !q || !k || !v || !ref || !got || !ct || !st || !pos || !pos32) goto out;
+    fill(qkv, (size_t)(T * ld), 2, c->dt, s);
+    for (int64_t t = 0; t < T; t++) sc[t] = 0.5f + 0.5f * (uni(s) + 1.0f);
+    rlx_rope_params rp = {.head_dim = D, .max_positions = P, .theta = 10000.0};
+    rlx__ref_rope_tables(ct, st, &rp);
+    for (int64_t qs = 0; qs < n_seqs; qs++)
+        for (int64_t t = start[qs]; t < start[qs + 1]; t++) pos[t] = t - start[qs], pos32[t] = (int32_t)pos[t];
+    /* reference: scale, rotate, attend, on the values the device reads */
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t j = 0; j < qw; j++) q[t * qw + j] = qkv[t * ld + j] * sc[t];
+        for (int64_t j = 0; j < kw; j++) k[t * kw + j] = qkv[t * ld + qw + j] * sc[t], v[t * kw + j] = qkv[t * ld + qw + kw + j] * sc[t];
+    }
+    rlx__ref_rope(q, q, ct, st, pos, T, heads, D);
+    rlx__ref_rope(k, k, ct, st, pos, T, kv, D);
+    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0};
+    rlx__ref_attention(ref, q, k, v, &b, heads, kv, D, causal, 0);
+    void *dqkv = dput(c, qkv, (size_t)(T * ld)), *dsc = dput_raw(c, sc, sizeof(float) * (size_t)T),
+         *dc = dput_raw(c, ct, sizeof(float) * (size_t)(P * half)), *ds = dput_raw(c, st, sizeof(float) * (size_t)(P * half)),
+         *dp = dput_raw(c, pos32, sizeof(int32_t) * (size_t)T), *dst = dput_raw(c, start32, sizeof(int32_t) * (size_t)(n_seqs + 1)),
+         *dy = dput(c, NULL, (size_t)(T * qw));
+    int code = 0;
+    if (!c->err)
+        code = (flash ? c->ops->k.flash_attention : c->ops->k.rope_attention)(dy, dqkv, dsc, dc, ds, dp, dst, n_seqs, max_len, heads, kv,
+                                                                             D, ld, qw, causal, 1, (float)(1.0 / sqrt((double)D)),
+                                                                             c->dt, NULL);
+    int gd = code ? 1 : dget(c, got, dy, (size_t)(T * qw));
+    if (!code && !c->err) judge(row, got, ref, (size_t)(T * qw), BOUND(c->dt, 1e-9, 5e-4), gd);
+    finish(r, row, c, code, row->op);
+out:
+    free(qkv), free(sc), free(q), free(k), free(v), free(ref), free(got), free(ct), free(st), free(pos), free(pos32);
+    dfree_all(c);
+}
+
+/* Row scales, swiglu_scaled, and the encoder kernels. */
+static void check_norm_family(dctx *c, rlx__check_report *r, int64_t rows, int64_t cols, uint64_t *s) {
+    const size_t n = (size_t)(rows * cols);
+    float *a = malloc(sizeof(float) * n * 2), *b = malloc(sizeof(float) * (n * 2 + 7 * (size_t)cols)), *g = malloc(sizeof(float) * (size_t)cols),
+          *be = malloc(sizeof(float) * (size_t)cols), *ref = malloc(sizeof(float) * n * 2), *got = malloc(sizeof(float) * n * 2),
+          *sref = malloc(sizeof(float) * (size_t)rows), *sgot = malloc(sizeof(float) * (size_t)rows), *tmp = malloc(sizeof(float) * n);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)rows), st32[4];
+    if (!a || !b || !g || !be || !ref || !got || !sref || !sgot || !tmp || !ids) goto out;
+    fill(a, n * 2, 3, c->dt, s);
+    fill(b, n * 2 + 7 * (size_t)cols, 1, c->dt, s); /* also the 7-row gather table */
+    fill(g, (size_t)cols, 1, c->dt, s);
+    fill(be, (size_t)cols, 1, c->dt, s);
+    for (int64_t t = 0; t < rows; t++) ids[t] = (int32_t)(mix(s) % 7u);
+    int64_t ns = rows >= 3 ? 3 : 1, start[4] = {0, rows, rows, rows};
+    if (ns == 3) start[1] = 1, start[2] = rows / 2 + 1, start[3] = rows;
+    for (int i = 0; i < 4; i++) st32[i] = (int32_t)start[i];
+    char shape[96];
+    snprintf(shape, sizeof shape, "rows=%lld cols=%lld", (long long)rows, (long long)cols);
+    /* rms_rowscale: s = 1/sqrt(mean(x²)+eps), checked through γ·x·s against rms_norm */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "rms_rowscale");
+        snprintf(row->shape, sizeof row->shape, "%s", shape);
+        for (int64_t t = 0; t < rows; t++) {
+            double ss = 0;
+            for (int64_t j = 0; j < cols; j++) ss += (double)a[t * cols + j] * a[t * cols + j];
+            sref[t] = (float)(1.0 / sqrt(ss / (double)cols + 1e-5));
+        }
+        void *dx = dput(c, a, n), *ds = NULL;
+        if (!c->err) c->err = c->ops->alloc(c->dev, sizeof(float) * (size_t)rows + GUARD, "a check buffer", &ds);
+        if (ds) c->bufs[c->n] = ds, c->sizes[c->n++] = 0;
+        int code = c->err ? 0 : c->ops->k.rms_rowscale(ds, dx, rows, cols, 1e-5f, c->dt, NULL);
+        if (!code && !c->err) c->err = c->ops->d2h_sync(c->dev, sgot, ds, sizeof(float) * (size_t)rows, NULL);
+        if (!code && !c->err) judge(row, sgot, sref, (size_t)rows, 1e-10, 1);
+        finish(r, row, c, code, "rms_rowscale");
+        dfree_all(c);
+    }
+    /* swiglu_scaled on a packed gate|up buffer with row scales */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "swiglu_scaled");
+        snprintf(row->shape, sizeof row->shape, "%s", shape);
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t j = 0; j < cols; j++) {
+                float gg = a[t * 2 * cols + j] * sref[t], uu = a[t * 2 * cols + cols + j] * sref[t];
+                ref[t * cols + j] = gg / (1.0f + expf(-gg)) * uu;
+            }
+        void *dgu = dput(c, a, n * 2), *ds = dput_raw(c, sref, sizeof(float) * (size_t)rows), *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.swiglu_scaled(dy, dgu, ds, rows, cols, 2 * cols, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, "swiglu_scaled");
+        dfree_all(c);
+    }
+    /* layer_norm with the residual add and β */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "add_layer_norm");
+        snprintf(row->shape, sizeof row->shape, "%s", shape);
+        rlx__ref_add(tmp, a, b, (int64_t)n);
+        rlx__ref_layer_norm(ref, tmp, g, be, rows, cols, 1e-12);
+        void *dx = dput(c, a, n), *dr = dput(c, b, n), *dg = dput(c, g, (size_t)cols), *db = dput(c, be, (size_t)cols), *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.layer_norm(dy, dx, dr, dg, db, rows, cols, 1e-12f, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, "layer_norm");
+        dfree_all(c);
+    }
+    /* exact GELU */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "gelu");
+        snprintf(row->shape, sizeof row->shape, "n=%zu", n);
+        rlx__ref_gelu(ref, a, (int64_t)n);
+        void *dx = dput(c, a, n), *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.gelu(dy, dx, (int64_t)n, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, "gelu");
+        dfree_all(c);
+    }
+    /* gather_add of a 7-row table */
+    {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, "gather_add");
+        snprintf(row->shape, sizeof row->shape, "%s table=7", shape);
+        rlx__ref_gather_add(ref, a, ids, b, rows, cols);
+        void *dx = dput(c, a, n), *dt_ = dput(c, b, (size_t)(7 * cols)), *di = dput_raw(c, ids, sizeof(int32_t) * (size_t)rows),
+             *dy = dput(c, NULL, n);
+        int code = c->err ? 0 : c->ops->k.gather_add(dy, dx, di, dt_, rows, cols, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, n);
+        if (!code && !c->err) judge(row, got, ref, n, BOUND(c->dt, 1e-12, 1e-5), gd);
+        finish(r, row, c, code, "gather_add");
+        dfree_all(c);
+    }
+    /* mean pooling over ragged sequences, then L2 normalisation */
+    for (int which = 0; which < 2; which++) {
+        rlx__check_row *row = new_row(r);
+        if (!row) goto out;
+        snprintf(row->op, sizeof row->op, which ? "l2_normalize" : "mean_pool");
+        snprintf(row->shape, sizeof row->shape, "seqs=%lld %s", (long long)ns, shape);
+        size_t on = (size_t)(which ? rows * cols : ns * cols);
+        if (which) rlx__ref_l2_normalize(ref, a, rows, cols);
+        else rlx__ref_mean_pool(ref, a, start, ns, cols);
+        void *dx = dput(c, a, n), *dst = dput_raw(c, st32, sizeof st32), *dy = dput(c, NULL, on);
+        int code = c->err ? 0
+                   : which ? c->ops->k.l2_normalize(dy, dx, rows, cols, c->dt, NULL)
+                           : c->ops->k.seq_pool(dy, dx, dst, ns, cols, 1, c->dt, NULL);
+        int gd = code ? 1 : dget(c, got, dy, on);
+        if (!code && !c->err) judge(row, got, ref, on, BOUND(c->dt, 1e-10, 1e-5), gd);
+        finish(r, row, c, code, row->op);
+        dfree_all(c);
+    }
+out:
+    free(a), free(b), free(g), free(be), free(ref), free(got), free(sref), free(sgot), free(tmp), free(ids);
+    dfree_all(c);
+}
+
+rlx_status rlx__check_kernels(rlx_device_kind kind, rlx_kdtype dt, uint64_t seed, rlx__check_report *r) {
+    dctx c = {.ops = rlx__device_ops_for(kind), .dt = dt};
+    if (!c.ops) return rlx__fail(RLX_ERR_NO_DEVICE, "device '%s' is not available", rlx_device_kind_name(kind));
+    rlx_status st = c.ops->open(0, &c.dev);
+    if (st) return st;
+    uint64_t s = seed;
+    static const int64_t emb[][3] = {{1, 40, 7}, {17, 256, 100}, {129, 72, 1000}};
+    for (size_t i = 0; i < 3 && !c.err; i++) check_embed(&c, r, emb[i][0], emb[i][1], emb[i][2], &s);
+    static const int64_t rms[][2] = {{1, 40}, {17, 1000}, {129, 4096}, {2, 8192}};
+    for (size_t i = 0; i < 4 && !c.err; i++) check_rms(&c, r, rms[i][0], rms[i][1], &s);
+    static const int64_t rope[][4] = {{1, 1, 64, 0}, {17, 3, 128, 0}, {129, 2, 24, 40}, {33, 8, 64, 128}};
+    for (size_t i = 0; i < 4 && !c.err; i++) check_rope(&c, r, rope[i][0], rope[i][1], rope[i][2], rope[i][3], &s);
+    struct { int64_t lens[4]; int64_t n, heads, kv, D; int causal; } at[] = {
+        {{1}, 1, 2, 2, 64, 1},          {{2}, 1, 4, 1, 128, 1},        {{17}, 1, 8, 2, 64, 1},
+        {{129}, 1, 8, 1, 128, 1},       {{3, 17, 1}, 3, 4, 4, 64, 1},  {{17, 9}, 2, 4, 2, 128, 0},
+        {{1000}, 1, 1, 1, 64, 1},       {{33}, 1, 2, 1, 96, 1},
+    };
+    for (size_t i = 0; i < sizeof at / sizeof at[0] && !c.err; i++)
+        check_attention(&c, r, at[i].lens, at[i].n, at[i].heads, at[i].kv, at[i].D, at[i].causal, &s);
+    static const int64_t small[][2] = {{1, 40}, {17, 129}, {129, 1000}};
+    for (size_t i = 0; i < 3 && !c.err; i++) check_small_ops(&c, r, small[i][0], small[i][1], &s);
+    struct { int64_t lens[4]; int64_t n, heads, kv, D; int causal; } fa[] = {
+        {{1}, 1, 2, 2, 64, 1}, {{17, 3}, 2, 8, 2, 64, 1}, {{129}, 1, 4, 1, 128, 1}, {{33, 1, 70}, 3, 4, 4, 128, 0},
+        {{17}, 1, 4, 2, 32, 1},
+    };
+    for (size_t i = 0; i < sizeof fa / sizeof fa[0] && !c.err; i++)
+        check_fused_attention(&c, r, fa[i].lens, fa[i].n, fa[i].heads, fa[i].kv, fa[i].D, fa[i].causal, &s);
+    static const int64_t nf[][2] = {{1, 40}, {17, 129}, {129, 768}};
+    for (size_t i = 0; i < 3 && !c.err; i++) check_norm_family(&c, r, nf[i][0], nf[i][1], &s);
+    st = c.err;
+    dfree_all(&c);
+    c.ops->close(c.dev);
+    return st;
+}
+
+double rlx__nmse(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d, den += (double)b[i] * b[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+/* ---- whole model ------------------------------------------------------------------------------------- */
+
+void rlx__compare_logits(const float *got, const float *ref, int64_t rows, int64_t cols, double *min_cos, double *rel_err,
+                         double *argmax_agree) {
+    double mc = 1, md = 0, mr = 0;
+    int64_t agree = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *a = got + r * cols, *b = ref + r * cols;
+        double ab = 0, aa = 0, bb = 0;
+        int64_t ia = 0, ib = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            ab += (double)a[j] * b[j], aa += (double)a[j] * a[j], bb += (double)b[j] * b[j];
+            double d = fabs((double)a[j] - b[j]);
+            if (!(d <= md)) md = d; /* NaN wins */
+            if (fabs((double)b[j]) > mr) mr = fabs((double)b[j]);
+            if (a[j] > a[ia]) ia = j;
+            if (b[j] > b[ib]) ib = j;
+        }
+        double cs = (aa > 0 && bb > 0) ? ab / sqrt(aa * bb) : (aa == bb ? 1 : 0);
+        if (!(cs >= mc)) mc = cs;
+        agree += ia == ib;
+    }
+    *min_cos = mc;
+    *rel_err = mr > 0 ? md / mr : md;
+    *argmax_agree = rows ? (double)agree / (double)rows : 1;
+}
+
+static rlx_status run_once(const rlx_flow *f, const rlx_weights *w, const rlx_build_params *p, const int32_t *tok,
+                           int64_t T, const int64_t *lens, int64_t n_seqs, float **out, int64_t *rows, int64_t *cols,
+                           rlx_device_kind *used) {
+    rlx_model *m = NULL;
+    rlx_session *s = NULL;
+    rlx_status st = rlx_model_build(f, w, p, &m);
+    if (!st) st = rlx_session_create(m, &s);
+    if (!st) st = rlx_session_prefill(s, tok, T, lens, n_seqs, NULL);
+    if (!st) st = rlx_session_output_shape(s, rows, cols);
+    if (!st && !(*out = malloc(sizeof(float) * (size_t)(*rows * *cols)))) st = RLX_ERR_OUT_OF_MEMORY;
+    if (!st) st = rlx_session_output_to_host(s, *out, (size_t)(*rows * *cols));
+    if (m) *used = rlx_model_device(m);
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    return st;
+}
+
+rlx_status rlx__check_model(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *dev_params,
+                            const int64_t *lens, int64_t n_seqs, uint64_t seed, const char *label, rlx__check_report *r) {
+    int64_t T = 0;
+    for (int64_t q = 0; q < n_seqs; q++) T += lens[q];
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
+    if (!tok) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "check: token buffer");
+    /* vocab from the CPU model: build it first */
+    rlx_build_params cpu = rlx_build_default_params();
+    cpu.device = RLX_DEVICE_CPU;
+    rlx_model *probe = NULL;
+    rlx_status st = rlx_model_build(flow, w, &cpu, &probe);
+    if (st) {
+        free(tok);
+        return st;
+    }
+    int64_t V = probe->vocab;
+    rlx_model_destroy(probe);
+    uint64_t s = seed;
+    for (int64_t t = 0; t < T; t++) tok[t] = (int32_t)(mix(&s) % (uint64_t)V);
+    float *ref = NULL, *got = NULL;
+    int64_t rr = 0, rc = 0, gr = 0, gc = 0;
+    rlx_device_kind used = RLX_DEVICE_CPU;
+    st = run_once(flow, w, &cpu, tok, T, lens, n_seqs, &ref, &rr, &rc, &used);
+    if (!st) st = run_once(flow, w, dev_params, tok, T, lens, n_seqs, &got, &gr, &gc, &used);
+    if (!st) {
+        rlx__check_row *row = new_row(r);
+        if (row) {
+            snprintf(row->op, sizeof row->op, "model");
+            snprintf(row->shape, sizeof row->shape, "%s, %lld tokens in %lld seqs, [%lld x %lld] out", label, (long long)T,
+                     (long long)n_seqs, (long long)rr, (long long)rc);
+            snprintf(row->dtype, sizeof row->dtype, "%s", dev_params->precision == RLX_PRECISION_F32 ? "f32" : "bf16");
+            double mc, rel, agree;
+            rlx__compare_logits(got, ref, rr, rc, &mc, &rel, &agree);
+            row->extra = mc;
+            row->max_err = rel;
+            row->extra2 = agree;
+            row->nmse = rlx__nmse(got, ref, (size_t)(rr * rc));
+            row->bound = 3e-2;
+            row->pass = mc >= 0.999 && rel <= 3e-2 && agree >= 0.95;
+            if (!row->pass)
+                snprintf(row->note, sizeof row->note, "min cosine %.6f (>= 0.999), max|d|/max|ref| %.3g (<= 3e-2), argmax %.1f%% (>= 95%%)",
+                         mc, rel, 100 * agree);
+            if (!row->pass) r->failed++;
+        }
+    }
+    free(tok), free(ref), free(got);
+    return st;
+}
