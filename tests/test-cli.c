@@ -164,3 +164,24 @@ Test(cli, run_on_the_simt_device_matches_transformers) {
     rlxt_rmtree(dir);
     free(dir);
 }
+
+/* Every command answers --help (and `rlx help <command>`) on stdout with exit 0, whatever else
+ * is on the line; its text starts with the command's synopsis. */
+Test(cli, every_command_has_help) {
+    const char *cmds[] = {"run", "plan", "check", "bench", "embed", "demo"};
+    char a[256], want[64];
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        snprintf(want, sizeof want, "usage: rlx %s", cmds[i]);
+        const char *forms[] = {"%s --help", "%s -h", "help %s", "%s --model /nonexistent --help"};
+        for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+            snprintf(a, sizeof a, forms[f], cmds[i]);
+            cr_expect_eq(rlx(a), 0, "rlx %s", a);
+            cr_expect(!strncmp(out_text, want, strlen(want)), "rlx %s printed: %s", a, out_text);
+            cr_expect_eq(err_text[0], '\0', "rlx %s wrote to stderr: %s", a, err_text);
+        }
+    }
+    cr_expect_eq(rlx("help"), 0);
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) cr_expect(strstr(out_text, cmds[i]), "rlx help lacks %s", cmds[i]);
+    cr_expect_eq(rlx("help frobnicate"), 2);
+    expect_one_line_error();
+}

@@ -25,6 +25,12 @@ int cli_parse_device(const char *text, rlx_device_kind *out);
 /* Positive integer option value. */
 int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max, int64_t *out);
 
+/* Option parsing shared by the commands: cli_is_opt matches "--opt" and "--opt=value";
+ * cli_opt_value returns the value ("--opt value" or "--opt=value") and advances *i, or prints
+ * a usage error and returns NULL when it is missing. */
+int cli_is_opt(const char *arg, const char *name);
+const char *cli_opt_value(int argc, char **argv, int *i, const char *name);
+
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
 
@@ -43,11 +49,17 @@ int cli_llama_open(const char *dir, cli_llama *out);
 int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev);
 void cli_llama_close(cli_llama *l);
 
-int cmd_run(int argc, char **argv);
-int cmd_plan(int argc, char **argv);
-int cmd_demo(int argc, char **argv);
-int cmd_embed(int argc, char **argv);
-int cmd_check(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
+/* One subcommand: `rlx <name> [options]`. Each cmd_*.c defines its command (run, usage text)
+ * and main.c lists them; `rlx <name> --help` and `rlx help <name>` print `usage`, exit 0.
+ * usage: the synopsis line(s) first ("rlx run --model DIR ..."), then one line per option. */
+typedef struct cli_command {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+    const char *summary;               /* one line for `rlx help` */
+    const char *usage;
+} cli_command;
+
+extern const cli_command cli_cmd_run, cli_cmd_plan, cli_cmd_demo, cli_cmd_embed, cli_cmd_check,
+    cli_cmd_bench;
 
 #endif

@@ -52,22 +52,6 @@ typedef struct opts {
     int force, progress;
 } opts;
 
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (a[n] == '=') return a + n + 1;
-    if (*i + 1 >= argc) {
-        cli_error(CLI_USAGE, "bench: %s needs a value", name);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int is_opt(const char *arg, const char *name) {
-    size_t n = strlen(name);
-    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
-}
-
 /* "512,2048,8192" */
 static int parse_list(const char *opt, const char *text, int64_t max, int64_t *out, int *n) {
     *n = 0;
@@ -102,67 +86,67 @@ static int parse_opts(int argc, char **argv, opts *o) {
         const char *a = argv[i], *v;
 #define VALUE(name)                                                 \
     do {                                                            \
-        if (!(v = opt_value(argc, argv, &i, name))) return CLI_USAGE; \
+        if (!(v = cli_opt_value(argc, argv, &i, name))) return CLI_USAGE; \
     } while (0)
-        if (is_opt(a, "--shape")) {
+        if (cli_is_opt(a, "--shape")) {
             VALUE("--shape");
             o->shape = v;
-        } else if (is_opt(a, "--model")) {
+        } else if (cli_is_opt(a, "--model")) {
             VALUE("--model");
             o->model_dir = v;
-        } else if (is_opt(a, "--profile")) {
+        } else if (cli_is_opt(a, "--profile")) {
             VALUE("--profile");
             o->profile = v;
-        } else if (is_opt(a, "--batch")) {
+        } else if (cli_is_opt(a, "--batch")) {
             VALUE("--batch");
             if (parse_list("--batch", v, 4096, o->batch, &o->n_batch)) return CLI_USAGE;
-        } else if (is_opt(a, "--seq")) {
+        } else if (cli_is_opt(a, "--seq")) {
             VALUE("--seq");
             if (parse_list("--seq", v, 1 << 20, o->seq, &o->n_seq)) return CLI_USAGE;
-        } else if (is_opt(a, "--device")) {
+        } else if (cli_is_opt(a, "--device")) {
             VALUE("--device");
             if (cli_parse_device(v, &o->device)) return CLI_USAGE;
-        } else if (is_opt(a, "--fusion")) {
+        } else if (cli_is_opt(a, "--fusion")) {
             VALUE("--fusion");
             o->fusion_given = 1;
             if (!strcmp(v, "fused")) o->fusion = FUSION_FUSED;
             else if (!strcmp(v, "none")) o->fusion = FUSION_NONE;
             else if (!strcmp(v, "both")) o->fusion = FUSION_BOTH;
             else return cli_error(CLI_USAGE, "--fusion: '%s' is not fused, none or both", v);
-        } else if (is_opt(a, "--repeat")) {
+        } else if (cli_is_opt(a, "--repeat")) {
             VALUE("--repeat");
             if (cli_parse_count("--repeat", v, 1, 100000, &o->repeat)) return CLI_USAGE;
-        } else if (is_opt(a, "--warmup")) {
+        } else if (cli_is_opt(a, "--warmup")) {
             VALUE("--warmup");
             if (cli_parse_count("--warmup", v, 0, 100000, &o->warmup)) return CLI_USAGE;
-        } else if (is_opt(a, "--seed")) {
+        } else if (cli_is_opt(a, "--seed")) {
             VALUE("--seed");
             if (cli_parse_count("--seed", v, 0, INT64_MAX, &o->seed)) return CLI_USAGE;
-        } else if (is_opt(a, "--top")) {
+        } else if (cli_is_opt(a, "--top")) {
             VALUE("--top");
             if (cli_parse_count("--top", v, 0, 100000, &o->top)) return CLI_USAGE;
-        } else if (is_opt(a, "--gemm")) {
+        } else if (cli_is_opt(a, "--gemm")) {
             VALUE("--gemm");
             if (cli_parse_count("--gemm", v, 0, 65536, &o->gemm)) return CLI_USAGE;
-        } else if (is_opt(a, "--threads")) {
+        } else if (cli_is_opt(a, "--threads")) {
             VALUE("--threads");
             if (cli_parse_count("--threads", v, 0, 4096, &o->threads)) return CLI_USAGE;
-        } else if (is_opt(a, "--peak-tflops")) {
+        } else if (cli_is_opt(a, "--peak-tflops")) {
             VALUE("--peak-tflops");
             char *end;
             o->peak = strtod(v, &end);
             if (!*v || *end || !(o->peak > 0) || !isfinite(o->peak))
                 return cli_error(CLI_USAGE, "--peak-tflops: '%s' is not a positive number", v);
-        } else if (is_opt(a, "--json")) {
+        } else if (cli_is_opt(a, "--json")) {
             VALUE("--json");
             o->json = v;
-        } else if (is_opt(a, "--csv")) {
+        } else if (cli_is_opt(a, "--csv")) {
             VALUE("--csv");
             o->csv = v;
-        } else if (is_opt(a, "--plot")) {
+        } else if (cli_is_opt(a, "--plot")) {
             VALUE("--plot");
             o->plot = v;
-        } else if (is_opt(a, "--save-checkpoint")) {
+        } else if (cli_is_opt(a, "--save-checkpoint")) {
             VALUE("--save-checkpoint");
             o->save_checkpoint = v;
         } else if (!strcmp(a, "--breakdown")) {
@@ -174,7 +158,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--no-progress")) {
             o->progress = 0;
         } else {
-            return cli_error(CLI_USAGE, "bench: unknown option '%s' (see rlx help)", a);
+            return cli_error(CLI_USAGE, "bench: unknown option '%s' (rlx bench --help lists them)", a);
         }
 #undef VALUE
     }
@@ -961,7 +945,7 @@ static int check_host_budget(const bench_ctx *c) {
     return CLI_OK;
 }
 
-int cmd_bench(int argc, char **argv) {
+static int cmd_bench(int argc, char **argv) {
     bench_ctx c;
     memset(&c, 0, sizeof c);
     int rc = parse_opts(argc, argv, &c.o);
@@ -1112,3 +1096,30 @@ out:
     else rlx_weights_destroy(c.weights);
     return rc;
 }
+
+const cli_command cli_cmd_bench = {
+    .name = "bench",
+    .run = cmd_bench,
+    .summary = "prefill throughput: tokens/s, TFLOP/s, MFU, per-kernel breakdown (docs/bench.md)",
+    .usage =
+    "usage: rlx bench [--shape NAME | --model DIR] [options]      (docs/bench.md)\n"
+    "  --shape NAME           tiny|llama-3.2-1b|llama-3.2-3b|llama-3.1-8b (random weights)\n"
+    "  --model DIR            a Hugging Face LLaMA directory instead of a built-in shape\n"
+    "  --batch B,..           sequences per prefill (list)\n"
+    "  --seq S,..             tokens per sequence (list)\n"
+    "  --device D             auto|cpu|cuda|simt\n"
+    "  --fusion fused|none|both\n"
+    "  --profile F.rlx.toml   compile profile (its fusion policy replaced per configuration)\n"
+    "  --repeat N             timed prefills per configuration\n"
+    "  --warmup N             untimed prefills first\n"
+    "  --seed N               weights seed of a built-in shape\n"
+    "  --top N                kernels listed in the breakdown's top list\n"
+    "  --gemm N               size of the reference GEMM (0 skips it)\n"
+    "  --threads N            CPU threads of the cpu device (0 = every core)\n"
+    "  --peak-tflops X        the card's dense bf16 peak, when the built-in table does not know it\n"
+    "  --json F | --csv F | --plot F.png   results as JSON, CSV, or a gnuplot chart\n"
+    "  --breakdown | --no-breakdown        per-kernel times\n"
+    "  --save-checkpoint DIR  write the random weights as a bf16 checkpoint\n"
+    "  --force                run shapes the cpu/simt devices would otherwise refuse\n"
+    "  --no-progress          no progress line on stderr\n",
+};

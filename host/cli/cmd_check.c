@@ -21,7 +21,7 @@ static void print_rows(const rlx__check_report *r, int from, const char *dtype) 
     }
 }
 
-int cmd_check(int argc, char **argv) {
+static int cmd_check(int argc, char **argv) {
     const char *model_dir = NULL, *profile_path = NULL;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
@@ -35,7 +35,7 @@ int cmd_check(int argc, char **argv) {
         else if (!strncmp(a, "--profile=", 10)) v = a + 10, a = "--profile";
         else if (!strncmp(a, "--device=", 9)) v = a + 9, a = "--device";
         else if (!strncmp(a, "--fusion=", 9)) v = a + 9, a = "--fusion";
-        else return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (see rlx help)", a);
+        else return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (rlx check --help lists them)", a);
         if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--profile")) profile_path = v;
         else if (!strcmp(a, "--device")) {
@@ -126,3 +126,15 @@ out:
     rlx__check_report_free(&r);
     return rc;
 }
+
+const cli_command cli_cmd_check = {
+    .name = "check",
+    .run = cmd_check,
+    .summary = "every kernel and a whole model on the device against the CPU reference",
+    .usage =
+    "usage: rlx check [--model DIR] [options]\n"
+    "  --model DIR            also check this model end to end (default: kernels and a built-in model)\n"
+    "  --device cuda|simt     device to check (default: cuda when present, else simt)\n"
+    "  --fusion fused|none    fusion policy (over the profile's)\n"
+    "  --profile F.rlx.toml   compile profile\n",
+};

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int cmd_demo(int argc, char **argv) {
+static int cmd_demo(int argc, char **argv) {
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--device") && i + 1 < argc) {
@@ -83,3 +83,12 @@ out:
     rlx_weights_destroy(w);
     return rc;
 }
+
+const cli_command cli_cmd_demo = {
+    .name = "demo",
+    .run = cmd_demo,
+    .summary = "run a built-in tiny LLaMA-3.2-shaped model with random weights",
+    .usage =
+    "usage: rlx demo [--device auto|cpu|cuda|simt]\n"
+    "  --device D             where to run (default auto: cuda when a GPU is present)\n",
+};

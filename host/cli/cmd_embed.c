@@ -21,22 +21,6 @@
 
 #define MAX_SEQS 256
 
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (a[n] == '=') return a + n + 1;
-    if (*i + 1 >= argc) {
-        cli_error(CLI_USAGE, "%s needs a value", name);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int is_opt(const char *arg, const char *name) {
-    size_t n = strlen(name);
-    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
-}
-
 /* "1,2,3" -> ids; usage error (2) naming opt on anything else. */
 static int parse_ids(const char *opt, const char *text, int32_t **out, int64_t *n) {
     *out = NULL;
@@ -135,7 +119,7 @@ static int pooling_from_dir(const char *dir, rlx_pool *pool, int *found) {
     return CLI_OK;
 }
 
-int cmd_embed(int argc, char **argv) {
+static int cmd_embed(int argc, char **argv) {
     const char *model_dir = NULL, *out_path = NULL, *v;
     const char *tok_args[MAX_SEQS], *tt_args[MAX_SEQS];
     int n_seqs = 0, n_tt = 0, normalize = 0, pool_given = 0;
@@ -143,18 +127,18 @@ int cmd_embed(int argc, char **argv) {
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (is_opt(a, "--model")) {
-            if (!(model_dir = opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
-        } else if (is_opt(a, "--tokens")) {
-            if (!(v = opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
+        if (cli_is_opt(a, "--model")) {
+            if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--tokens")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
             if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
             tok_args[n_seqs++] = v;
-        } else if (is_opt(a, "--token-types")) {
-            if (!(v = opt_value(argc, argv, &i, "--token-types"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--token-types")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--token-types"))) return CLI_USAGE;
             if (n_tt == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --token-types lists", MAX_SEQS);
             tt_args[n_tt++] = v;
-        } else if (is_opt(a, "--pool")) {
-            if (!(v = opt_value(argc, argv, &i, "--pool"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--pool")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--pool"))) return CLI_USAGE;
             if (!strcmp(v, "cls")) pool = RLX_POOL_CLS;
             else if (!strcmp(v, "mean")) pool = RLX_POOL_MEAN;
             else if (!strcmp(v, "none")) pool = RLX_POOL_NONE;
@@ -162,12 +146,12 @@ int cmd_embed(int argc, char **argv) {
             pool_given = 1;
         } else if (!strcmp(a, "--normalize")) {
             normalize = 1;
-        } else if (is_opt(a, "--out")) {
-            if (!(out_path = opt_value(argc, argv, &i, "--out"))) return CLI_USAGE;
-        } else if (is_opt(a, "--device")) {
-            if (!(v = opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--out")) {
+            if (!(out_path = cli_opt_value(argc, argv, &i, "--out"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--device")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
         } else {
-            return cli_error(CLI_USAGE, "embed: unknown option '%s' (see rlx help)", a);
+            return cli_error(CLI_USAGE, "embed: unknown option '%s' (rlx embed --help lists them)", a);
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "embed: --model DIR is required");
@@ -296,3 +280,18 @@ out:
     free(types);
     return rc;
 }
+
+const cli_command cli_cmd_embed = {
+    .name = "embed",
+    .run = cmd_embed,
+    .summary = "BERT / NomicBERT sentence embeddings",
+    .usage =
+    "usage: rlx embed --model DIR --tokens IDS [--tokens IDS ...] [options]\n"
+    "  --model DIR            BERT or NomicBERT model directory (sentence-transformers layout too)\n"
+    "  --tokens 101,2023,102  one sequence's token ids; repeat for a batch\n"
+    "  --token-types 0,0,0    token-type ids of the matching --tokens (default all 0)\n"
+    "  --pool cls|mean|none   pooling (default: 1_Pooling/config.json, else mean)\n"
+    "  --normalize            L2-normalise each vector\n"
+    "  --out F.npy            write float32 [sequences, hidden] ([tokens, hidden] with --pool none)\n"
+    "  --device D             auto|cpu|cuda|simt\n",
+};

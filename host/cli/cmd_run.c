@@ -6,24 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "--opt value" or "--opt=value": returns the value and advances *i, or NULL (usage error
- * printed) when the value is missing. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name) {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (a[n] == '=') return a + n + 1;
-    if (*i + 1 >= argc) {
-        cli_error(CLI_USAGE, "%s needs a value", name);
-        return NULL;
-    }
-    return argv[++*i];
-}
-
-static int is_opt(const char *arg, const char *name) {
-    size_t n = strlen(name);
-    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
-}
-
 typedef struct idx_val {
     int64_t id;
     float v;
@@ -55,7 +37,7 @@ static int load_profile(const char *path, const rlx_weights *w, rlx_profile *out
 
 #define MAX_SEQS 256
 
-int cmd_run(int argc, char **argv) {
+static int cmd_run(int argc, char **argv) {
     const char *model_dir = NULL, *logits_out = NULL, *profile_path = NULL;
     const char *token_args[MAX_SEQS];
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
@@ -65,27 +47,27 @@ int cmd_run(int argc, char **argv) {
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-        if (is_opt(a, "--model")) {
-            if (!(model_dir = opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
-        } else if (is_opt(a, "--tokens")) {
-            if (!(v = opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
+        if (cli_is_opt(a, "--model")) {
+            if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--tokens")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
             if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
             token_args[n_seqs++] = v;
-        } else if (is_opt(a, "--device")) {
-            if (!(v = opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
-        } else if (is_opt(a, "--profile")) {
-            if (!(profile_path = opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
-        } else if (is_opt(a, "--fusion")) {
-            if (!(v = opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--device")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--profile")) {
+            if (!(profile_path = cli_opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--fusion")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
             fusion_set = 1;
         } else if (!strcmp(a, "--all-logits")) {
             all_logits = 1;
-        } else if (is_opt(a, "--logits-out")) {
-            if (!(logits_out = opt_value(argc, argv, &i, "--logits-out"))) return CLI_USAGE;
-        } else if (is_opt(a, "--top-k")) {
-            if (!(v = opt_value(argc, argv, &i, "--top-k")) || cli_parse_count("--top-k", v, 0, 1 << 20, &top_k)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--logits-out")) {
+            if (!(logits_out = cli_opt_value(argc, argv, &i, "--logits-out"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--top-k")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--top-k")) || cli_parse_count("--top-k", v, 0, 1 << 20, &top_k)) return CLI_USAGE;
         } else {
-            return cli_error(CLI_USAGE, "run: unknown option '%s' (see rlx help)", a);
+            return cli_error(CLI_USAGE, "run: unknown option '%s' (rlx run --help lists them)", a);
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "run: --model DIR is required");
@@ -173,28 +155,28 @@ out:
     return rc;
 }
 
-int cmd_plan(int argc, char **argv) {
+static int cmd_plan(int argc, char **argv) {
     const char *model_dir = NULL, *profile_path = NULL, *v;
     int64_t batch = 1, seq = 0;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0, assert_clean = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (is_opt(a, "--model")) {
-            if (!(model_dir = opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
-        } else if (is_opt(a, "--batch")) {
-            if (!(v = opt_value(argc, argv, &i, "--batch")) || cli_parse_count("--batch", v, 1, 1 << 16, &batch)) return CLI_USAGE;
-        } else if (is_opt(a, "--seq")) {
-            if (!(v = opt_value(argc, argv, &i, "--seq")) || cli_parse_count("--seq", v, 1, 1 << 24, &seq)) return CLI_USAGE;
-        } else if (is_opt(a, "--profile")) {
-            if (!(profile_path = opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
-        } else if (is_opt(a, "--fusion")) {
-            if (!(v = opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
+        if (cli_is_opt(a, "--model")) {
+            if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--batch")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--batch")) || cli_parse_count("--batch", v, 1, 1 << 16, &batch)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--seq")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--seq")) || cli_parse_count("--seq", v, 1, 1 << 24, &seq)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--profile")) {
+            if (!(profile_path = cli_opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--fusion")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
             fusion_set = 1;
         } else if (!strcmp(a, "--assert-clean")) {
             assert_clean = 1;
         } else {
-            return cli_error(CLI_USAGE, "plan: unknown option '%s' (see rlx help)", a);
+            return cli_error(CLI_USAGE, "plan: unknown option '%s' (rlx plan --help lists them)", a);
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "plan: --model DIR is required");
@@ -250,3 +232,33 @@ int cmd_plan(int argc, char **argv) {
     cli_llama_close(&l);
     return rc;
 }
+
+const cli_command cli_cmd_run = {
+    .name = "run",
+    .run = cmd_run,
+    .summary = "prefill the prompts and print the top-k next tokens",
+    .usage =
+    "usage: rlx run --model DIR --tokens IDS [--tokens IDS ...] [options]\n"
+    "  --model DIR            Hugging Face model directory (config.json + safetensors)\n"
+    "  --tokens 1,2,3         one prompt's token ids; repeat for a batch\n"
+    "  --device D             auto|cpu|cuda|simt (default auto: cuda when a GPU is present)\n"
+    "  --profile F.rlx.toml   compile profile (default: the model directory's llama32.rlx.toml)\n"
+    "  --fusion fused|none    fusion policy (over the profile's)\n"
+    "  --all-logits           logits at every position, not only the last\n"
+    "  --logits-out F.npy     write the logits as float32 .npy ([sequences|tokens, vocab])\n"
+    "  --top-k N              next tokens printed per sequence (default 5)\n",
+};
+
+const cli_command cli_cmd_plan = {
+    .name = "plan",
+    .run = cmd_plan,
+    .summary = "print the stage list and the kernel plan (each kernel, its stages, bytes moved)",
+    .usage =
+    "usage: rlx plan --model DIR [options]\n"
+    "  --model DIR            Hugging Face model directory\n"
+    "  --batch B              sequences of the capacity (default 1)\n"
+    "  --seq S                tokens per sequence of the capacity (default: max_position_embeddings, at most 2048)\n"
+    "  --profile F.rlx.toml   compile profile\n"
+    "  --fusion fused|none    fusion policy (over the profile's)\n"
+    "  --assert-clean         fail (exit 1) when a norm, rope or add runs as a pass of its own\n",
+};

@@ -142,29 +142,39 @@ void cli_llama_close(cli_llama *l) {
     memset(l, 0, sizeof *l);
 }
 
+int cli_is_opt(const char *arg, const char *name) {
+    size_t n = strlen(name);
+    return !strncmp(arg, name, n) && (arg[n] == '\0' || arg[n] == '=');
+}
+
+const char *cli_opt_value(int argc, char **argv, int *i, const char *name) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (a[n] == '=') return a + n + 1;
+    if (*i + 1 >= argc) {
+        cli_error(CLI_USAGE, "%s: %s needs a value", argv[0], name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* Every command, in the order `rlx help` lists them. */
+static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_plan,  &cli_cmd_check,
+                                              &cli_cmd_bench, &cli_cmd_embed, &cli_cmd_demo};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const cli_command *find_command(const char *name) {
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(commands[i]->name, name)) return commands[i];
+    return NULL;
+}
+
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: rlx <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  run   --model DIR --tokens 1,2,3 [--tokens ...] [--device auto|cpu|cuda|simt]\n"
-            "        [--profile F.rlx.toml] [--fusion fused|none]\n"
-            "        [--all-logits] [--logits-out F.npy] [--top-k N]\n"
-            "                   prefill the prompts and print the top-k next tokens\n"
-            "  plan  --model DIR [--seq N] [--batch B] [--profile F.rlx.toml] [--fusion fused|none] [--assert-clean]\n"
-            "                   print the stage list and the kernel plan (each kernel, its stages, bytes moved)\n"
-            "  demo  [--device auto|cpu|cuda|simt]\n"
-            "                   run a built-in tiny LLaMA-3.2-shaped model with random weights\n"
-            "  check [--model DIR] [--device cuda|simt] [--fusion fused|none] [--profile F.rlx.toml]\n"
-            "                   every kernel and a whole model on the device against the CPU reference\n"
-            "  embed --model DIR --tokens IDS [--tokens ...] [--token-types IDS ...] [--pool cls|mean|none] [--normalize] [--out F.npy] [--device ...]\n"
-            "  bench [--shape tiny|llama-3.2-1b|llama-3.2-3b|llama-3.1-8b | --model DIR] [--batch B,..] [--seq S,..]\n"
-            "        [--device auto|cpu|cuda|simt] [--fusion fused|none|both] [--repeat N] [--warmup N]\n"
-            "        [--json F] [--csv F] [--plot F.png] [--breakdown] [--save-checkpoint DIR] (docs/bench.md)\n"
-            "                   prefill throughput: tokens/s, TFLOP/s, MFU, per-kernel breakdown\n"
-            "  version          print the version\n"
-            "\n"
-            "exit codes: 0 success, 1 model or runtime error, 2 usage error\n");
+    fprintf(f, "usage: rlx <command> [options]      (rlx <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(f, "  %-9s %s\n", "version", "print the library version");
+    fprintf(f, "  %-9s %s\n", "help", "this list, or `rlx help <command>`");
+    fprintf(f, "\nexit codes: 0 success, 1 model or runtime error, 2 usage error\n");
 }
 
 int main(int argc, char **argv) {
@@ -173,20 +183,27 @@ int main(int argc, char **argv) {
     rlx_simt_device_install();
 #endif
     if (argc < 2) return cli_error(CLI_USAGE, "no command given (rlx help lists them)");
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
-    if (!strcmp(cmd, "plan")) return cmd_plan(argc - 1, argv + 1);
-    if (!strcmp(cmd, "demo")) return cmd_demo(argc - 1, argv + 1);
-    if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
-    if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
-    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    const char *name = argv[1];
+    if (!strcmp(name, "version") || !strcmp(name, "--version")) {
         printf("rlx %s\n", rlx_version_string());
         return CLI_OK;
     }
-    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+        if (argc > 2) {
+            const cli_command *c = find_command(argv[2]);
+            if (!c) return cli_error(CLI_USAGE, "help: unknown command '%s' (rlx help lists them)", argv[2]);
+            fputs(c->usage, stdout);
+            return CLI_OK;
+        }
         usage(stdout);
         return CLI_OK;
     }
-    return cli_error(CLI_USAGE, "unknown command '%s' (rlx help lists them)", cmd);
+    const cli_command *c = find_command(name);
+    if (!c) return cli_error(CLI_USAGE, "unknown command '%s' (rlx help lists them)", name);
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(c->usage, stdout);
+            return CLI_OK;
+        }
+    return c->run(argc - 1, argv + 1);
 }
