@@ -177,6 +177,45 @@ Test(profile, toml_syntax_and_duplicates) {
     expect_refused("[passes]\ndce = true true\n", "bad.rlx.toml:2:", "TOML syntax error");
 }
 
+/* Bytes an outside probe found to crash or abort toml++ 3.3.0 (UB on non-ASCII outside strings,
+ * assertions on "[" + newline), and strings that C would read cut at a NUL: each is a clean
+ * RLX_ERR_PROFILE naming the place. This suite runs in the NDEBUG build and in the ASan+UBSan
+ * Debug build, so both of toml++'s assertion modes are covered. */
+Test(profile, hostile_bytes_refused_cleanly) {
+    expect_refused("caf\xc3\xa9 = 1\n", "bad.rlx.toml:1:4: TOML syntax error", "U+00E9 outside a string or comment");
+    expect_refused("\xc3\xa9", "bad.rlx.toml:1:1:", "U+00E9");
+    expect_refused("\xcc\xaa", "bad.rlx.toml:1:1:", "U+032A");
+    expect_refused("[fusion]\npolicy \xe3\x80\x81= \"none\"\n", "bad.rlx.toml:2:8:", "U+3001");
+    expect_refused("[\n", "bad.rlx.toml", "TOML syntax error");
+    expect_refused("[[\n", "bad.rlx.toml", "TOML syntax error");
+    expect_refused("[[[a]]]\n", "bad.rlx.toml", "TOML syntax error");
+    expect_refused("[[=", "bad.rlx.toml", "TOML syntax error");
+    expect_refused("[fusion]\n[\n", "bad.rlx.toml", "TOML syntax error");
+    /* not UTF-8: a lone continuation byte, a truncated sequence, an overlong, a surrogate */
+    expect_refused("# \x80\n", "bad.rlx.toml:1:3: not UTF-8 (byte 0x80", NULL);
+    expect_refused("a = 1 # \xc3", "bad.rlx.toml:1:9: not UTF-8 (byte 0xc3", NULL);
+    expect_refused("# \xc0\xaf\n", "not UTF-8 (byte 0xc0", NULL);
+    expect_refused("# \xed\xa0\x80\n", "not UTF-8 (byte 0xed", NULL);
+    /* nesting is bounded well before the stack is at risk */
+    char deep[400] = "a = ";
+    memset(deep + 4, '[', 300);
+    expect_refused(deep, "bad.rlx.toml:1:", "nested");
+    /* embedded NULs: values, keys and table names are never cut short */
+    expect_refused("[fusion]\npolicy = \"fused\\u0000junk\"\n", "bad.rlx.toml:2:10: the string holds a NUL character", NULL);
+    expect_refused("[\"fusion\\u0000x\"]\n", "bad.rlx.toml:1:2: the table name holds a NUL character", NULL);
+    expect_refused("[fusion]\n\"policy\\u0000\" = \"none\"\n", "bad.rlx.toml:2:1: the key holds a NUL character", NULL);
+    /* non-ASCII inside strings: legal TOML, never a profile key or value */
+    expect_refused("[fusion]\npolicy = \"fus\xc3\xa9\"\n", "bad.rlx.toml:2:10: the string holds a non-ASCII character", NULL);
+    expect_refused("[fusion]\npolicy = \"fus\\u00e9\"\n", "bad.rlx.toml:2:10: the string holds a non-ASCII character", NULL);
+    expect_refused("[fusion]\n\"caf\xc3\xa9\" = 1\n", "bad.rlx.toml:2:1: the key holds a non-ASCII character", NULL);
+    /* ... while comments may say anything, and a BOM is fine */
+    rlx_profile p;
+    cr_assert_eq(rlx_profile_parse("\xef\xbb\xbf# caf\xc3\xa9 \xe2\x89\xa4 \xe3\x80\x81\n[fusion]\npolicy = \"none\" # na\xc3\xafve\n",
+                                   "ok.rlx.toml", &p),
+                 RLX_OK, "%s", rlx_last_error());
+    cr_expect_eq(p.fusion_policy, RLX_FUSION_NONE);
+}
+
 Test(profile, every_problem_listed_in_file_order) {
     rlx_profile p;
     cr_assert_eq(rlx_profile_parse("[passes]\nverbos = true\ndce = 1\n[fusion]\npolicy = \"fast\"\n", "m.toml", &p), RLX_ERR_PROFILE);

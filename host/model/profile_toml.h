@@ -39,9 +39,12 @@ typedef struct rlx__toml_doc {
     size_t n;
 } rlx__toml_doc;
 
-/* Parses len bytes of TOML. A syntax error (duplicate keys included) is RLX_ERR_PROFILE with
- * "<source>:<line>:<col>: TOML syntax error: <what>"; out of memory is RLX_ERR_OUT_OF_MEMORY.
- * Nothing is thrown across this boundary. */
+/* Parses len bytes of TOML (any bytes: profile_toml.cpp says how toml++ is kept safe on them).
+ * A syntax error (duplicate keys included) is RLX_ERR_PROFILE with
+ * "<source>:<line>:<col>: TOML syntax error: <what>"; so are bytes that are not UTF-8, and a key,
+ * table name or string (of the two levels returned) holding a NUL or a non-ASCII character —
+ * "<source>:<line>:<col>: the string holds a NUL character". Out of memory is
+ * RLX_ERR_OUT_OF_MEMORY. Nothing is thrown across this boundary. */
 rlx_status rlx__toml_read(const char *text, size_t len, const char *source, rlx__toml_doc *out);
 void rlx__toml_free(rlx__toml_doc *doc);
 
