@@ -148,8 +148,9 @@ static double check_pooled(const char *what, const bert_case *c, const float *go
     return worst;
 }
 
-static const char *cases[] = {"bert_token_types_f32", "bert_single_type_f32", "bert_prefixed_mlm_f32", "nomic_bert_f32"};
-static int case_ids[] = {0, 1, 2, 3};
+static const char *cases[] = {"bert_token_types_f32", "bert_single_type_f32", "bert_prefixed_mlm_f32", "nomic_bert_f32",
+                              "st_legacy_bert_f32"};
+static int case_ids[] = {0, 1, 2, 3, 4};
 
 ParameterizedTestParameters(bert_hf, matches_reference) {
     return cr_make_param_array(int, case_ids, sizeof case_ids / sizeof case_ids[0]);
@@ -390,5 +391,44 @@ Test(bert_hf, embed_reads_sentence_transformers_pooling) {
     cr_expect(strstr(err_text, "pooling_mode_max_tokens is not one rlx implements"), "%s", err_text);
     rlxt_rmtree(dir);
     free(dir);
+    free_case(&c);
+}
+
+/* The way transformers < 4.31 saved BERT: an int64 embeddings.position_ids buffer beside the
+ * weights. rlx computes positions itself: the buffer is held, unused, and named as such. */
+Test(bert_hf, legacy_position_ids_buffer_is_unused) {
+    bert_case c;
+    load_case("st_legacy_bert_f32", &c);
+    rlx_tensor_view v;
+    cr_assert(rlx_weights_has(c.w, "embeddings.position_ids", &v));
+    cr_expect_eq(v.dtype, RLX_DTYPE_I64);
+    rlx_encoder_recipe_params p = rlx_encoder_recipe_default_params();
+    p.seq = c.S;
+    rlx_flow *f;
+    cr_assert_eq(rlx_encoder_flow(&c.cfg, &p, &f), RLX_OK);
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(f, c.w, NULL, &m), RLX_OK, "%s", rlx_last_error());
+    int found = 0;
+    for (int i = 0; i < rlx_model_unused_tensor_count(m); i++) found += !strcmp(rlx_model_unused_tensor(m, i), "embeddings.position_ids");
+    cr_expect_eq(found, 1);
+    rlx_model_destroy(m);
+
+    /* a tensor a stage reads, stored in a type rlx only holds: refused by name */
+    rlx_weights *w2;
+    cr_assert_eq(rlx_weights_create(&w2), RLX_OK);
+    cr_assert_eq(rlx_weights_set_config_json(w2, rlx_weights_config_json(c.w)), RLX_OK);
+    for (size_t i = 0; i < rlx_weights_count(c.w); i++) {
+        rlx_tensor_view t;
+        cr_assert_eq(rlx_weights_at(c.w, i, &t), RLX_OK);
+        int swap = !strcmp(t.name, "embeddings.position_embeddings.weight");
+        cr_assert_eq(rlx_weights_add(w2, t.name, swap ? RLX_DTYPE_I32 : t.dtype, t.ndim, t.shape, t.data), RLX_OK);
+    }
+    m = (rlx_model *)1;
+    cr_expect_eq(rlx_model_build(f, w2, NULL, &m), RLX_ERR_UNSUPPORTED);
+    cr_expect_null(m);
+    cr_expect(strstr(rlx_last_error(), "weight 'embeddings.position_embeddings.weight'") && strstr(rlx_last_error(), "stored as I32"),
+              "%s", rlx_last_error());
+    rlx_weights_destroy(w2);
+    rlx_flow_destroy(f);
     free_case(&c);
 }

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "io/npy.h"
 #include "rlx/flow.h"
@@ -106,12 +107,13 @@ static void check_against_hf(const char *name, const hf_case *c, const float *go
     }
 }
 
-static const char *cases[] = {"gqa_tied_f32",      "mqa_untied_bf16", "llama3_scaling_f32", "head_dim_explicit_f32",
-                              "sharded_bf16",      "legacy_config_f32", "f16",              "single_token_f32"};
+static const char *cases[] = {"gqa_tied_f32",      "mqa_untied_bf16",   "llama3_scaling_f32", "head_dim_explicit_f32",
+                              "sharded_bf16",      "legacy_config_f32", "f16",                "single_token_f32",
+                              "legacy_buffers_f32"};
 
 /* Criterion re-executes the binary for each test (addresses change under PIE), so the
  * parameter is an index into cases, not a pointer. */
-static int case_ids[] = {0, 1, 2, 3, 4, 5, 6, 7};
+static int case_ids[] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 
 ParameterizedTestParameters(llama_hf, matches_transformers) {
     return cr_make_param_array(int, case_ids, sizeof case_ids / sizeof case_ids[0]);
@@ -226,4 +228,94 @@ Test(llama_hf, ragged_batch_matches_separate_runs) {
     rlx_model_destroy(m);
     rlx_flow_destroy(f);
     free_case(&c);
+}
+
+/* transformers < 4.31 saved RoPE's inv_freq in every layer: the checkpoint opens, runs (above),
+ * and the build names the buffers as tensors no stage reads; `rlx plan` lists them. */
+Test(llama_hf, legacy_inv_freq_buffers_are_unused) {
+    hf_case c = {0};
+    load_case("legacy_buffers_f32", &c);
+    rlx_llama_recipe_params p = rlx_llama_recipe_default_params();
+    p.seq = c.S;
+    rlx_flow *f;
+    cr_assert_eq(rlx_llama_flow(&c.cfg, &p, &f), RLX_OK);
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(f, c.w, NULL, &m), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(rlx_model_unused_tensor_count(m), 2);
+    cr_expect_str_eq(rlx_model_unused_tensor(m, 0), "model.layers.0.self_attn.rotary_emb.inv_freq");
+    cr_expect_str_eq(rlx_model_unused_tensor(m, 1), "model.layers.1.self_attn.rotary_emb.inv_freq");
+    cr_expect_null(rlx_model_unused_tensor(m, 2));
+    cr_expect_null(rlx_model_unused_tensor(m, -1));
+    cr_expect_eq(rlx_model_unused_tensor_count(NULL), 0);
+    cr_expect_null(rlx_model_unused_tensor(NULL, 0));
+    rlx_model_destroy(m);
+    rlx_flow_destroy(f);
+    free_case(&c);
+
+    char args[1200], out[1 << 16], err[4096];
+    snprintf(args, sizeof args, "plan --model %s/llama/legacy_buffers_f32 --seq 8", rlxt_fixtures_dir());
+    int rc = rlxt_run_cli(NULL, args, out, sizeof out, err, sizeof err);
+    cr_assert_eq(rc, 0, "rlx %s: %s", args, err);
+    cr_expect(strstr(out, "unused tensors (2): in the checkpoint, read by no stage\n"
+                          "  model.layers.0.self_attn.rotary_emb.inv_freq F32 [4]\n"
+                          "  model.layers.1.self_attn.rotary_emb.inv_freq F32 [4]\n"),
+              "%s", out);
+}
+
+/* Old checkpoints' masks and buffers in other types (bool causal masks, f32 masked_bias, int64
+ * position ids) do not stop a build; a tensor a stage needs in such a type is refused by name. */
+Test(llama_hf, non_float_tensors_held_unused_refused_when_read) {
+    rlx_llama_config cfg;
+    cr_assert_eq(rlx_llama_builtin_config("tiny", &cfg), RLX_OK);
+    cfg.num_hidden_layers = 1;
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&cfg, 5, RLX_DTYPE_BF16, &w), RLX_OK);
+    unsigned char mask[16] = {1, 0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1, 1, 1};
+    int64_t mshape[4] = {1, 1, 4, 4}, one[1] = {1}, pshape[2] = {1, 4};
+    float masked = -1e4f;
+    int64_t pos[4] = {0, 1, 2, 3};
+    cr_assert_eq(rlx_weights_add(w, "model.layers.0.self_attn.bias", RLX_DTYPE_BOOL, 4, mshape, mask), RLX_OK);
+    cr_assert_eq(rlx_weights_add(w, "model.layers.0.self_attn.masked_bias", RLX_DTYPE_F32, 1, one, &masked), RLX_OK);
+    cr_assert_eq(rlx_weights_add(w, "model.position_ids", RLX_DTYPE_I64, 2, pshape, pos), RLX_OK);
+    rlx_llama_recipe_params p = rlx_llama_recipe_default_params();
+    p.seq = 8;
+    rlx_flow *f;
+    cr_assert_eq(rlx_llama_flow(&cfg, &p, &f), RLX_OK);
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(f, w, NULL, &m), RLX_OK, "%s", rlx_last_error());
+    cr_expect_eq(rlx_model_unused_tensor_count(m), 3);
+    cr_expect_str_eq(rlx_model_unused_tensor(m, 0), "model.layers.0.self_attn.bias");
+    cr_expect_str_eq(rlx_model_unused_tensor(m, 1), "model.layers.0.self_attn.masked_bias");
+    cr_expect_str_eq(rlx_model_unused_tensor(m, 2), "model.position_ids");
+    int32_t tok[3] = {1, 2, 3};
+    rlx_session *s;
+    cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
+    cr_expect_eq(rlx_session_prefill(s, tok, 3, NULL, 1, NULL), RLX_OK, "%s", rlx_last_error());
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+
+    /* the same set with the final norm stored as int64: refused, naming tensor and type */
+    rlx_weights *w2;
+    cr_assert_eq(rlx_weights_create(&w2), RLX_OK);
+    cr_assert_eq(rlx_weights_set_config_json(w2, rlx_weights_config_json(w)), RLX_OK);
+    for (size_t i = 0; i < rlx_weights_count(w); i++) {
+        rlx_tensor_view v;
+        cr_assert_eq(rlx_weights_at(w, i, &v), RLX_OK);
+        if (!strcmp(v.name, "model.norm.weight")) {
+            int64_t *ids = calloc((size_t)v.shape[0], sizeof *ids);
+            cr_assert_eq(rlx_weights_add(w2, v.name, RLX_DTYPE_I64, 1, v.shape, ids), RLX_OK);
+            free(ids);
+        } else {
+            cr_assert_eq(rlx_weights_add(w2, v.name, v.dtype, v.ndim, v.shape, v.data), RLX_OK);
+        }
+    }
+    m = (rlx_model *)1;
+    cr_expect_eq(rlx_model_build(f, w2, NULL, &m), RLX_ERR_UNSUPPORTED);
+    cr_expect_null(m);
+    cr_expect(strstr(rlx_last_error(), "weight 'model.norm.weight'") && strstr(rlx_last_error(), "stored as I64") &&
+                  strstr(rlx_last_error(), "F32, F16 and BF16"),
+              "%s", rlx_last_error());
+    rlx_weights_destroy(w2);
+    rlx_flow_destroy(f);
+    rlx_weights_destroy(w);
 }

@@ -344,10 +344,16 @@ Test(weights, in_memory_add_get_duplicate) {
     cr_expect(strstr(rlx_last_error(), "'b' already exists") != NULL, "%s", rlx_last_error());
     cr_expect_eq(rlx_weights_count(w), 3, "a refused add changes nothing");
 
-    s = rlx_weights_add(w, "i", RLX_DTYPE_I32, 2, shape, data);
-    cr_expect_eq(s, RLX_ERR_UNSUPPORTED);
-    cr_expect(strstr(rlx_last_error(), "tensor 'i'") && strstr(rlx_last_error(), "I32"), "%s", rlx_last_error());
+    /* types rlx only holds are kept, as a file's would be */
+    s = rlx_weights_add(w, "i", RLX_DTYPE_I64, 1, shape, data);
+    cr_expect_eq(s, RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(rlx_weights_get(w, "i", &v), RLX_OK);
+    cr_expect_eq(v.dtype, RLX_DTYPE_I64);
+    cr_expect_eq(v.nbytes, 24);
     s = rlx_weights_add(w, "d", (rlx_dtype)77, 2, shape, data);
+    cr_expect_eq(s, RLX_ERR_UNSUPPORTED);
+    cr_expect(strstr(rlx_last_error(), "tensor 'd'") && strstr(rlx_last_error(), "77"), "%s", rlx_last_error());
+    s = rlx_weights_add(w, "d", (rlx_dtype)-1, 2, shape, data);
     cr_expect_eq(s, RLX_ERR_UNSUPPORTED);
     int64_t neg[2] = {3, -2};
     s = rlx_weights_add(w, "n", RLX_DTYPE_F32, 2, neg, data);
@@ -363,7 +369,7 @@ Test(weights, in_memory_add_get_duplicate) {
     cr_expect_eq(rlx_weights_add(w, "nodata", RLX_DTYPE_F32, 2, shape, NULL), RLX_ERR_INVALID_ARGUMENT);
     cr_expect_eq(rlx_weights_add(w, "", RLX_DTYPE_F32, 2, shape, data), RLX_ERR_INVALID_ARGUMENT);
     cr_expect_eq(rlx_weights_add(w, "__metadata__", RLX_DTYPE_F32, 2, shape, data), RLX_ERR_INVALID_ARGUMENT);
-    cr_expect_eq(rlx_weights_count(w), 3);
+    cr_expect_eq(rlx_weights_count(w), 4);
 
     s = rlx_weights_get(w, "zz", &v);
     cr_expect_eq(s, RLX_ERR_MISSING_WEIGHT);

@@ -155,6 +155,21 @@ out:
     return rc;
 }
 
+/* The checkpoint's tensors no stage reads (old buffers, unused heads), with dtype and shape. */
+static void print_unused(const rlx_model *m, const rlx_weights *w) {
+    int n = rlx_model_unused_tensor_count(m);
+    printf("unused tensors (%d)%s\n", n, n ? ": in the checkpoint, read by no stage" : "");
+    for (int i = 0; i < n; i++) {
+        rlx_tensor_view v;
+        const char *name = rlx_model_unused_tensor(m, i);
+        if (!rlx_weights_has(w, name, &v)) continue;
+        printf("  %s %s [", name, rlx_dtype_name(v.dtype));
+        for (int d = 0; d < v.ndim; d++) printf("%s%lld", d ? ", " : "", (long long)v.shape[d]);
+        printf("]\n");
+    }
+    printf("\n");
+}
+
 static int cmd_plan(int argc, char **argv) {
     const char *model_dir = NULL, *profile_path = NULL, *v;
     int64_t batch = 1, seq = 0;
@@ -223,6 +238,7 @@ static int cmd_plan(int argc, char **argv) {
         printf("passes:\n%s\n", rlx_model_pass_log(l.model));
         printf("flow stages (%zu):\n%s\n", rlx_flow_stage_count(l.flow), flow_text);
         printf("executed stages (composites expanded):\n%s\n", model_text);
+        print_unused(l.model, l.weights);
         printf("%s", plan_text);
     }
     rlx_free(plan_text);

@@ -60,24 +60,25 @@ rlx_status rlx__fail_prefix(rlx_status status, const char *fmt, ...) {
 
 const char *rlx_version_string(void) { return "0.1.0"; }
 
+/* One table: name and size of every rlx_dtype, in enum order. */
+static const struct {
+    const char *name;
+    size_t size;
+} dtype_info[] = {
+    {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I32", 4},    {"I64", 8},     {"I16", 2},     {"I8", 1},       {"U8", 1},
+    {"BOOL", 1}, {"F64", 8}, {"U16", 2}, {"U32", 4}, {"U64", 8}, {"F8_E4M3", 1}, {"F8_E5M2", 1}, {"F8_E8M0", 1},
+};
+
 const char *rlx_dtype_name(rlx_dtype dtype) {
-    switch (dtype) {
-    case RLX_DTYPE_F32: return "F32";
-    case RLX_DTYPE_F16: return "F16";
-    case RLX_DTYPE_BF16: return "BF16";
-    case RLX_DTYPE_I32: return "I32";
-    }
-    return "?";
+    return (unsigned)dtype < sizeof dtype_info / sizeof dtype_info[0] ? dtype_info[dtype].name : "?";
 }
 
 size_t rlx_dtype_size(rlx_dtype dtype) {
-    switch (dtype) {
-    case RLX_DTYPE_F32: return 4;
-    case RLX_DTYPE_F16: return 2;
-    case RLX_DTYPE_BF16: return 2;
-    case RLX_DTYPE_I32: return 4;
-    }
-    return 0;
+    return (unsigned)dtype < sizeof dtype_info / sizeof dtype_info[0] ? dtype_info[dtype].size : 0;
+}
+
+int rlx_dtype_is_float_weight(rlx_dtype dtype) {
+    return dtype == RLX_DTYPE_F32 || dtype == RLX_DTYPE_F16 || dtype == RLX_DTYPE_BF16;
 }
 
 const char *rlx_device_kind_name(rlx_device_kind k) {

@@ -105,6 +105,7 @@ void rlx_convert_to_f32(float *dst, const void *src, rlx_dtype dtype, size_t n) 
             dst[i] = (float)v;
         }
         return;
+    default: break; /* types rlx only holds (I64, BOOL, …): the build never converts them */
     }
     /* No status to return: make a bad dtype impossible to miss rather than silently zero. */
     for (size_t i = 0; i < n; i++) dst[i] = NAN;

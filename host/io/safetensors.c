@@ -31,21 +31,25 @@
 
 // ---- dtypes ----------------------------------------------------------------------------------
 
-/* Every dtype the reference knows, so that a valid file with, say, I64 tensors is reported as
- * unsupported rather than malformed. Sizes are in bits because of the sub-byte float formats. */
+/* Every dtype the reference knows, so that a valid file is never reported as malformed. Sizes are
+ * in bits because of the sub-byte float formats. Whole-byte types are kept as rlx_dtype values (a
+ * tensor rlx never reads, like an int64 position_ids buffer, must not stop a checkpoint from
+ * opening; the build refuses a stage that needs a non-float one); the sub-byte ones cannot be
+ * viewed as arrays of elements and are refused at open. */
 typedef struct st_dtype {
     const char *name;
     unsigned bits;
-    int rlx; /* rlx_dtype, or -1 when rlx cannot use it */
+    int rlx; /* rlx_dtype, or -1 when rlx cannot hold it */
 } st_dtype;
 
 static const st_dtype st_dtypes[] = {
-    {"F32", 32, RLX_DTYPE_F32}, {"F16", 16, RLX_DTYPE_F16}, {"BF16", 16, RLX_DTYPE_BF16},
-    {"F64", 64, -1},     {"I64", 64, -1},     {"U64", 64, -1},     {"C64", 64, -1},
-    {"I32", 32, -1},     {"U32", 32, -1},     {"I16", 16, -1},     {"U16", 16, -1},
-    {"I8", 8, -1},       {"U8", 8, -1},       {"BOOL", 8, -1},     {"F8_E4M3", 8, -1},
-    {"F8_E5M2", 8, -1},  {"F8_E8M0", 8, -1},  {"F6_E2M3", 6, -1},  {"F6_E3M2", 6, -1},
-    {"F4", 4, -1},
+    {"F32", 32, RLX_DTYPE_F32},        {"F16", 16, RLX_DTYPE_F16},        {"BF16", 16, RLX_DTYPE_BF16},
+    {"F64", 64, RLX_DTYPE_F64},        {"I64", 64, RLX_DTYPE_I64},        {"U64", 64, RLX_DTYPE_U64},
+    {"C64", 64, -1},                   {"I32", 32, RLX_DTYPE_I32},        {"U32", 32, RLX_DTYPE_U32},
+    {"I16", 16, RLX_DTYPE_I16},        {"U16", 16, RLX_DTYPE_U16},        {"I8", 8, RLX_DTYPE_I8},
+    {"U8", 8, RLX_DTYPE_U8},           {"BOOL", 8, RLX_DTYPE_BOOL},       {"F8_E4M3", 8, RLX_DTYPE_F8_E4M3},
+    {"F8_E5M2", 8, RLX_DTYPE_F8_E5M2}, {"F8_E8M0", 8, RLX_DTYPE_F8_E8M0}, {"F6_E2M3", 6, -1},
+    {"F6_E3M2", 6, -1},                {"F4", 4, -1},
 };
 
 static const st_dtype *st_dtype_find(const char *name) {
@@ -55,12 +59,9 @@ static const st_dtype *st_dtype_find(const char *name) {
 }
 
 static const char *st_dtype_string(rlx_dtype d) {
-    switch (d) {
-    case RLX_DTYPE_F32: return "F32";
-    case RLX_DTYPE_F16: return "F16";
-    case RLX_DTYPE_BF16: return "BF16";
-    default: return NULL;
-    }
+    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
+        if (st_dtypes[i].rlx == (int)d) return st_dtypes[i].name;
+    return NULL;
 }
 
 /* "[2, 3]" from a JSON shape array, shortened with "..." when long. */
@@ -337,7 +338,8 @@ rlx_status rlx__st_parse(const char *path, const unsigned char *buf, size_t len,
     if (!s && unsup.name) {
         if (unsup.dtype)
             s = rlx__fail(RLX_ERR_UNSUPPORTED,
-                          "%s: tensor '%s': unsupported dtype %s (rlx reads F32, F16 and BF16)",
+                          "%s: tensor '%s': unsupported dtype %s (rlx holds whole-byte element types "
+                          "and computes with F32, F16 and BF16)",
                           path, unsup.name, unsup.dtype);
         else
             s = rlx__fail(RLX_ERR_UNSUPPORTED, "%s: tensor '%s': %zu dimensions, rlx supports at most %d",

@@ -490,10 +490,9 @@ rlx_status rlx_weights_add(rlx_weights *w, const char *name, rlx_dtype dtype, in
     if (!name[0] || strcmp(name, "__metadata__") == 0)
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_add: '%s' is not a usable tensor name",
                          name);
-    if (dtype != RLX_DTYPE_F32 && dtype != RLX_DTYPE_F16 && dtype != RLX_DTYPE_BF16)
-        return rlx__fail(RLX_ERR_UNSUPPORTED,
-                         "rlx_weights_add: tensor '%s': dtype %d (%s) is not F32, F16 or BF16",
-                         name, (int)dtype, rlx_dtype_name(dtype));
+    if (rlx_dtype_size(dtype) == 0)
+        return rlx__fail(RLX_ERR_UNSUPPORTED, "rlx_weights_add: tensor '%s': dtype %d is not an rlx_dtype",
+                         name, (int)dtype);
     if (ndim < 0 || ndim > RLX_MAX_DIMS || (ndim > 0 && !shape))
         return rlx__fail(RLX_ERR_SHAPE, "rlx_weights_add: tensor '%s': ndim %d (allowed 0..%d%s)",
                          name, ndim, RLX_MAX_DIMS, ndim > 0 && !shape ? ", shape is NULL" : "");

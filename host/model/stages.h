@@ -173,6 +173,8 @@ struct rlx_model {
     rlx_profile profile;  /* effective compile profile (rlx/profile.h) */
     char *pass_log;       /* what the build's passes did (rlx_model_pass_log), or NULL */
     int plan_only;        /* built with rlx_build_params.plan_only: formats, never runs */
+    char **unused;        /* [n_unused] names of the weights' tensors no stage reads (sorted) */
+    int n_unused;
 };
 
 /* One prefill as the executors see it. */

@@ -116,6 +116,18 @@ static rlx_status resolve_weights(rlx_model *m, const rlx_weights *w, problems *
                     if (!seen) problem(pr, RLX_ERR_MISSING_WEIGHT, "weight '%s' (stage %s) is missing", key, st->name);
                     continue;
                 }
+                if (!rlx_dtype_is_float_weight(e->view.dtype)) {
+                    /* held so the checkpoint opens, but not something a stage can compute with */
+                    int seen = 0;
+                    for (int j = 0; j < i && !seen; j++)
+                        for (int q = 0; q < l->stages[j].n_w; q++)
+                            if (l->stages[j].wkey[q] && !strcmp(l->stages[j].wkey[q], key)) seen = 1;
+                    if (!seen)
+                        problem(pr, RLX_ERR_UNSUPPORTED, "weight '%s' (stage %s) is stored as %s in %s; rlx computes with F32, F16 and BF16 weights",
+                                key, st->name, rlx_dtype_name(e->view.dtype), e->view.file);
+                    memset(&e->view, 0, sizeof e->view);
+                    continue;
+                }
                 if (!(e->key = rlx__strdup(key))) return RLX_ERR_OUT_OF_MEMORY;
                 size_t numel = 1;
                 for (int d = 0; d < e->view.ndim; d++) numel *= (size_t)e->view.shape[d];
@@ -126,6 +138,25 @@ static rlx_status resolve_weights(rlx_model *m, const rlx_weights *w, problems *
             }
             m->stage_w[(size_t)i * RLX__STAGE_MAX_W + (size_t)k] = idx;
         }
+    }
+    return RLX_OK;
+}
+
+/* The weights' tensors that no stage reads, by name (the weights are sorted by name). */
+static rlx_status list_unused(rlx_model *m, const rlx_weights *w) {
+    size_t n = rlx_weights_count(w);
+    m->unused = rlx__calloc(n + 1, sizeof(char *), "the unused-tensor list");
+    if (!m->unused) return RLX_ERR_OUT_OF_MEMORY;
+    for (size_t i = 0; i < n; i++) {
+        rlx_tensor_view v;
+        if (rlx_weights_at(w, i, &v)) return RLX_ERR_INTERNAL;
+        int used = find_weight(m, v.name) >= 0;
+        for (int s = 0; s < m->list.n_stages && !used; s++)
+            for (int k = 0; k < m->list.stages[s].n_w && !used; k++)
+                used = m->list.stages[s].wkey[k] && !strcmp(m->list.stages[s].wkey[k], v.name);
+        if (used) continue;
+        if (!(m->unused[m->n_unused] = rlx__strdup(v.name))) return RLX_ERR_OUT_OF_MEMORY;
+        m->n_unused++;
     }
     return RLX_OK;
 }
@@ -331,6 +362,8 @@ void rlx_model_destroy(rlx_model *m) {
     rlx__dev_model_free(m->dev);
     rlx__slist_free(&m->list);
     free(m->pass_log);
+    for (int i = 0; i < m->n_unused; i++) free(m->unused[i]);
+    free(m->unused);
     free(m);
 }
 
@@ -396,6 +429,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     if ((s = rlx__pass_dce(m))) goto fail;
     problems pr = {0};
     if ((s = resolve_weights(m, w, &pr))) goto fail;
+    if ((s = list_unused(m, w))) goto fail;
     infer(m, &pr);
     if (pr.count) {
         s = rlx__fail(pr.status, "flow '%s': %d weight problem%s: %s", flow->name, pr.count, pr.count > 1 ? "s" : "", pr.text);
@@ -454,6 +488,10 @@ int64_t rlx_model_max_tokens(const rlx_model *m) { return m ? m->max_tokens : 0;
 int64_t rlx_model_max_sequences(const rlx_model *m) { return m ? m->max_seqs : 0; }
 int rlx_model_output_per_sequence(const rlx_model *m) {
     return m ? m->list.values[m->output].rows == RLX__ROWS_SEQUENCES : 0;
+}
+int rlx_model_unused_tensor_count(const rlx_model *m) { return m ? m->n_unused : 0; }
+const char *rlx_model_unused_tensor(const rlx_model *m, int i) {
+    return m && i >= 0 && i < m->n_unused ? m->unused[i] : NULL;
 }
 rlx_status rlx_model_format(const rlx_model *m, char **text) {
     if (!m || !text) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_format: NULL argument");

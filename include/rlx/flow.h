@@ -204,6 +204,11 @@ RLX_API const char *rlx_model_device_name(const rlx_model *model);
 RLX_API rlx_status rlx_model_format_plan(const rlx_model *model, char **text);
 /* The executed (expanded, shape-resolved) stage list as text; free with rlx_free. */
 RLX_API rlx_status rlx_model_format(const rlx_model *model, char **text);
+/* Tensors of the weights the model was built from that no stage reads (buffers old checkpoints
+ * carry, such as an int64 embeddings.position_ids or rotary_emb.inv_freq, heads a flow does not
+ * use), in name order: the count, and the i-th name (NULL when i is out of range). */
+RLX_API int rlx_model_unused_tensor_count(const rlx_model *model);
+RLX_API const char *rlx_model_unused_tensor(const rlx_model *model, int i);
 
 RLX_API rlx_status rlx_session_create(const rlx_model *model, rlx_session **out);
 RLX_API void rlx_session_destroy(rlx_session *session);

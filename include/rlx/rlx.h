@@ -67,12 +67,28 @@ RLX_API void rlx_clear_error(void);
 
 RLX_API const char *rlx_version_string(void);
 
-/* Element types of tensors. Values are only ever appended. */
+/* Element types of tensors. Values are only ever appended. rlx computes with F32, F16 and BF16
+ * weights (and I32 ids); the other types exist so that a checkpoint can carry tensors rlx never
+ * reads — old transformers saved int64 `embeddings.position_ids`, bool attention masks — and
+ * still open: such a tensor is listed as unused, and a stage that needs one is refused at build
+ * naming it. */
 typedef enum rlx_dtype {
     RLX_DTYPE_F32 = 0,
     RLX_DTYPE_F16 = 1,
     RLX_DTYPE_BF16 = 2,
     RLX_DTYPE_I32 = 3,
+    RLX_DTYPE_I64 = 4,
+    RLX_DTYPE_I16 = 5,
+    RLX_DTYPE_I8 = 6,
+    RLX_DTYPE_U8 = 7,
+    RLX_DTYPE_BOOL = 8,
+    RLX_DTYPE_F64 = 9,
+    RLX_DTYPE_U16 = 10,
+    RLX_DTYPE_U32 = 11,
+    RLX_DTYPE_U64 = 12,
+    RLX_DTYPE_F8_E4M3 = 13,
+    RLX_DTYPE_F8_E5M2 = 14,
+    RLX_DTYPE_F8_E8M0 = 15,
 } rlx_dtype;
 
 /* Fusion policy of the planner (profile key fusion.policy). */
@@ -88,8 +104,12 @@ typedef enum rlx_precision {
     RLX_PRECISION_F16 = 2,
 } rlx_precision;
 
+/* The safetensors spelling ("F32", "I64", …), "?" for a value outside the enum. */
 RLX_API const char *rlx_dtype_name(rlx_dtype dtype);
+/* Bytes per element, 0 for a value outside the enum. */
 RLX_API size_t rlx_dtype_size(rlx_dtype dtype);
+/* 1 for the types rlx computes with as weights: F32, F16 and BF16. */
+RLX_API int rlx_dtype_is_float_weight(rlx_dtype dtype);
 
 #ifdef __cplusplus
 }

@@ -4,7 +4,9 @@
  * views stay valid until rlx_weights_destroy (adding tensors does not move earlier views).
  * Every view's data is aligned to its element size, so it can be read through a typed pointer
  * (a tensor stored unaligned in a file, which the reference writer never produces, is copied
- * once at open). Supported dtypes: F32, F16, BF16. Handles are not thread-safe for mutation;
+ * once at open). Tensors of every whole-byte safetensors dtype are held (rlx_dtype); models compute
+ * with F32, F16 and BF16 weights, and a build refuses a stage that needs a tensor of another type,
+ * naming it. Handles are not thread-safe for mutation;
  * concurrent lookups on a handle nobody mutates are fine.
  */
 #ifndef RLX_WEIGHTS_H
@@ -22,7 +24,7 @@ typedef struct rlx_weights rlx_weights;
 
 typedef struct rlx_tensor_view {
     const char *name;              /* tensor name, e.g. "model.embed_tokens.weight" */
-    rlx_dtype dtype;               /* F32, F16 or BF16 */
+    rlx_dtype dtype;               /* F32, F16, BF16, or a type rlx only holds (I64, BOOL, …) */
     int ndim;                      /* 0..RLX_MAX_DIMS */
     int64_t shape[RLX_MAX_DIMS];   /* row-major, outermost first */
     const void *data;              /* little-endian elements, C order */
@@ -36,7 +38,8 @@ typedef struct rlx_tensor_view {
  * the index must match the shards exactly (each tensor in the shard the index names, nothing
  * unlisted, shard names plain file names inside the directory). Errors name the file, the
  * tensor and the rule broken: RLX_ERR_IO (missing/unreadable files), RLX_ERR_FORMAT (malformed
- * content), RLX_ERR_UNSUPPORTED (dtypes other than F32/F16/BF16, more than RLX_MAX_DIMS dims). */
+ * content), RLX_ERR_UNSUPPORTED (sub-byte dtypes F4/F6_*, complex C64, more than RLX_MAX_DIMS
+ * dims). */
 RLX_API rlx_status rlx_weights_open(const char *model_dir, rlx_weights **out);
 
 /* Opens one .safetensors file (no config). */
@@ -46,7 +49,7 @@ RLX_API rlx_status rlx_weights_open_file(const char *path, rlx_weights **out);
 RLX_API rlx_status rlx_weights_create(rlx_weights **out);
 
 /* Copies a tensor into a set (in-memory or opened). Refused: duplicate names and empty or
- * "__metadata__" names (RLX_ERR_INVALID_ARGUMENT), dtypes other than F32/F16/BF16
+ * "__metadata__" names (RLX_ERR_INVALID_ARGUMENT), a dtype outside rlx_dtype
  * (RLX_ERR_UNSUPPORTED), ndim outside 0..RLX_MAX_DIMS, negative dims or overflowing sizes
  * (RLX_ERR_SHAPE). data may be NULL only when the tensor has zero elements. */
 RLX_API rlx_status rlx_weights_add(rlx_weights *w, const char *name, rlx_dtype dtype, int ndim,
@@ -83,8 +86,8 @@ RLX_API rlx_status rlx_weights_save_file(const rlx_weights *w, const char *path)
  * model.safetensors. */
 RLX_API rlx_status rlx_weights_save_dir(const rlx_weights *w, const char *dir);
 
-/* Converts n elements of src (F32/F16/BF16, also I32) to f32; src need not be aligned. An
- * unknown dtype fills dst with NaN (there is no status to return). */
+/* Converts n elements of src (F32/F16/BF16, also I32) to f32; src need not be aligned. Any
+ * other dtype fills dst with NaN (there is no status to return). */
 RLX_API void rlx_convert_to_f32(float *dst, const void *src, rlx_dtype dtype, size_t n);
 /* Rounds f32 to bf16 / f16: round to nearest even, NaN stays a (quiet) NaN with its sign,
  * overflow goes to infinity, f16 subnormals are exact. Widening is exact. */
