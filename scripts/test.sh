@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Quick start, step 2: build and run the whole test suite — a warnings-as-errors build (unit,
-# simt in both thread orders, nvcc compile checks, examples), then the same suite under
-# AddressSanitizer + UndefinedBehaviorSanitizer (RLX_TEST_SANITIZE=0 skips the second).
+# simt in both thread orders, nvcc compile checks, examples); a Release build (-O3 warns where
+# -O2 does not) in the GPU session's configuration (sm_90a only, no Criterion)
+# with the tests that need no Criterion; then the suite under AddressSanitizer +
+# UndefinedBehaviorSanitizer (RLX_TEST_SANITIZE=0 skips it, RLX_TEST_RELEASE=0 the Release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -10,6 +12,11 @@ jobs=$(nproc)
 cmake -S . -B build-test -G Ninja -DRLX_WERROR=ON
 cmake --build build-test -j "$jobs"
 (cd build-test && ctest --output-on-failure -j "$jobs")
+if [ "${RLX_TEST_RELEASE:-1}" != 0 ]; then
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DRLX_WERROR=ON -DRLX_CUDA_ARCHS=90a -DRLX_CRITERION=OFF
+  cmake --build build-release -j "$jobs"
+  (cd build-release && ctest --output-on-failure -j "$jobs" -LE 'nvcc|gpu')
+fi
 if [ "${RLX_TEST_SANITIZE:-1}" != 0 ]; then
   # CUDA off: nothing here runs the cuda device, and nvcc time is better spent once, above.
   cmake -S . -B build-asan -G Ninja -DRLX_WERROR=ON -DRLX_SANITIZE=ON -DRLX_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug

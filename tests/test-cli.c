@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 
 #include "io/npy.h"
+#include "runtime/device.h"
 #include "testutil.h"
 
 static char out_text[1 << 16], err_text[1 << 14];
@@ -184,4 +185,32 @@ Test(cli, every_command_has_help) {
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) cr_expect(strstr(out_text, cmds[i]), "rlx help lacks %s", cmds[i]);
     cr_expect_eq(rlx("help frobnicate"), 2);
     expect_one_line_error();
+}
+
+/* rlx check picks cuda when it opens; otherwise it says it falls back to simt and why, and with
+ * --device cuda it fails instead of falling back. A missing --model is reported before any
+ * kernel check runs, so these cases take a second. */
+Test(cli, check_says_when_it_falls_back_and_never_with_device_cuda) {
+    const rlx__device_ops *ops = rlx__device_ops_for(RLX_DEVICE_CUDA);
+    rlx__device *d = NULL;
+    const int gpu = ops && ops->open(0, &d) == RLX_OK;
+    if (gpu) ops->close(d);
+    rlx_clear_error();
+
+    cr_expect_eq(rlx("check --model /nonexistent/rlx-model"), 1);
+    cr_expect(strstr(err_text, "/nonexistent/rlx-model"), "%s", err_text);
+    cr_expect(!strstr(out_text, "checks, "), "kernel checks ran before the model was opened: %s", out_text);
+    if (gpu) {
+        cr_expect(!strstr(err_text, "simt"), "a GPU is present, yet: %s", err_text);
+    } else if (ops) {
+        cr_expect(strstr(err_text, "rlx check: CUDA did not open (") && strstr(err_text, "falling back to the simt device"),
+                  "no notice of the fallback: %s", err_text);
+    } else {
+        cr_expect(strstr(err_text, "this build has no CUDA backend: checking the simt device"), "%s", err_text);
+    }
+
+    cr_expect_eq(rlx("check --device cuda --model /nonexistent/rlx-model"), 1);
+    expect_one_line_error();
+    cr_expect(!strstr(err_text, "simt"), "--device cuda mentions simt: %s", err_text);
+    if (!gpu) cr_expect(strstr(err_text, ops ? "CUDA" : "not available in this build"), "%s", err_text);
 }

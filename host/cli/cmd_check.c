@@ -52,26 +52,52 @@ static int cmd_check(int argc, char **argv) {
         if (ps) return cli_error(ps == RLX_ERR_OUT_OF_MEMORY ? CLI_RUNTIME : CLI_USAGE, "--profile: %s", rlx_last_error());
         if (fusion_set) profile.fusion_policy = fusion;
     }
+    cli_llama l;
+    memset(&l, 0, sizeof l);
+    int have_model = 0;
+    int rc = CLI_OK;
     if (dev == RLX_DEVICE_AUTO) {
-        /* the GPU when there is one, else the simt test device */
+        /* The GPU when one opens, else the simt test device, and the user is told why: a broken
+         * CUDA install must not "pass" on the CPU emulator unnoticed. --device cuda never falls
+         * back (it fails below). */
         dev = RLX_DEVICE_CUDA;
-        const rlx__device_ops *ops = rlx__device_ops_for(RLX_DEVICE_CUDA);
-        rlx__device *d = NULL;
-        if (!ops || ops->open(0, &d)) dev = RLX_DEVICE_SIMT;
-        else ops->close(d);
+        const rlx__device_ops *cops = rlx__device_ops_for(RLX_DEVICE_CUDA);
+        rlx__device *cd = NULL;
+        if (!cops) {
+            dev = RLX_DEVICE_SIMT;
+            fprintf(stderr, "rlx check: this build has no CUDA backend: checking the simt device (CUDA kernels emulated on the CPU)\n");
+        } else if (cops->open(0, &cd)) {
+            dev = RLX_DEVICE_SIMT;
+            fprintf(stderr, "rlx check: CUDA did not open (%s): falling back to the simt device (CUDA kernels emulated on the CPU); "
+                            "--device cuda fails instead\n", rlx_last_error());
+        } else {
+            cops->close(cd);
+        }
         rlx_clear_error();
     }
     const rlx__device_ops *ops = rlx__device_ops_for(dev);
-    if (!ops) return cli_error(CLI_RUNTIME, "check: device '%s' is not available in this build", rlx_device_kind_name(dev));
     rlx__device *d = NULL;
-    rlx_status s = ops->open(0, &d);
-    if (s) return cli_status_error(s, "check");
-    printf("rlx check: device %s (%s)\n", rlx_device_kind_name(dev), ops->describe(d));
+    rlx_status s = RLX_OK;
+    if (!ops) {
+        rc = cli_error(CLI_RUNTIME, "check: device '%s' is not available in this build", rlx_device_kind_name(dev));
+        goto out_model;
+    }
+    if ((s = ops->open(0, &d))) {
+        rc = cli_status_error(s, "check");
+        goto out_model;
+    }
+    char desc[300];
+    snprintf(desc, sizeof desc, "%s", ops->describe(d));
     ops->close(d);
+    /* The model before the kernel checks: a wrong --model fails in a second, not after minutes. */
+    if (model_dir) {
+        if ((rc = cli_llama_open(model_dir, &l))) goto out_model;
+        have_model = 1;
+    }
+    printf("rlx check: device %s (%s)\n", rlx_device_kind_name(dev), desc);
 
     rlx__check_report r = {0};
     printf("%-11s %-58s %-5s %10s %10s %10s  %s\n", "op", "shape", "dtype", "NMSE", "max err", "bound", "result");
-    int rc = CLI_OK;
     const rlx_kdtype dts[2] = {RLX_K_BF16, RLX_K_F32};
     for (int i = 0; i < 2 && rc == CLI_OK; i++) {
         int from = r.n;
@@ -84,9 +110,7 @@ static int cmd_check(int argc, char **argv) {
         rlx_weights *w = NULL;
         rlx_flow *flow = NULL;
         char label[160];
-        if (model_dir) {
-            cli_llama l;
-            if ((rc = cli_llama_open(model_dir, &l))) goto out;
+        if (have_model) {
             w = l.weights;
             cfg = l.cfg;
             snprintf(label, sizeof label, "%s", model_dir);
@@ -116,7 +140,7 @@ static int cmd_check(int argc, char **argv) {
         print_rows(&r, from, "bf16");
         if (s) rc = cli_status_error(s, "check: whole model");
         rlx_flow_destroy(flow);
-        rlx_weights_destroy(w);
+        if (!have_model) rlx_weights_destroy(w);
     }
 out:
     if (rc == CLI_OK) {
@@ -124,6 +148,8 @@ out:
         if (r.failed) rc = CLI_RUNTIME;
     }
     rlx__check_report_free(&r);
+out_model:
+    if (have_model) cli_llama_close(&l);
     return rc;
 }
 
@@ -134,7 +160,8 @@ const cli_command cli_cmd_check = {
     .usage =
     "usage: rlx check [--model DIR] [options]\n"
     "  --model DIR            also check this model end to end (default: kernels and a built-in model)\n"
-    "  --device cuda|simt     device to check (default: cuda when present, else simt)\n"
+    "  --device cuda|simt     device to check (default: cuda when it opens, else simt, saying why;\n"
+    "                         --device cuda never falls back)\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"
     "  --profile F.rlx.toml   compile profile\n",
 };

@@ -181,7 +181,7 @@ static rlx_status st_entry(const char *path, const char *name, const json_t *v, 
     size_t ndim = json_array_size(js), nelem = 1;
     int overflow = 0;
     for (size_t i = 0; i < ndim; i++) {
-        size_t d;
+        size_t d = 0;
         rlx_status s = st_nonneg_int(path, name, "shape", i, json_array_get(js, i), &d);
         if (s) return s;
         if (!rlx__mul_size(nelem, d, &nelem)) overflow = 1;
@@ -195,7 +195,7 @@ static rlx_status st_entry(const char *path, const char *name, const json_t *v, 
         return rlx__fail(RLX_ERR_FORMAT,
                          "%s: tensor '%s': 'data_offsets' is %s, expected [begin, end]", path, name,
                          json_is_array(jo) ? "an array of the wrong length" : rlx__json_type_name(jo));
-    size_t begin, end;
+    size_t begin = 0, end = 0;
     rlx_status s = st_nonneg_int(path, name, "data_offsets", 0, json_array_get(jo, 0), &begin);
     if (!s) s = st_nonneg_int(path, name, "data_offsets", 1, json_array_get(jo, 1), &end);
     if (s) return s;

@@ -255,7 +255,7 @@ rlx_status rlx_weights_open_file(const char *path, rlx_weights **out) {
     rlx_weights *w;
     rlx_status s = new_with_origin(path, &w);
     if (s) return s;
-    rlx__st_file *f;
+    rlx__st_file *f = NULL;
     s = add_file(w, path, &f);
     if (!s) s = append_file(w, f);
     if (!s) s = sort_and_check(w);
@@ -351,7 +351,7 @@ static rlx_status open_sharded(rlx_weights *w, const char *dir, const char *inde
             s = RLX_ERR_OUT_OF_MEMORY;
             goto done;
         }
-        rlx__st_file *f;
+        rlx__st_file *f = NULL;
         s = add_file(w, shard_path, &f);
         if (s) {
             rlx__fail_prefix(s, "%s: shard '%s' listed in the index", index_path, shards[i]);
@@ -449,7 +449,7 @@ rlx_status rlx_weights_open(const char *model_dir, rlx_weights **out) {
     text = NULL;
 
     if (stat(single, &st) == 0) {
-        rlx__st_file *f;
+        rlx__st_file *f = NULL;
         s = add_file(w, single, &f);
         if (!s) s = append_file(w, f);
         if (!s) s = sort_and_check(w);
