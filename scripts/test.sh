@@ -3,7 +3,8 @@
 # simt in both thread orders, nvcc compile checks, examples); a Release build (-O3 warns where
 # -O2 does not) in the GPU session's configuration (sm_90a only, no Criterion)
 # with the tests that need no Criterion; then the suite under AddressSanitizer +
-# UndefinedBehaviorSanitizer (RLX_TEST_SANITIZE=0 skips it, RLX_TEST_RELEASE=0 the Release build).
+# UndefinedBehaviorSanitizer with a short smoke run of every fuzz target (RLX_TEST_SANITIZE=0
+# skips it, RLX_TEST_RELEASE=0 the Release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -19,7 +20,8 @@ if [ "${RLX_TEST_RELEASE:-1}" != 0 ]; then
 fi
 if [ "${RLX_TEST_SANITIZE:-1}" != 0 ]; then
   # CUDA off: nothing here runs the cuda device, and nvcc time is better spent once, above.
-  cmake -S . -B build-asan -G Ninja -DRLX_WERROR=ON -DRLX_SANITIZE=ON -DRLX_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug
+  # The fuzz targets (clang, libFuzzer) build here too; ctest runs each for a few seconds (label fuzz).
+  cmake -S . -B build-asan -G Ninja -DRLX_WERROR=ON -DRLX_SANITIZE=ON -DRLX_CUDA=OFF -DCMAKE_BUILD_TYPE=Debug -DRLX_FUZZ=ON
   cmake --build build-asan -j "$jobs"
   # Criterion does not fail a test whose worker leaks (LeakSanitizer reports at process exit),
   # so the sanitizer reports are also searched for in the full log.
