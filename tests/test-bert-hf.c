@@ -432,3 +432,128 @@ Test(bert_hf, legacy_position_ids_buffer_is_unused) {
     rlx_flow_destroy(f);
     free_case(&c);
 }
+
+static float *read_npy2(const char *path, int64_t rows, int64_t cols) {
+    float *got;
+    int nd;
+    int64_t shape[4];
+    cr_assert_eq(rlx__npy_read_f32(path, &got, &nd, shape, 4), RLX_OK, "%s", rlx_last_error());
+    cr_assert(nd == 2 && shape[0] == rows && shape[1] == cols, "%s: shape", path);
+    return got;
+}
+
+static double row_norm(const float *x, int64_t n) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return sqrt(ss);
+}
+
+/* A sentence-transformers directory (Transformer -> Pooling mean -> Normalize) gives what
+ * SentenceTransformer.encode gives without any flag: unit vectors, the normalized mean pool. */
+Test(bert_hf, embed_follows_sentence_transformers_modules) {
+    bert_case c;
+    load_case("st_legacy_bert_f32", &c);
+    int64_t shp[2] = {c.B, c.H};
+    float *want = load_npy(c.dir, "sentence_embedding.npy", 2, shp);
+    char *dir = rlxt_tmpdir();
+    char a[8192], seqs[2048], npy[1100];
+    snprintf(npy, sizeof npy, "%s/e.npy", dir);
+    case_args(&c, 0, seqs, sizeof seqs);
+    snprintf(a, sizeof a, "embed --model %s%s --device cpu --out %s", c.dir, seqs, npy);
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "pool mean (from 1_Pooling/config.json), L2-normalized (modules.json: Normalize)"), "%s", out_text);
+    float *got = read_npy2(npy, c.B, c.H);
+    for (int64_t b = 0; b < c.B; b++) {
+        cr_expect(fabs(row_norm(got + b * c.H, c.H) - 1) < 1e-5, "sequence %lld: norm %.7f", (long long)b, row_norm(got + b * c.H, c.H));
+        double cs = cosine(got + b * c.H, want + b * c.H, c.H), d = rlxt_max_abs_diff(got + b * c.H, want + b * c.H, (size_t)c.H);
+        cr_expect(cs >= 0.9999 && d <= 1e-4, "sequence %lld: cosine %.8f, max|d| %.3g against sentence_embedding.npy", (long long)b, cs, d);
+    }
+    free(got);
+    /* flags override the modules: --no-normalize gives the plain mean pool, --pool cls the first token */
+    snprintf(a, sizeof a, "embed --model %s%s --device cpu --no-normalize --out %s", c.dir, seqs, npy);
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(!strstr(out_text, "L2-normalized"), "%s", out_text);
+    got = read_npy2(npy, c.B, c.H);
+    for (int64_t b = 0; b < c.B; b++) cr_expect(cosine(got + b * c.H, c.mean + b * c.H, c.H) >= 0.9999);
+    cr_expect(fabs(row_norm(got, c.H) - row_norm(c.mean, c.H)) < 1e-3 * row_norm(c.mean, c.H));
+    free(got);
+    snprintf(a, sizeof a, "embed --model %s%s --device cpu --pool cls --out %s", c.dir, seqs, npy);
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "pool cls, L2-normalized (modules.json: Normalize)"), "%s", out_text);
+    free(want);
+    rlxt_rmtree(dir);
+    free(dir);
+    free_case(&c);
+}
+
+/* A module rlx cannot run is refused by name (exit 1); --ignore-modules embeds with the encoder. */
+Test(bert_hf, embed_refuses_modules_it_cannot_run) {
+    bert_case c;
+    load_case("st_legacy_bert_f32", &c);
+    char *dir = rlxt_tmpdir();
+    cr_assert_eq(rlx_weights_save_dir(c.w, dir), RLX_OK, "%s", rlx_last_error());
+    char sub[1100], a[8192], seqs[2048];
+    snprintf(sub, sizeof sub, "%s/1_Pooling", dir);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    write_text(sub, "config.json", "{\"pooling_mode_mean_tokens\": true}");
+    write_text(dir, "modules.json",
+               "[{\"idx\": 0, \"name\": \"0\", \"path\": \"\", \"type\": \"sentence_transformers.models.Transformer\"},"
+               " {\"idx\": 1, \"name\": \"1\", \"path\": \"1_Pooling\", \"type\": \"sentence_transformers.models.Pooling\"},"
+               " {\"idx\": 2, \"name\": \"2\", \"path\": \"2_Dense\", \"type\": \"sentence_transformers.models.Dense\"}]");
+    case_args(&c, 0, seqs, sizeof seqs);
+    snprintf(a, sizeof a, "embed --model %s%s --device cpu", dir, seqs);
+    cr_expect_eq(rlx(a), 1);
+    expect_one_line_error();
+    cr_expect(strstr(err_text, "module 2 '2_Dense' (sentence_transformers.models.Dense) is not a module rlx can run"), "%s", err_text);
+    snprintf(a, sizeof a, "embed --model %s%s --device cpu --ignore-modules", dir, seqs);
+    cr_expect_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "pool mean (default)") && !strstr(out_text, "L2-normalized"), "%s", out_text);
+    rlxt_rmtree(dir);
+    free(dir);
+    free_case(&c);
+}
+
+/* The reader itself: orders, folders, files that are not what they claim. */
+Test(bert_hf, sentence_transformers_reader) {
+    char *dir = rlxt_tmpdir();
+    rlx_st_pipeline p;
+    cr_expect_eq(rlx_sentence_transformers_read(NULL, &p), RLX_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(rlx_sentence_transformers_read(dir, NULL), RLX_ERR_INVALID_ARGUMENT);
+    /* nothing there: no pipeline */
+    cr_assert_eq(rlx_sentence_transformers_read(dir, &p), RLX_OK);
+    cr_expect(!p.has_modules && !p.has_pooling && !p.normalize && p.pool == RLX_POOL_MEAN && !p.transformer_path[0]);
+    char sub[1100];
+    snprintf(sub, sizeof sub, "%s/pool", dir);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    write_text(sub, "config.json", "{\"pooling_mode_cls_token\": true}");
+    static const struct {
+        const char *json;
+        rlx_status want;
+        const char *needle;
+    } cases_[] = {
+        {"[{\"type\": \"sentence_transformers.models.Transformer\", \"path\": \"0_BERT\"}, {\"type\": \"sentence_transformers.models.Pooling\", \"path\": \"pool\"}]", RLX_OK, NULL},
+        {"[{\"type\": \"sentence_transformers.models.Transformer\", \"path\": \"\"}, {\"type\": \"sentence_transformers.models.Normalize\", \"path\": \"n\"}]", RLX_ERR_UNSUPPORTED, "is out of the order rlx runs"},
+        {"[{\"type\": \"sentence_transformers.models.Pooling\", \"path\": \"pool\"}]", RLX_ERR_UNSUPPORTED, "is out of the order"},
+        {"[{\"type\": \"sentence_transformers.models.Transformer\", \"path\": \"../up\"}]", RLX_ERR_FORMAT, "not a folder inside"},
+        {"[{\"type\": \"sentence_transformers.models.Transformer\", \"path\": \"\"}, {\"type\": \"sentence_transformers.models.Pooling\", \"path\": \"missing\"}]", RLX_ERR_FORMAT, "missing/config.json"},
+        {"[{\"type\": \"my_package.MyPooling\", \"path\": \"x\"}]", RLX_ERR_UNSUPPORTED, "'x' (my_package.MyPooling) is not a module rlx can run"},
+        {"[]", RLX_ERR_UNSUPPORTED, "no Transformer module"},
+        {"{\"type\": 1}", RLX_ERR_FORMAT, "expected a JSON array"},
+        {"[{\"path\": \"\"}]", RLX_ERR_FORMAT, "module 0 has no 'type'"},
+        {"[{", RLX_ERR_FORMAT, "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases_ / sizeof cases_[0]; i++) {
+        write_text(dir, "modules.json", cases_[i].json);
+        memset(&p, 0x5a, sizeof p);
+        rlx_status s = rlx_sentence_transformers_read(dir, &p);
+        cr_expect_eq(s, cases_[i].want, "case %zu: %s", i, rlx_last_error());
+        if (cases_[i].needle) cr_expect(strstr(rlx_last_error(), cases_[i].needle) && strstr(rlx_last_error(), "modules.json"), "case %zu: %s", i, rlx_last_error());
+        if (i == 0) {
+            cr_expect(p.has_modules && p.has_pooling && p.pool == RLX_POOL_CLS && !p.normalize);
+            cr_expect_str_eq(p.transformer_path, "0_BERT");
+            cr_expect_str_eq(p.pool_source, "pool/config.json");
+        }
+    }
+    rlxt_rmtree(dir);
+    free(dir);
+}

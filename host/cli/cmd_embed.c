@@ -3,8 +3,9 @@
  *   rlx embed --model DIR --tokens 101,2023,102 [--tokens ...] [--token-types 0,0,0 ...]
  *             [--pool cls|mean|none] [--normalize] [--out F.npy] [--device auto|cpu|cuda|simt]
  *
- * Sequences of different lengths are packed, not padded; rlx computes the positions. Without
- * --pool, a sentence-transformers directory's 1_Pooling/config.json decides, else mean.
+ * Sequences of different lengths are packed, not padded; rlx computes the positions. A
+ * sentence-transformers directory's modules.json decides pooling and normalization (as
+ * SentenceTransformer.encode would run it), unless flags override it.
  * Writes float32 [batch, hidden] (--pool none: [tokens, hidden]). Exit codes as `rlx run`.
  */
 #include "cli/cli.h"
@@ -12,12 +13,10 @@
 #include "rlx/encoder.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #define MAX_SEQS 256
 
@@ -88,41 +87,10 @@ static int pack_lists(const char *opt, const char **args, int n, int32_t **packe
     return CLI_OK;
 }
 
-/* sentence-transformers: DIR/1_Pooling/config.json names the pooling. Returns 0 and sets
- * *pool (*found = 1) when the file exists and asks for cls or mean; an error for any other mode. */
-static int pooling_from_dir(const char *dir, rlx_pool *pool, int *found) {
-    char path[1200];
-    snprintf(path, sizeof path, "%s/1_Pooling/config.json", dir);
-    *found = 0;
-    struct stat st;
-    if (stat(path, &st) != 0) return CLI_OK;
-    json_error_t err;
-    json_t *j = json_load_file(path, 0, &err);
-    if (!j || !json_is_object(j)) {
-        json_decref(j);
-        return cli_error(CLI_RUNTIME, "%s: not a JSON object (line %d: %s); pass --pool cls|mean to skip it", path, err.line, err.text);
-    }
-    static const char *modes[] = {"pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
-                                  "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"};
-    int on[6], n_on = 0;
-    for (int i = 0; i < 6; i++) n_on += on[i] = json_is_true(json_object_get(j, modes[i]));
-    json_decref(j);
-    if (n_on != 1 || !(on[0] || on[1])) {
-        const char *which = "none";
-        for (int i = 0; i < 6; i++)
-            if (on[i]) which = modes[i];
-        return cli_error(CLI_RUNTIME, "%s: pooling %s%s is not one rlx implements (cls or mean); pass --pool cls|mean to override", path,
-                         which, n_on > 1 ? " and others" : "");
-    }
-    *pool = on[0] ? RLX_POOL_CLS : RLX_POOL_MEAN;
-    *found = 1;
-    return CLI_OK;
-}
-
 static int cmd_embed(int argc, char **argv) {
     const char *model_dir = NULL, *out_path = NULL, *v;
     const char *tok_args[MAX_SEQS], *tt_args[MAX_SEQS];
-    int n_seqs = 0, n_tt = 0, normalize = 0, pool_given = 0;
+    int n_seqs = 0, n_tt = 0, normalize = -1, pool_given = 0, ignore_modules = 0;
     rlx_pool pool = RLX_POOL_MEAN;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -146,6 +114,10 @@ static int cmd_embed(int argc, char **argv) {
             pool_given = 1;
         } else if (!strcmp(a, "--normalize")) {
             normalize = 1;
+        } else if (!strcmp(a, "--no-normalize")) {
+            normalize = 0;
+        } else if (!strcmp(a, "--ignore-modules")) {
+            ignore_modules = 1;
         } else if (cli_is_opt(a, "--out")) {
             if (!(out_path = cli_opt_value(argc, argv, &i, "--out"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--device")) {
@@ -171,6 +143,8 @@ static int cmd_embed(int argc, char **argv) {
     for (int s = 0; s < n_seqs; s++)
         if (lens[s] > max_len) max_len = lens[s];
 
+    rlx_st_pipeline st = {.pool = RLX_POOL_MEAN};
+    char weights_dir[1400];
     rlx_weights *w = NULL;
     rlx_encoder_config cfg;
     rlx_flow *flow = NULL;
@@ -179,7 +153,13 @@ static int cmd_embed(int argc, char **argv) {
     float *emb = NULL;
     rlx_status s = RLX_OK;
     if (rc) goto out;
-    if ((s = rlx_weights_open(model_dir, &w))) {
+    /* the sentence-transformers pipeline, unless told to run the encoder alone */
+    if (!ignore_modules && (s = rlx_sentence_transformers_read(model_dir, &st))) {
+        rc = cli_status_error(s, "reading the sentence-transformers modules");
+        goto out;
+    }
+    snprintf(weights_dir, sizeof weights_dir, "%s%s%s", model_dir, st.transformer_path[0] ? "/" : "", st.transformer_path);
+    if ((s = rlx_weights_open(weights_dir, &w))) {
         rc = cli_status_error(s, "loading the model");
         goto out;
     }
@@ -207,11 +187,14 @@ static int cmd_embed(int argc, char **argv) {
                        (long long)cfg.max_position_embeddings);
         goto out;
     }
-    const char *pool_from = "";
+    char pool_from[320] = "", norm_from[64] = "";
     if (!pool_given) {
-        int found;
-        if ((rc = pooling_from_dir(model_dir, &pool, &found))) goto out;
-        pool_from = found ? " (from 1_Pooling/config.json)" : " (default)";
+        if (st.has_pooling) pool = st.pool, snprintf(pool_from, sizeof pool_from, " (from %s)", st.pool_source);
+        else snprintf(pool_from, sizeof pool_from, " (default)");
+    }
+    if (normalize < 0) {
+        normalize = st.normalize;
+        if (normalize) snprintf(norm_from, sizeof norm_from, " (modules.json: Normalize)");
     }
 
     rlx_encoder_recipe_params rp = rlx_encoder_recipe_default_params();
@@ -245,10 +228,10 @@ static int cmd_embed(int argc, char **argv) {
         rc = cli_status_error(s, "prefill");
         goto out;
     }
-    printf("rlx embed: %s (%s, hidden %lld, %lld layers), %d sequence%s, %lld tokens, pool %s%s%s, device %s, %.1f ms\n", model_dir,
+    printf("rlx embed: %s (%s, hidden %lld, %lld layers), %d sequence%s, %lld tokens, pool %s%s%s%s, device %s, %.1f ms\n", model_dir,
            cfg.arch == RLX_ENCODER_NOMIC_BERT ? "nomic_bert" : "bert", (long long)cfg.hidden_size, (long long)cfg.num_hidden_layers,
            n_seqs, n_seqs > 1 ? "s" : "", (long long)total, rlx_pool_name(pool), pool_from, normalize ? ", L2-normalized" : "",
-           rlx_device_kind_name(rlx_model_device(model)), dt * 1e3);
+           norm_from, rlx_device_kind_name(rlx_model_device(model)), dt * 1e3);
     /* A short summary: the norm and first values of each row (at most 16 rows). */
     int64_t q = 0, start = 0;
     for (int64_t r = 0; r < rows && r < 16; r++) {
@@ -290,8 +273,10 @@ const cli_command cli_cmd_embed = {
     "  --model DIR            BERT or NomicBERT model directory (sentence-transformers layout too)\n"
     "  --tokens 101,2023,102  one sequence's token ids; repeat for a batch\n"
     "  --token-types 0,0,0    token-type ids of the matching --tokens (default all 0)\n"
-    "  --pool cls|mean|none   pooling (default: 1_Pooling/config.json, else mean)\n"
-    "  --normalize            L2-normalise each vector\n"
+    "  --pool cls|mean|none   pooling (default: the directory's sentence-transformers Pooling module, else mean)\n"
+    "  --normalize            L2-normalise each vector (default: when modules.json lists Normalize)\n"
+    "  --no-normalize         do not, even when modules.json lists Normalize\n"
+    "  --ignore-modules       ignore modules.json and 1_Pooling: the encoder alone (mean pool unless --pool)\n"
     "  --out F.npy            write float32 [sequences, hidden] ([tokens, hidden] with --pool none)\n"
     "  --device D             auto|cpu|cuda|simt\n",
 };

@@ -152,6 +152,24 @@ typedef enum rlx_pool {
 
 RLX_API const char *rlx_pool_name(rlx_pool pool);
 
+/* A sentence-transformers directory's module pipeline (what SentenceTransformer.encode runs). */
+typedef struct rlx_st_pipeline {
+    int has_modules;            /* modules.json was read */
+    char transformer_path[256]; /* the Transformer module's folder ("" = the directory itself) */
+    int has_pooling;            /* a Pooling module (or a lone 1_Pooling/config.json) set pool */
+    rlx_pool pool;              /* RLX_POOL_MEAN when has_pooling is 0 */
+    char pool_source[256];      /* the file the pooling came from, relative to the directory */
+    int normalize;              /* a Normalize module follows the pooling */
+} rlx_st_pipeline;
+
+/* Reads dir/modules.json: Transformer, then Pooling (its config.json: cls or mean), then an
+ * optional Normalize. Without modules.json, a dir/1_Pooling/config.json alone still sets the
+ * pooling; with neither, *out says "no pipeline" (has_modules = has_pooling = 0). A module rlx
+ * cannot run (Dense, LayerNorm, a custom class…), one out of that order, or a pooling mode other
+ * than cls/mean is RLX_ERR_UNSUPPORTED naming the module (index, path, type); malformed JSON is
+ * RLX_ERR_FORMAT. *out is written only on success. */
+RLX_API rlx_status rlx_sentence_transformers_read(const char *dir, rlx_st_pipeline *out);
+
 typedef struct rlx_encoder_recipe_params {
     int64_t batch;  /* sequences per prefill (capacity); default 1 */
     int64_t seq;    /* tokens per sequence (capacity); default 128, at most max_position_embeddings */
