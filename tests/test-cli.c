@@ -169,7 +169,7 @@ Test(cli, run_on_the_simt_device_matches_transformers) {
 /* Every command answers --help (and `rlx help <command>`) on stdout with exit 0, whatever else
  * is on the line; its text starts with the command's synopsis. */
 Test(cli, every_command_has_help) {
-    const char *cmds[] = {"run", "plan", "check", "bench", "embed", "demo"};
+    const char *cmds[] = {"run", "plan", "check", "bench", "embed", "tokenize", "demo"};
     char a[256], want[64];
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         snprintf(want, sizeof want, "usage: rlx %s", cmds[i]);

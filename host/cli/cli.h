@@ -60,6 +60,14 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_cmd_run, cli_cmd_plan, cli_cmd_demo, cli_cmd_embed, cli_cmd_check,
-    cli_cmd_bench;
+    cli_cmd_bench, cli_cmd_tokenize;
+
+/* Text prompts (cmd_tokenize.c): opens DIR's tokenizer.json (a clear error when it is missing)
+ * and encodes n texts into packed ids (free with rlx_free) and lens; max_length 0 = no
+ * truncation. Both print the error and return the exit code. */
+typedef struct rlx_tokenizer rlx_tokenizer;
+int cli_tokenizer_open(const char *model_dir, rlx_tokenizer **out);
+int cli_encode_texts(const rlx_tokenizer *tok, const char *const *texts, int n, int64_t max_length, int32_t **ids,
+                     int64_t *lens);
 
 #endif

@@ -1,6 +1,6 @@
 /* rlx embed: sentence embeddings from a BERT or NomicBERT checkpoint.
  *
- *   rlx embed --model DIR --tokens 101,2023,102 [--tokens ...] [--token-types 0,0,0 ...]
+ *   rlx embed --model DIR --tokens 101,2023,102 | --text TEXT [...] [--token-types 0,0,0 ...]
  *             [--pool cls|mean|none] [--normalize] [--out F.npy] [--device auto|cpu|cuda|simt]
  *
  * Sequences of different lengths are packed, not padded; rlx computes the positions. A
@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "io/npy.h"
 #include "rlx/encoder.h"
+#include "rlx/tokenizer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -90,7 +91,8 @@ static int pack_lists(const char *opt, const char **args, int n, int32_t **packe
 static int cmd_embed(int argc, char **argv) {
     const char *model_dir = NULL, *out_path = NULL, *v;
     const char *tok_args[MAX_SEQS], *tt_args[MAX_SEQS];
-    int n_seqs = 0, n_tt = 0, normalize = -1, pool_given = 0, ignore_modules = 0;
+    int is_text[MAX_SEQS]; /* tok_args[s] is a --text, not ids */
+    int n_seqs = 0, n_tt = 0, n_texts = 0, normalize = -1, pool_given = 0, ignore_modules = 0, truncate = 0;
     rlx_pool pool = RLX_POOL_MEAN;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -99,8 +101,17 @@ static int cmd_embed(int argc, char **argv) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--tokens")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
-            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
+            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --text", MAX_SEQS);
+            is_text[n_seqs] = 0;
             tok_args[n_seqs++] = v;
+        } else if (cli_is_opt(a, "--text")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--text"))) return CLI_USAGE;
+            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --text", MAX_SEQS);
+            is_text[n_seqs] = 1;
+            tok_args[n_seqs++] = v;
+            n_texts++;
+        } else if (!strcmp(a, "--truncate")) {
+            truncate = 1;
         } else if (cli_is_opt(a, "--token-types")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--token-types"))) return CLI_USAGE;
             if (n_tt == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --token-types lists", MAX_SEQS);
@@ -127,21 +138,19 @@ static int cmd_embed(int argc, char **argv) {
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "embed: --model DIR is required");
-    if (!n_seqs) return cli_error(CLI_USAGE, "embed: --tokens is required (e.g. --tokens 101,2023,102)");
+    if (!n_seqs) return cli_error(CLI_USAGE, "embed: --tokens is required, or --text (e.g. --tokens 101,2023,102)");
     if (n_tt && n_tt != n_seqs)
         return cli_error(CLI_USAGE, "--token-types: %d list%s for %d --tokens list%s (give one per sequence, or none for all zeros)", n_tt,
                          n_tt > 1 ? "s" : "", n_seqs, n_seqs > 1 ? "s" : "");
 
-    int32_t *tokens = NULL, *types = NULL;
-    int64_t lens[MAX_SEQS], tt_lens[MAX_SEQS], total = 0, tt_total = 0, max_len = 0;
-    int rc = pack_lists("--tokens", tok_args, n_seqs, &tokens, lens, &total);
+    /* id lists are parsed now (a usage error needs no model); texts once the tokenizer is open */
+    int32_t *tokens = NULL, *types = NULL, *seq_ids[MAX_SEQS] = {0};
+    int64_t lens[MAX_SEQS] = {0}, tt_lens[MAX_SEQS], total = 0, tt_total = 0, max_len = 0;
+    rlx_tokenizer *tok = NULL;
+    int rc = CLI_OK;
+    for (int q = 0; !rc && q < n_seqs; q++)
+        if (!is_text[q]) rc = parse_ids("--tokens", tok_args[q], &seq_ids[q], &lens[q]);
     if (!rc && n_tt) rc = pack_lists("--token-types", tt_args, n_tt, &types, tt_lens, &tt_total);
-    for (int s = 0; !rc && s < n_tt; s++)
-        if (tt_lens[s] != lens[s])
-            rc = cli_error(CLI_USAGE, "--token-types: list %d has %lld ids but its --tokens list has %lld (one type per token)", s,
-                           (long long)tt_lens[s], (long long)lens[s]);
-    for (int s = 0; s < n_seqs; s++)
-        if (lens[s] > max_len) max_len = lens[s];
 
     rlx_st_pipeline st = {.pool = RLX_POOL_MEAN};
     char weights_dir[1400];
@@ -167,6 +176,30 @@ static int cmd_embed(int argc, char **argv) {
         rc = cli_status_error(s, "reading the config");
         goto out;
     }
+    if (n_texts) {
+        /* --text: the tokenizer.json next to the weights; --truncate cuts to the model's length */
+        if ((rc = cli_tokenizer_open(weights_dir, &tok))) goto out;
+        for (int q = 0; q < n_seqs; q++)
+            if (is_text[q] &&
+                (rc = cli_encode_texts(tok, &tok_args[q], 1, truncate ? cfg.max_position_embeddings : 0, &seq_ids[q], &lens[q])))
+                goto out;
+    }
+    for (int q = 0; q < n_tt; q++)
+        if (tt_lens[q] != lens[q]) {
+            rc = cli_error(CLI_USAGE, "--token-types: list %d has %lld ids but its %s has %lld (one type per token)", q,
+                           (long long)tt_lens[q], is_text[q] ? "--text's encoding" : "--tokens list", (long long)lens[q]);
+            goto out;
+        }
+    for (int q = 0; q < n_seqs; q++) {
+        total += lens[q];
+        if (lens[q] > max_len) max_len = lens[q];
+    }
+    if (!(tokens = malloc((size_t)(total ? total : 1) * sizeof *tokens))) {
+        rc = cli_error(CLI_RUNTIME, "out of memory");
+        goto out;
+    }
+    for (int64_t q = 0, o = 0; q < n_seqs; o += lens[q], q++)
+        if (lens[q]) memcpy(tokens + o, seq_ids[q], (size_t)lens[q] * sizeof *tokens);
     for (int64_t t = 0; t < total; t++)
         if (tokens[t] >= cfg.vocab_size) {
             rc = cli_error(CLI_USAGE, "--tokens: id %ld is outside the vocabulary [0, %lld)", (long)tokens[t], (long long)cfg.vocab_size);
@@ -183,8 +216,8 @@ static int cmd_embed(int argc, char **argv) {
             goto out;
         }
     if (max_len > cfg.max_position_embeddings) {
-        rc = cli_error(CLI_USAGE, "--tokens: %lld tokens exceed max_position_embeddings %lld", (long long)max_len,
-                       (long long)cfg.max_position_embeddings);
+        rc = cli_error(CLI_USAGE, "--tokens/--text: %lld tokens exceed max_position_embeddings %lld%s", (long long)max_len,
+                       (long long)cfg.max_position_embeddings, n_texts ? " (--truncate cuts texts to it)" : "");
         goto out;
     }
     char pool_from[320] = "", norm_from[64] = "";
@@ -261,6 +294,8 @@ out:
     rlx_weights_destroy(w);
     free(tokens);
     free(types);
+    for (int q = 0; q < n_seqs; q++) is_text[q] ? rlx_free(seq_ids[q]) : free(seq_ids[q]);
+    rlx_tokenizer_destroy(tok);
     return rc;
 }
 
@@ -269,9 +304,12 @@ const cli_command cli_cmd_embed = {
     .run = cmd_embed,
     .summary = "BERT / NomicBERT sentence embeddings",
     .usage =
-    "usage: rlx embed --model DIR --tokens IDS [--tokens IDS ...] [options]\n"
+    "usage: rlx embed --model DIR (--tokens IDS | --text TEXT) [--tokens IDS | --text TEXT ...] [options]\n"
     "  --model DIR            BERT or NomicBERT model directory (sentence-transformers layout too)\n"
     "  --tokens 101,2023,102  one sequence's token ids; repeat for a batch\n"
+    "  --text TEXT            one sequence as text, through the directory's tokenizer.json ([CLS] ... [SEP]\n"
+    "                         added as its post-processor says); repeat for a batch, mix with --tokens\n"
+    "  --truncate             cut each --text to max_position_embeddings (the specials kept)\n"
     "  --token-types 0,0,0    token-type ids of the matching --tokens (default all 0)\n"
     "  --pool cls|mean|none   pooling (default: the directory's sentence-transformers Pooling module, else mean)\n"
     "  --normalize            L2-normalise each vector (default: when modules.json lists Normalize)\n"

@@ -1,6 +1,7 @@
 /* rlx run / rlx plan */
 #include "cli/cli.h"
 #include "io/npy.h"
+#include "rlx/tokenizer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,12 +18,28 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static void print_top_k(const float *row, int64_t V, int64_t k) {
+/* tok (may be NULL): also print each id's decoded text */
+static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokenizer *tok) {
     idx_val *all = malloc((size_t)V * sizeof *all);
     if (!all) return;
     for (int64_t i = 0; i < V; i++) all[i] = (idx_val){i, row[i]};
     qsort(all, (size_t)V, sizeof *all, by_logit_desc);
-    for (int64_t i = 0; i < k && i < V; i++) printf("  %2lld  id %-8lld logit %.6f\n", (long long)i + 1, (long long)all[i].id, all[i].v);
+    for (int64_t i = 0; i < k && i < V; i++) {
+        printf("  %2lld  id %-8lld logit %.6f", (long long)i + 1, (long long)all[i].id, all[i].v);
+        char *text = NULL;
+        int32_t id = (int32_t)all[i].id;
+        if (tok && rlx_tokenizer_decode(tok, &id, 1, 0, &text, NULL) == RLX_OK) {
+            printf("  '");
+            for (const char *c = text; *c; c++) /* one line per token: escape what would break it */
+                if (*c == '\n') printf("\\n");
+                else if (*c == '\t') printf("\\t");
+                else if (*c == '\r') printf("\\r");
+                else putchar(*c);
+            printf("'");
+        }
+        rlx_free(text);
+        putchar('\n');
+    }
     free(all);
 }
 
@@ -40,9 +57,10 @@ static int load_profile(const char *path, const rlx_weights *w, rlx_profile *out
 static int cmd_run(int argc, char **argv) {
     const char *model_dir = NULL, *logits_out = NULL, *profile_path = NULL;
     const char *token_args[MAX_SEQS];
+    int is_prompt[MAX_SEQS]; /* token_args[s] is a --prompt text, not ids */
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0;
-    int n_seqs = 0, all_logits = 0;
+    int n_seqs = 0, n_prompts = 0, all_logits = 0, truncate = 0;
     int64_t top_k = 5;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -51,8 +69,17 @@ static int cmd_run(int argc, char **argv) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--tokens")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
-            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
+            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --prompt", MAX_SEQS);
+            is_prompt[n_seqs] = 0;
             token_args[n_seqs++] = v;
+        } else if (cli_is_opt(a, "--prompt")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--prompt"))) return CLI_USAGE;
+            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --prompt", MAX_SEQS);
+            is_prompt[n_seqs] = 1;
+            token_args[n_seqs++] = v;
+            n_prompts++;
+        } else if (!strcmp(a, "--truncate")) {
+            truncate = 1;
         } else if (cli_is_opt(a, "--device")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
         } else if (cli_is_opt(a, "--profile")) {
@@ -71,21 +98,50 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "run: --model DIR is required");
-    if (!n_seqs) return cli_error(CLI_USAGE, "run: --tokens is required (e.g. --tokens 1,2,3)");
+    if (!n_seqs) return cli_error(CLI_USAGE, "run: --tokens is required, or --prompt (e.g. --tokens 1,2,3)");
+
+    /* --prompt texts go through the model directory's tokenizer.json */
+    rlx_tokenizer *tok = NULL;
+    int32_t *prompt_ids = NULL;
+    int64_t prompt_lens[MAX_SEQS], prompt_off = 0;
+    if (n_prompts) {
+        const char *texts[MAX_SEQS];
+        int k = 0;
+        for (int q = 0; q < n_seqs; q++)
+            if (is_prompt[q]) texts[k++] = token_args[q];
+        int rc = cli_tokenizer_open(model_dir, &tok);
+        if (!rc) rc = cli_encode_texts(tok, texts, n_prompts, 0, &prompt_ids, prompt_lens);
+        if (rc) {
+            rlx_tokenizer_destroy(tok);
+            return rc;
+        }
+    }
 
     int32_t *tokens = NULL;
     int64_t lens[MAX_SEQS], total = 0, max_len = 0;
-    for (int s = 0; s < n_seqs; s++) {
+    for (int s = 0, k = 0; s < n_seqs; s++) {
         int32_t *ids;
-        int rc = cli_parse_tokens(token_args[s], &ids, &lens[s]);
+        int rc = CLI_OK;
+        if (is_prompt[s]) {
+            lens[s] = prompt_lens[k];
+            if (!(ids = malloc((size_t)(lens[s] ? lens[s] : 1) * sizeof *ids))) rc = cli_error(CLI_RUNTIME, "out of memory");
+            else memcpy(ids, prompt_ids + prompt_off, (size_t)lens[s] * sizeof *ids);
+            prompt_off += prompt_lens[k++];
+        } else {
+            rc = cli_parse_tokens(token_args[s], &ids, &lens[s]);
+        }
         if (rc) {
             free(tokens);
+            rlx_free(prompt_ids);
+            rlx_tokenizer_destroy(tok);
             return rc;
         }
-        int32_t *nt = realloc(tokens, (size_t)(total + lens[s]) * sizeof *nt);
+        int32_t *nt = realloc(tokens, (size_t)(total + lens[s] + 1) * sizeof *nt);
         if (!nt) {
             free(ids);
             free(tokens);
+            rlx_free(prompt_ids);
+            rlx_tokenizer_destroy(tok);
             return cli_error(CLI_RUNTIME, "out of memory");
         }
         tokens = nt;
@@ -95,11 +151,26 @@ static int cmd_run(int argc, char **argv) {
         if (lens[s] > max_len) max_len = lens[s];
     }
 
+    rlx_free(prompt_ids);
     cli_llama l;
     int rc = cli_llama_open(model_dir, &l);
     if (rc) {
         free(tokens);
+        rlx_tokenizer_destroy(tok);
         return rc;
+    }
+    if (truncate && max_len > l.cfg.max_position_embeddings) {
+        /* keep each prompt's first max_position_embeddings tokens */
+        int64_t cap = l.cfg.max_position_embeddings, o = 0, w = 0;
+        for (int q = 0; q < n_seqs; q++) {
+            int64_t keep = lens[q] < cap ? lens[q] : cap;
+            memmove(tokens + w, tokens + o, (size_t)keep * sizeof *tokens);
+            o += lens[q];
+            w += keep;
+            lens[q] = keep;
+        }
+        total = w;
+        max_len = cap;
     }
     for (int64_t t = 0; t < total; t++)
         if (tokens[t] >= l.cfg.vocab_size) {
@@ -107,8 +178,8 @@ static int cmd_run(int argc, char **argv) {
             goto out;
         }
     if (max_len > l.cfg.max_position_embeddings) {
-        rc = cli_error(CLI_USAGE, "--tokens: %lld tokens exceed max_position_embeddings %lld", (long long)max_len,
-                       (long long)l.cfg.max_position_embeddings);
+        rc = cli_error(CLI_USAGE, "--tokens/--prompt: %lld tokens exceed max_position_embeddings %lld (--truncate cuts them)",
+                       (long long)max_len, (long long)l.cfg.max_position_embeddings);
         goto out;
     }
     rlx_profile profile;
@@ -137,7 +208,7 @@ static int cmd_run(int argc, char **argv) {
             int64_t row = all_logits ? start + lens[q] - 1 : q;
             if (top_k > 0) {
                 printf("sequence %d (%lld tokens): top-%lld next tokens\n", q, (long long)lens[q], (long long)top_k);
-                print_top_k(logits + row * V, V, top_k);
+                print_top_k(logits + row * V, V, top_k, tok);
             }
             start += lens[q];
         }
@@ -152,6 +223,7 @@ static int cmd_run(int argc, char **argv) {
 out:
     cli_llama_close(&l);
     free(tokens);
+    rlx_tokenizer_destroy(tok);
     return rc;
 }
 
@@ -254,9 +326,12 @@ const cli_command cli_cmd_run = {
     .run = cmd_run,
     .summary = "prefill the prompts and print the top-k next tokens",
     .usage =
-    "usage: rlx run --model DIR --tokens IDS [--tokens IDS ...] [options]\n"
+    "usage: rlx run --model DIR (--tokens IDS | --prompt TEXT) [--tokens IDS | --prompt TEXT ...] [options]\n"
     "  --model DIR            Hugging Face model directory (config.json + safetensors)\n"
     "  --tokens 1,2,3         one prompt's token ids; repeat for a batch\n"
+    "  --prompt TEXT          one prompt as text, through the directory's tokenizer.json (BOS added as\n"
+    "                         the tokenizer's post-processor says); repeat for a batch, mix with --tokens\n"
+    "  --truncate             cut prompts longer than max_position_embeddings instead of refusing them\n"
     "  --device D             auto|cpu|cuda|simt (default auto: cuda when a GPU is present)\n"
     "  --profile F.rlx.toml   compile profile (default: the model directory's llama32.rlx.toml)\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"

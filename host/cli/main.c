@@ -159,8 +159,8 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name) {
 }
 
 /* Every command, in the order `rlx help` lists them. */
-static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_plan,  &cli_cmd_check,
-                                              &cli_cmd_bench, &cli_cmd_embed, &cli_cmd_demo};
+static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_plan,  &cli_cmd_check,   &cli_cmd_bench,
+                                              &cli_cmd_embed, &cli_cmd_tokenize, &cli_cmd_demo};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static const cli_command *find_command(const char *name) {
