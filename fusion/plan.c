@@ -304,6 +304,8 @@ static void emit_primitive(planner *pl, int i) {
     case RLX__OP_MEAN_POOL: kind = RLX__K_MEAN_POOL; break;
     case RLX__OP_L2_NORMALIZE: kind = RLX__K_L2_NORMALIZE; break;
     case RLX__OP_CUSTOM: kind = RLX__K_CUSTOM; break;
+    case RLX__OP_ALL_REDUCE: kind = RLX__K_ALL_REDUCE; break;
+    case RLX__OP_ALL_GATHER: kind = RLX__K_ALL_GATHER; break;
     default:
         pl->err = rlx__fail(RLX_ERR_UNSUPPORTED, "planner: stage %s (op %s) has no device kernel yet; build it for the cpu device",
                             st->name, rlx__op_name(st->op));
@@ -324,6 +326,9 @@ static void emit_primitive(planner *pl, int i) {
     } else if (kind == RLX__K_LAYER_NORM) {
         k->w = stage_w(m, i, 0);
         k->bias = stage_w(m, i, 1); /* β */
+    } else if (kind == RLX__K_ALL_GATHER) {
+        const rlx__value *x = &m->list.values[st->in[0]];
+        k->out2 = add_buf(pl, x->rows, x->cols * (m->tp_size > 0 ? m->tp_size : 1), 0); /* NCCL's staging */
     }
 }
 
@@ -587,11 +592,21 @@ static rlx_status plan_arena(const rlx_model *m, rlx__plan *p) {
 
 /* ---- the plan --------------------------------------------------------------------------------------- */
 
+/* tp: the add reading an all_reduce's output is that entry's consumer, fusing the residual and the
+ * next row scales (plan.h); it is not a pass the planner could have folded. */
+static int after_all_reduce(const rlx__plan *p, int i) {
+    const rlx__kernel *k = &p->k[i];
+    if (k->kind != RLX__K_ADD && k->kind != RLX__K_ADD_ROWSCALE) return 0;
+    for (int j = 0; j < i; j++)
+        if (p->k[j].kind == RLX__K_ALL_REDUCE && (p->k[j].out == k->in[0] || p->k[j].out == k->in[1])) return 1;
+    return 0;
+}
+
 static rlx_status list_missed(const rlx_model *m, rlx__plan *p) {
     size_t cap = 256, len = 0;
     for (int i = 0; i < p->n; i++) {
         const rlx__kernel *k = &p->k[i];
-        if (!rlx__kernel_is_standalone_pass(k->kind)) continue;
+        if (!rlx__kernel_is_standalone_pass(k->kind) || after_all_reduce(p, i)) continue;
         const char *why = k->kind == RLX__K_RMS_NORM ? "norm not folded into a GEMM"
                           : k->kind == RLX__K_ROPE   ? "RoPE not fused into attention"
                           : k->kind == RLX__K_SILU_MUL ? "activation not fused"
@@ -643,6 +658,17 @@ rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdt
     for (int i = p->n - 1; i >= 0; i--)
         if (p->k[i].out == m->output) {
             p->output_f32 = p->k[i].kind == RLX__K_GEMM;
+            if (p->k[i].kind == RLX__K_ALL_GATHER) {
+                /* tp: lm_head's GEMM writes its columns in f32 and they are gathered in f32 */
+                const rlx__kernel *ag = &p->k[i];
+                for (int j = i - 1; j >= 0 && !p->output_f32; j--)
+                    if (p->k[j].out == ag->in[0]) {
+                        if (p->k[j].kind != RLX__K_GEMM) break;
+                        p->output_f32 = 1;
+                        p->buf[ag->in[0]].kind = p->buf[ag->out2].kind = 1;
+                        p->buf[ag->in[0]].elem = p->buf[ag->out2].elem = 4;
+                    }
+            }
             break;
         }
     if (p->output_f32) p->buf[m->output].kind = 1, p->buf[m->output].elem = 4;
@@ -732,6 +758,8 @@ rlx_status rlx__plan_format(const rlx__plan *p, const rlx_model *m, char **text)
         for (int j = 0; j < k->n_stages; j++) OUT("%s%s", j ? " + " : "", m->list.stages[k->stages[j]].name);
         if (k->kind == RLX__K_ROWSCALE) OUT("(row scales of %s)", m->list.stages[k->st - m->list.stages].name);
         if (k->residual >= 0) OUT("  [+residual]");
+        if (k->kind == RLX__K_ALL_REDUCE || k->kind == RLX__K_ALL_GATHER) OUT("  [%d tp ranks]", m->tp_size);
+        if (after_all_reduce(p, i)) OUT("  [residual add + row scales after the all_reduce]");
         if (k->w >= m->n_weights) OUT("  [gamma-folded packed weight]");
         OUT("\n");
     }

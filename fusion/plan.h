@@ -23,6 +23,14 @@
  *   add → layer_norm (post-LN encoders) becomes one layer_norm kernel reading both operands.
  * A custom stage (tier 2) is one kernel-plan entry of its own (its stage's in/out lists are its
  * buffers); no rule matches across it.
+ *
+ * Tensor parallelism (the list is already one rank's, dist/shard.h): each all_reduce is one plan
+ * entry on the communicator (out-of-place, in the activation dtype). Its consumer fuses the
+ * residual add and the next norm's row scales (add_rowscale): the partial sums cannot take the
+ * residual inside the GEMM, since every rank would add it, so that add is not a missed fusion. The
+ * rest of each rank's layer keeps every rule above: γ folds into the rank's rows of the packed
+ * QKV and gate|up weights. The all_gather of lm_head's columns is one entry too (out2: NCCL's
+ * staging [tp, rows, cols/tp]); lm_head then writes f32, gathered in f32.
  */
 #ifndef RLX_FUSION_PLAN_H
 #define RLX_FUSION_PLAN_H
@@ -61,7 +69,9 @@ extern "C" {
     X(RLX__K_CLS_POOL, "cls_pool", 0)                         \
     X(RLX__K_MEAN_POOL, "mean_pool", 0)                       \
     X(RLX__K_L2_NORMALIZE, "l2_normalize", 0)                 \
-    X(RLX__K_CUSTOM, "custom", 0)
+    X(RLX__K_CUSTOM, "custom", 0)                             \
+    X(RLX__K_ALL_REDUCE, "all_reduce", 0)                     \
+    X(RLX__K_ALL_GATHER, "all_gather", 0)
 
 typedef enum rlx__kkind {
 #define RLX__K_ENUM(e, name, standalone) e,

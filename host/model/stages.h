@@ -41,7 +41,9 @@ extern "C" {
     X(RLX__OP_CLS_POOL, "cls_pool")           /* x[T,H] -> [S,H]: first token */             \
     X(RLX__OP_MEAN_POOL, "mean_pool")         /* x[T,H] -> [S,H]: mean of each sequence */   \
     X(RLX__OP_L2_NORMALIZE, "l2_normalize")   /* x / max(‖x‖, 1e-12) per row */              \
-    X(RLX__OP_CUSTOM, "custom")               /* tier 2: the user's stage (st->custom) */
+    X(RLX__OP_CUSTOM, "custom")               /* tier 2: the user's stage (st->custom) */   \
+    X(RLX__OP_ALL_REDUCE, "all_reduce")       /* x -> Σ over the tp ranks of x (dist/) */    \
+    X(RLX__OP_ALL_GATHER, "all_gather")       /* x[R,w] -> [R,total]: rank r's columns at r·w */
 
 typedef enum rlx__op {
 #define RLX__OP_ENUM(e, name) e,
@@ -152,8 +154,13 @@ typedef struct rlx__weight {
     rlx_tensor_view view; /* view into the weights handle (valid during build only) */
     float *f32;           /* CPU device: converted copy [numel] */
     size_t numel;
-    int ndim;             /* the view's shape, kept after build */
+    int ndim;             /* the view's shape, kept after build (a tp part's shape when part) */
     int64_t shape[RLX_MAX_DIMS];
+    /* Tensor parallelism (dist/shard.c): this rank's part of a 2-D tensor, rows
+     * [row0, row0 + shape[0]) × columns [col0, col0 + shape[1]) of the view; rows past the view's
+     * end read as zeros (vocabulary padding). Read it with rlx__weight_to_f32. */
+    int part;
+    int64_t row0, col0;
 } rlx__weight;
 
 struct rlx_model {
@@ -175,6 +182,8 @@ struct rlx_model {
     int plan_only;        /* built with rlx_build_params.plan_only: formats, never runs */
     char **unused;        /* [n_unused] names of the weights' tensors no stage reads (sorted) */
     int n_unused;
+    struct rlx_comm *comm; /* tensor parallelism (rlx/dist.h): this rank's communicator, else NULL */
+    int tp_rank, tp_size;  /* 0 and 1 without tensor parallelism */
 };
 
 /* One prefill as the executors see it. */

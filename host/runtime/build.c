@@ -1,6 +1,8 @@
 /* Model build: expand composite stages, resolve every weight and width, prepare the device. */
 #include "runtime/device.h"
 #include "runtime/cpu_ref.h"
+#include "dist/comm.h"
+#include "dist/shard.h"
 #include "model/stages.h"
 #include "model/tiers.h"
 #include "rlx/weights.h"
@@ -303,6 +305,8 @@ static void infer(rlx_model *m, problems *pr) {
             if (cs) problem(pr, cs, "%s", msg);
             break;
         }
+        case RLX__OP_ALL_REDUCE:
+        case RLX__OP_ALL_GATHER: /* inserted by the tp pass, after inference */
         case RLX__OP_LLAMA_LAYER:
         case RLX__OP_COUNT:
             problem(pr, RLX_ERR_INTERNAL, "stage %s: op %s survived expansion", st->name, rlx__op_name(st->op));
@@ -320,7 +324,7 @@ static rlx_status prepare_cpu(rlx_model *m) {
         if (!rlx__mul_size(w->numel, sizeof(float), &bytes)) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "weight '%s' is too large", w->key);
         w->f32 = rlx__malloc(bytes, w->key);
         if (!w->f32) return RLX_ERR_OUT_OF_MEMORY;
-        rlx_convert_to_f32(w->f32, w->view.data, w->view.dtype, w->numel);
+        rlx__weight_to_f32(w, w->f32);
     }
     return RLX_OK;
 }
@@ -344,6 +348,32 @@ static rlx_status prepare_consts(rlx_model *m) {
         if (!m->max_positions || st->rope.max_positions < m->max_positions) m->max_positions = st->rope.max_positions;
     }
     return RLX_OK;
+}
+
+/* ---- tensor parallelism ------------------------------------------------------------------------- */
+
+/* The device a rank runs on follows from its communicator: local ranks share host memory (cpu,
+ * simt; a simt rank's device ordinal is its rank, so a planted fault can pick one), NCCL ranks are
+ * the CUDA device they were created on. */
+static rlx_status tp_device(rlx_build_params *p) {
+    const rlx_comm_kind kind = rlx_comm_get_kind(p->comm);
+    const int rank = rlx_comm_rank(p->comm), size = rlx_comm_size(p->comm);
+    if (kind == RLX_COMM_LOCAL) {
+        if (p->device == RLX_DEVICE_AUTO) p->device = RLX_DEVICE_CPU;
+        if (p->device == RLX_DEVICE_CUDA && !p->plan_only)
+            return rlx__fail(RLX_ERR_INVALID_ARGUMENT,
+                             "rlx_model_build: rank %d of %d: an in-process communicator (rlx_comm_local_group) works on host memory, "
+                             "for the cpu and simt devices; cuda ranks need an NCCL communicator",
+                             rank, size);
+        p->cuda_device = rank;
+        return RLX_OK;
+    }
+    if (p->device == RLX_DEVICE_AUTO) p->device = RLX_DEVICE_CUDA;
+    if (p->device != RLX_DEVICE_CUDA && !p->plan_only)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_build: rank %d of %d: an NCCL communicator serves the cuda device, not %s",
+                         rank, size, rlx_device_kind_name(p->device));
+    p->cuda_device = rlx_comm_device(p->comm);
+    return rlx__comm_bind(p->comm);
 }
 
 /* ---- public -------------------------------------------------------------------------------------- */
@@ -378,6 +408,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     if (flow->list.values[flow->cursor].dtype != RLX_DTYPE_F32)
         return rlx__fail(RLX_ERR_BUILD, "flow '%s' produces no activations (only the token input)", flow->name);
     rlx_build_params p = params ? *params : rlx_build_default_params();
+    rlx_status s0;
     /* The profile decides fusion, precision and (for AUTO) the device; the model keeps the
      * effective settings. */
     rlx_profile prof;
@@ -410,6 +441,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         if (no)
             return rlx__fail(RLX_ERR_UNSUPPORTED, "profile %s: %s is not implemented on devices yet", prof.source, no);
     }
+    if (p.comm && (s0 = tp_device(&p))) return s0;
     if (prof.assert_clean && p.fusion == RLX_FUSION_NONE)
         return rlx__fail(RLX_ERR_PROFILE, "profile %s: fusion.assert_clean asks for a clean fused plan but fusion.policy is \"none\"",
                          prof.source);
@@ -424,6 +456,9 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     m->tokens = flow->tokens;
     m->max_seqs = flow->batch;
     m->max_tokens = flow->batch * flow->seq;
+    m->comm = p.comm;
+    m->tp_rank = p.comm ? rlx_comm_rank(p.comm) : 0;
+    m->tp_size = p.comm ? rlx_comm_size(p.comm) : 1;
     rlx_status s = expand(&m->list, &flow->list);
     if (s) goto fail;
     if ((s = rlx__pass_dce(m))) goto fail;
@@ -439,6 +474,8 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         s = rlx__fail(RLX_ERR_BUILD, "flow '%s' has no token_embed stage", flow->name);
         goto fail;
     }
+    /* tensor parallelism: this rank's part of the resolved list (widths and weights per rank) */
+    if (m->comm && (s = rlx__dist_shard(m, m->tp_rank, m->tp_size))) goto fail;
     if ((s = prepare_consts(m))) goto fail;
     if ((s = rlx__custom_prepare(m, flow))) goto fail;
     if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && !p.plan_only && (s = rlx__custom_check_device(m, p.device)))

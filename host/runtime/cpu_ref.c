@@ -2,6 +2,7 @@
  * semantics. Plain loops, obviously correct; threads only split independent rows. It never
  * looks at a kernel plan, so it stays an independent oracle for the device paths. */
 #include "runtime/cpu_ref.h"
+#include "dist/comm.h"
 #include "model/tiers.h"
 
 #include <math.h>
@@ -263,8 +264,17 @@ rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **o
         case RLX__OP_MEAN_POOL: rlx__ref_mean_pool(y, in[0], b->seq_start, b->n_seqs, cols); break;
         case RLX__OP_L2_NORMALIZE: rlx__ref_l2_normalize(y, in[0], rows, cols); break;
         case RLX__OP_CUSTOM: s = rlx__custom_cpu(m, i, b, buf); break; /* custom.c: the user's f32 implementation */
+        /* tensor parallelism (dist/): the sharded reference exchanges its f32 partials in-process */
+        case RLX__OP_ALL_REDUCE:
+            s = m->comm ? rlx_comm_all_reduce(m->comm, in[0], y, (size_t)(rows * cols), RLX_DTYPE_F32, NULL) : RLX_ERR_INTERNAL;
+            break;
+        case RLX__OP_ALL_GATHER:
+            s = m->comm ? rlx__comm_all_gather_cols(m->comm, in[0], y, NULL, rows, xc, cols, RLX_DTYPE_F32, NULL) : RLX_ERR_INTERNAL;
+            break;
         default: s = rlx__fail(RLX_ERR_INTERNAL, "CPU reference: stage %s has op %s it cannot run", st->name, rlx__op_name(st->op));
         }
+        if (s && (st->op == RLX__OP_ALL_REDUCE || st->op == RLX__OP_ALL_GATHER))
+            s = rlx__fail_prefix(s, "stage %s", st->name);
         if (stage_ms) stage_ms[i] = now_ms() - t0;
         for (int k = 0; k < st->n_in; k++) {
             int v = st->in[k];

@@ -2,6 +2,8 @@
  * device interface. Knows nothing of CUDA: the cuda and simt devices plug in below. */
 #include "runtime/device.h"
 #include "runtime/cpu_ref.h"
+#include "dist/comm.h"
+#include "dist/shard.h"
 #include "rlx/weights.h"
 #include "model/tiers.h"
 
@@ -66,7 +68,7 @@ static rlx_status upload_f32(rlx__dev_model *dm, float *f, size_t n, rlx_kdtype 
 static rlx_status upload_weight(rlx__dev_model *dm, const rlx__weight *w, rlx_kdtype act, void **out) {
     float *f = rlx__malloc(w->numel * sizeof(float), w->key);
     if (!f) return RLX_ERR_OUT_OF_MEMORY;
-    rlx_convert_to_f32(f, w->view.data, w->view.dtype, w->numel);
+    rlx__weight_to_f32(w, f);
     rlx_status s = upload_f32(dm, f, w->numel, act, w->key, out);
     free(f);
     return s;
@@ -81,11 +83,11 @@ static rlx_status upload_derived(rlx__dev_model *dm, const rlx_model *m, const r
         free(f), free(g);
         return RLX_ERR_OUT_OF_MEMORY;
     }
-    if (g) rlx_convert_to_f32(g, m->weights[d->gamma].view.data, m->weights[d->gamma].view.dtype, (size_t)d->cols);
+    if (g) rlx__weight_to_f32(&m->weights[d->gamma], g);
     size_t at = 0;
     for (int p = 0; p < d->n_parts; p++) {
         const rlx__weight *w = &m->weights[d->src[p]];
-        rlx_convert_to_f32(f + at, w->view.data, w->view.dtype, w->numel);
+        rlx__weight_to_f32(w, f + at); /* a tp rank's rows of it: γ folds into the part */
         if (g)
             for (size_t i = 0; i < w->numel; i++) f[at + i] *= g[i % (size_t)d->cols];
         at += w->numel;
@@ -134,6 +136,8 @@ static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     case RLX__K_MEAN_POOL: return t->seq_pool != NULL;
     case RLX__K_L2_NORMALIZE: return t->l2_normalize != NULL;
     case RLX__K_CUSTOM: return 1; /* the build checked the stage has an implementation here */
+    case RLX__K_ALL_REDUCE:
+    case RLX__K_ALL_GATHER: return 1; /* the model's communicator */
     case RLX__K_COUNT: break;
     }
     return 0;
@@ -377,12 +381,25 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
             if (!st) st = ops->check(dm->dev, 0, sg->name);
             break;
         }
+        case RLX__K_ALL_REDUCE:
+        case RLX__K_ALL_GATHER: {
+            /* one plan entry: the partial sums (or this rank's logit columns) of every rank */
+            const rlx_dtype cdt = ob->kind == 1 || dt == RLX_K_F32 ? RLX_DTYPE_F32 : RLX_DTYPE_BF16;
+            if (k->kind == RLX__K_ALL_REDUCE)
+                st = rlx_comm_all_reduce(m->comm, x, y, (size_t)(rows * cols), cdt, stream);
+            else
+                st = rlx__comm_all_gather_cols(m->comm, x, y, bptr(m, s, k->out2), rows, xc, cols, cdt, stream);
+            if (st) st = rlx__fail_prefix(st, "stage %s", sg->name);
+            break;
+        }
         case RLX__K_COUNT: st = rlx__fail(RLX_ERR_INTERNAL, "kernel plan: bad kernel kind"); break;
         }
         if (!st && code) st = ops->check(dm->dev, code, sg->name);
     }
     if (timer) {
         if (!st) st = ops->timer_mark(dm->dev, timer, p->n, stream);
+        /* tp: reading the timers waits for the stream; wait with the communicator's bound first */
+        if (!st && m->comm) st = rlx_comm_synchronize(m->comm, stream);
         if (!st) st = ops->timer_read(dm->dev, timer, p->n + 1, kernel_ms);
         ops->timer_destroy(dm->dev, timer, p->n + 1);
     }

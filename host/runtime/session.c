@@ -2,6 +2,7 @@
 #include "runtime/device.h"
 #include "runtime/cpu_ref.h"
 #include "runtime/session.h"
+#include "dist/comm.h"
 #include "rlx/encoder.h"
 #include "model/stages.h"
 
@@ -118,14 +119,30 @@ static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_token
     return RLX_OK;
 }
 
+/* Tensor parallelism: the ranks run the same prefill in lockstep, so a rank that fails anywhere in
+ * it (its arguments included) would leave the others waiting in a collective: it aborts the
+ * communicator with its message instead, and every other rank's prefill (or its bounded wait in
+ * rlx_session_output_to_host) returns RLX_ERR_COMM naming it. */
+static rlx_status prefill_rank(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
+                               int64_t n_seqs, void *stream, double *times) {
+    rlx_comm *c = s && s->model ? s->model->comm : NULL;
+    if (!c) return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    rlx_status st = rlx__comm_enter(c);
+    if (st) return st; /* not a fault of the job: another prefill of this rank is under way */
+    if (!(st = rlx__comm_bind(c))) st = prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    if (st && st != RLX_ERR_COMM) rlx__comm_fail(c, st, rlx_last_error());
+    rlx__comm_leave(c);
+    return st;
+}
+
 rlx_status rlx_session_prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
                                int64_t n_seqs, void *stream) {
-    return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, NULL);
+    return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, NULL);
 }
 
 rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
                                       int64_t n_seqs, void *stream, double *times) {
-    return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
 }
 
 int rlx__timing_count(const rlx_model *m) { return m->dev ? m->dev->plan.n : m->list.n_stages; }
@@ -154,6 +171,13 @@ rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacit
     if (capacity < n)
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "output needs %zu floats (%lld x %lld), the buffer holds %zu", n,
                          (long long)s->rows, (long long)s->cols, capacity);
+    rlx_comm *c = s->model->comm;
+    if (c && s->model->dev && rlx_comm_get_kind(c) == RLX_COMM_NCCL) {
+        /* NCCL ranks: wait for the collectives with a bound (a failed peer aborts, never hangs) */
+        rlx_status st = rlx__comm_bind(c);
+        if (!st) st = rlx_comm_synchronize(c, s->stream);
+        if (st) return st;
+    }
     if (s->model->dev) return rlx__dev_output(s->model, &s->dev, dst, s->rows, s->cols, s->stream);
     memcpy(dst, s->output, n * sizeof(float));
     return RLX_OK;

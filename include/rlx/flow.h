@@ -35,6 +35,7 @@ typedef struct rlx_flow rlx_flow;
 typedef struct rlx_model rlx_model;
 typedef struct rlx_session rlx_session;
 typedef struct rlx_profile rlx_profile; /* rlx/profile.h */
+typedef struct rlx_comm rlx_comm;       /* rlx/dist.h */
 
 /* ---- flow ------------------------------------------------------------------------------- */
 
@@ -177,6 +178,10 @@ typedef struct rlx_build_params {
                                    AUTO; the model keeps a copy (rlx/profile.h) */
     int plan_only;              /* 1: resolve and plan only (rlx plan): no weights are prepared and
                                    sessions refuse the model; 0 (default) */
+    rlx_comm *comm;             /* tensor parallelism (rlx/dist.h): this rank's communicator, which
+                                   must outlive the model; the model is this rank's part and its
+                                   device follows from the communicator (local: cpu or simt, NCCL:
+                                   its CUDA device). NULL (default): one device */
 } rlx_build_params;
 
 RLX_API rlx_build_params rlx_build_default_params(void);

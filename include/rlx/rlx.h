@@ -43,7 +43,8 @@ extern "C" {
     X(RLX_ERR_SESSION_BROKEN, 12, "session unusable after a device fault")                 \
     X(RLX_ERR_TOKEN_RANGE, 13, "token id out of range")                                    \
     X(RLX_ERR_PROFILE, 14, "invalid compile profile")                                      \
-    X(RLX_ERR_INTERNAL, 15, "internal error")
+    X(RLX_ERR_INTERNAL, 15, "internal error")                                              \
+    X(RLX_ERR_COMM, 16, "tensor-parallel communication failed")
 
 typedef enum rlx_status {
 #define RLX__STATUS_ENUM(name, value, msg) name = value,

@@ -12,12 +12,12 @@
 #include <time.h>
 
 struct rlx__device {
-    int unused;
+    int ordinal; /* a tp rank's simt device is its rank (planted faults can pick one) */
 };
 
 /* Test controls (rlx_simt_device.h); process-wide, like a real device's memory. */
 static size_t mem_limit, mem_used;
-static int fault_countdown;
+static int fault_countdown, fault_ordinal = -1;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void rlx_simt_device_set_memory_limit(size_t bytes) {
@@ -26,9 +26,12 @@ void rlx_simt_device_set_memory_limit(size_t bytes) {
     pthread_mutex_unlock(&ctl_lock);
 }
 
-void rlx_simt_device_plant_fault(int nth_gemm) {
+void rlx_simt_device_plant_fault(int nth_gemm) { rlx_simt_device_plant_fault_on(-1, nth_gemm); }
+
+void rlx_simt_device_plant_fault_on(int ordinal, int nth_gemm) {
     pthread_mutex_lock(&ctl_lock);
     fault_countdown = nth_gemm;
+    fault_ordinal = ordinal;
     pthread_mutex_unlock(&ctl_lock);
 }
 
@@ -36,9 +39,9 @@ void rlx_simt_device_plant_fault(int nth_gemm) {
 #define SIMT_HDR 256
 
 static rlx_status sopen(int ordinal, rlx__device **out) {
-    (void)ordinal;
     rlx__device *d = rlx__calloc(1, sizeof *d, "the simt device");
     if (!d) return RLX_ERR_OUT_OF_MEMORY;
+    d->ordinal = ordinal;
     *out = d;
     return RLX_OK;
 }
@@ -154,9 +157,9 @@ static void gemm_rows(int64_t m0, int64_t m1, void *arg) {
 }
 
 static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
-    (void)d, (void)stream;
+    (void)stream;
     pthread_mutex_lock(&ctl_lock);
-    int fault = fault_countdown > 0 && --fault_countdown == 0;
+    int fault = fault_countdown > 0 && (fault_ordinal < 0 || fault_ordinal == d->ordinal) && --fault_countdown == 0;
     pthread_mutex_unlock(&ctl_lock);
     if (fault)
         return rlx__fail(RLX_ERR_SESSION_BROKEN, "simt: planted fault in a GEMM (M=%lld N=%lld K=%lld), as an illegal address would be",

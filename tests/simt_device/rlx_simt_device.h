@@ -19,6 +19,9 @@ void rlx_simt_device_install(void);
  * now (1 = the next) fail like a sticky CUDA fault (illegal address), 0 = none. */
 void rlx_simt_device_set_memory_limit(size_t bytes);
 void rlx_simt_device_plant_fault(int nth_gemm);
+/* The same on the simt device of one ordinal only (a tensor-parallel rank's is its rank): its n-th
+ * GEMM from now fails, the other ranks' GEMMs are not counted. */
+void rlx_simt_device_plant_fault_on(int ordinal, int nth_gemm);
 
 #ifdef __cplusplus
 }
