@@ -15,7 +15,9 @@
 #include <string.h>
 #include <utf8proc.h>
 
-#define RESERVE(p, cap, need, what) rlx__tk_reserve((void **)&(p), &(cap), (need), sizeof *(p), what)
+/* the common case (room left) without a call */
+#define RESERVE(p, cap, need, what)                                                                                    \
+    ((need) <= (cap) ? RLX_OK : rlx__tk_reserve((void **)&(p), &(cap), (need), sizeof *(p), what))
 
 /* ---- normalizers ---------------------------------------------------------------------------- */
 
@@ -348,13 +350,16 @@ static rlx_status events_pred(tk_work *w, const uint8_t *s, size_t n, int (*pred
 
 /* Pattern::find_matches for a regex (onig's find_iter: an empty match right where the last
  * match ended is skipped by one character). */
-static rlx_status events_regex(tk_work *w, const pcre2_code *re, const uint8_t *s, size_t n) {
+static rlx_status events_regex(tk_work *w, const pcre2_code *re, int jit, const uint8_t *s, size_t n) {
     if (!w->md && !(w->md = pcre2_match_data_create(32, NULL)))
         return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for regex match data");
     size_t prev = 0, at = 0, last_match_end = SIZE_MAX;
     rlx_status st;
     while (at <= n) {
-        int rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, w->md, NULL);
+        /* pcre2_jit_match skips pcre2_match's checks (the text is valid UTF-8, the pattern JIT
+         * compiled); a JIT stack overflow retries on the interpreter, which uses the heap */
+        int rc = jit ? pcre2_jit_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, w->md, NULL)
+                     : pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK, w->md, NULL);
         if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
             rc = pcre2_match(re, (PCRE2_SPTR)s, n, at, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, w->md, NULL);
         if (rc == PCRE2_ERROR_NOMATCH) break;
@@ -492,7 +497,7 @@ static rlx_status pre_step(tk_work *w, const tk_pre *p) {
             if (p->literal_empty)
                 st = push_event(w, 0, n, 0);
             else
-                st = events_regex(w, p->re, s, n);
+                st = events_regex(w, p->re, p->jit, s, n);
             if (!st) st = apply_behavior(w, p->behavior, p->invert, pc->off, out);
             break;
         case TK_PRE_DIGITS:
@@ -538,7 +543,7 @@ static rlx_status pre_step(tk_work *w, const tk_pre *p) {
             m += n;
             const uint8_t *src = (const uint8_t *)w->scratch;
             if (p->use_regex)
-                st = events_regex(w, p->re, src, m);
+                st = events_regex(w, p->re, p->jit, src, m);
             else
                 st = push_event(w, 0, m, 0);
             if (st) break;
@@ -917,7 +922,7 @@ static void *batch_worker(void *arg) {
             if (!j->res[i])
                 s = rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the ids of text %lld", (long long)i);
             else {
-                memcpy(j->res[i], w.ids, w.n_ids * sizeof(int32_t));
+                if (w.n_ids) memcpy(j->res[i], w.ids, w.n_ids * sizeof(int32_t));
                 j->lens[i] = (int64_t)w.n_ids;
             }
         }

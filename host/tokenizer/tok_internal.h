@@ -35,6 +35,7 @@ typedef struct tk_pair_slot {
 typedef struct tk_pair_map {
     tk_pair_slot *slots;
     uint64_t mask;
+    int shift; /* 64 - log2(slots): the slot is the product's top bits (Fibonacci hashing) */
 } tk_pair_map;
 
 /* ---- components ---------------------------------------------------------------------------- */
@@ -75,6 +76,7 @@ typedef enum tk_pre_kind {
 typedef struct tk_pre {
     tk_pre_kind kind;
     pcre2_code *re;             /* Split (regex or escaped string); ByteLevel with use_regex */
+    int jit;                    /* re is JIT-compiled: pcre2_jit_match may run it */
     int literal_empty;          /* Split on an empty string: matches nothing */
     tk_split_behavior behavior; /* Split, Punctuation */
     int invert;                 /* Split */
@@ -247,7 +249,8 @@ int rlx__tk_is_numeric(int32_t cp);    /* Nd, Nl, No (Rust char::is_numeric) */
 int rlx__tk_is_word(int32_t cp);       /* Rust regex \w */
 
 /* ---- stages -------------------------------------------------------------------------------- */
-rlx_status rlx__tk_compile_regex(const char *pattern, int literal, const char *where, pcre2_code **out);
+/* *jit: 1 when the pattern was JIT-compiled (pcre2_jit_match may be used). */
+rlx_status rlx__tk_compile_regex(const char *pattern, int literal, const char *where, pcre2_code **out, int *jit);
 void rlx__tk_bytelevel_maps(uint16_t byte_to_cp[256], int16_t cp_to_byte[324]);
 /* The GPT-2 maps, filled once by rlx__tk_maps_init (thread-safe). */
 extern uint16_t rlx__tk_byte_to_cp[256];
@@ -271,8 +274,7 @@ void rlx__tk_pairs_put(tk_pair_map *m, int32_t a, int32_t b, int32_t rank, int32
 static inline const tk_pair_slot *rlx__tk_pairs_get(const tk_pair_map *m, int32_t a, int32_t b) {
     if (!m->slots) return NULL;
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    for (uint64_t i = (h >> 20) & m->mask;; i = (i + 1) & m->mask) {
+    for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> m->shift;; i = (i + 1) & m->mask) {
         const tk_pair_slot *s = &m->slots[i];
         if (s->key == key) return s;
         if (s->key == UINT64_MAX) return NULL;

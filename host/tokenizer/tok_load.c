@@ -14,6 +14,7 @@
 typedef struct tk_load {
     rlx_tokenizer *t;
     const char *name;
+    int64_t id_cap; /* allocated entries of t->id_str / t->id_len */
 } tk_load;
 
 static const char *jtype(const json_t *v) {
@@ -200,7 +201,8 @@ static rlx_status parse_pre(tk_load *L, const json_t *o, const char *where, int 
         if ((s = get_bool(L, o, "add_prefix_space", where, 1, &p.add_prefix_space)) ||
             (s = get_bool(L, o, "use_regex", where, 1, &p.use_regex)))
             return s;
-        if (p.use_regex && (s = rlx__tk_compile_regex(GPT2_PATTERN, 0, "the ByteLevel pre-tokenizer's regex", &p.re)))
+        if (p.use_regex &&
+            (s = rlx__tk_compile_regex(GPT2_PATTERN, 0, "the ByteLevel pre-tokenizer's regex", &p.re, &p.jit)))
             return s;
     } else if (!strcmp(ty, "Split")) {
         p.kind = TK_PRE_SPLIT;
@@ -223,7 +225,7 @@ static rlx_status parse_pre(tk_load *L, const json_t *o, const char *where, int 
         else {
             char w[300];
             snprintf(w, sizeof w, "%s: %s.pattern", L->name, where);
-            if ((s = rlx__tk_compile_regex(rx ? rx : lit, lit != NULL, w, &p.re))) return s;
+            if ((s = rlx__tk_compile_regex(rx ? rx : lit, lit != NULL, w, &p.re, &p.jit))) return s;
         }
     } else if (!strcmp(ty, "Digits")) {
         p.kind = TK_PRE_DIGITS;
@@ -409,16 +411,21 @@ static rlx_status parse_dec(tk_load *L, const json_t *o, const char *where, int 
 static rlx_status set_token(tk_load *L, int64_t id, const char *s, size_t n) {
     rlx_tokenizer *t = L->t;
     if (id >= t->vocab_size) {
-        int64_t nv = id + 1;
-        char **ns = realloc(t->id_str, (size_t)nv * sizeof *ns);
-        if (!ns) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the vocabulary");
-        t->id_str = ns;
-        uint32_t *nl = realloc(t->id_len, (size_t)nv * sizeof *nl);
-        if (!nl) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the vocabulary");
-        t->id_len = nl;
-        for (int64_t i = t->vocab_size; i < nv; i++)
+        if (id >= L->id_cap) { /* geometric growth: vocabularies arrive one id at a time */
+            int64_t nc = L->id_cap ? L->id_cap : 1024;
+            while (nc <= id)
+                nc *= 2;
+            char **ns = realloc(t->id_str, (size_t)nc * sizeof *ns);
+            if (!ns) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the vocabulary");
+            t->id_str = ns;
+            uint32_t *nl = realloc(t->id_len, (size_t)nc * sizeof *nl);
+            if (!nl) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the vocabulary");
+            t->id_len = nl;
+            L->id_cap = nc;
+        }
+        for (int64_t i = t->vocab_size; i <= id; i++)
             t->id_str[i] = NULL, t->id_len[i] = 0;
-        t->vocab_size = nv;
+        t->vocab_size = id + 1;
     }
     char *p = rlx__tk_pool_add(t, s, n);
     if (!p) return RLX_ERR_OUT_OF_MEMORY;
@@ -775,7 +782,7 @@ static rlx_status load(const char *json, size_t json_bytes, const char *config, 
     for (int k = 0; k < 7; k++)
         t->special_ids[k] = -1;
     t->unk_id = -1;
-    tk_load L = {t, name};
+    tk_load L = {t, name, 0};
     rlx_status s = RLX_OK;
     const json_t *ver = json_object_get(root, "version");
     if (ver && !(json_is_string(ver) && !strcmp(json_string_value(ver), "1.0")))

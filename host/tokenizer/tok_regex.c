@@ -124,8 +124,9 @@ static char *translate(const char *pat, int literal) {
     return b.p;
 }
 
-rlx_status rlx__tk_compile_regex(const char *pattern, int literal, const char *where, pcre2_code **out) {
+rlx_status rlx__tk_compile_regex(const char *pattern, int literal, const char *where, pcre2_code **out, int *jit) {
     *out = NULL;
+    *jit = 0;
     char *p = translate(pattern, literal);
     if (!p) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory compiling %s", where);
     int err;
@@ -149,7 +150,7 @@ rlx_status rlx__tk_compile_regex(const char *pattern, int literal, const char *w
     }
     free(p);
     /* JIT when the platform has it; pcre2_match falls back to the interpreter otherwise. */
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    *jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;
     *out = re;
     return RLX_OK;
 }

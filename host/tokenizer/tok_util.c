@@ -155,13 +155,15 @@ void rlx__tk_map_free(tk_map *m) {
 
 rlx_status rlx__tk_pairs_init(tk_pair_map *m, size_t expected) {
     size_t cap = 16;
+    int bits = 4;
     while (cap < expected * 2 + 16)
-        cap *= 2;
+        cap *= 2, bits++;
     m->slots = rlx__malloc(cap * sizeof *m->slots, "the BPE merge table");
     if (!m->slots) return RLX_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < cap; i++)
         m->slots[i].key = UINT64_MAX;
     m->mask = cap - 1;
+    m->shift = 64 - bits;
     return RLX_OK;
 }
 
@@ -169,8 +171,7 @@ void rlx__tk_pairs_put(tk_pair_map *m, int32_t a, int32_t b, int32_t rank, int32
     /* The table is sized for every merge up front; a pair seen twice keeps its first (lowest)
      * rank, as `tokenizers` does when it builds its merge map from the list in order. */
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    for (uint64_t i = (h >> 20) & m->mask;; i = (i + 1) & m->mask) {
+    for (uint64_t i = (key * 0x9E3779B97F4A7C15ull) >> m->shift;; i = (i + 1) & m->mask) {
         tk_pair_slot *s = &m->slots[i];
         if (s->key == key) return;
         if (s->key == UINT64_MAX) {
