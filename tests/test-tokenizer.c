@@ -286,6 +286,8 @@ Test(tokenizer, malformed_files_are_format_errors) {
         {"{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(\"},\"behavior\":\"Isolated\",\"invert\":"
          "false},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]}}",
          "does not compile"},
+        {"{\"post_processor\":{\"type\":\"BertProcessing\",\"sep\":[\"[SEP]\",5],\"cls\":[\"a\",0]},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}}}",
+         "special token id 5 is outside the vocabulary"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         rlx_tokenizer *t = NULL;

@@ -804,6 +804,16 @@ static rlx_status load(const char *json, size_t json_bytes, const char *config, 
     if (!s) s = parse_added(&L, json_object_get(root, "added_tokens"));
     if (!s) s = finish_added(&L);
     if (!s && t->vocab_size == 0) s = rlx__fail(RLX_ERR_FORMAT, "%s: the vocabulary is empty", name);
+    /* the specials a post-processor adds must be ids of this vocabulary */
+    for (int k = 0; !s && k < t->n_posts; k++) {
+        const tk_post *pp = &t->posts[k];
+        for (int64_t i = 0; !s && i < pp->n_before + pp->n_after; i++) {
+            int32_t id = i < pp->n_before ? pp->before[i] : pp->after[i - pp->n_before];
+            if (id >= t->vocab_size)
+                s = rlx__fail(RLX_ERR_FORMAT, "%s: post_processor: special token id %ld is outside the vocabulary [0, %lld)", name,
+                              (long)id, (long long)t->vocab_size);
+        }
+    }
     if (!s) {
         const json_t *tr = json_object_get(root, "truncation");
         const json_t *ml = json_object_get(tr, "max_length");
