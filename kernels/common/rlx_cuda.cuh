@@ -40,6 +40,9 @@
 #include <stdint.h>
 
 #include <utility>
+#if !RLX_SIMT
+#include <mutex>
+#endif
 
 // ---- dynamic shared memory -------------------------------------------------------------------
 /* `extern __shared__ T x[]` does not compile as host C++, and two kernels in one file may want
@@ -60,16 +63,41 @@
 #define rlx_launch(kernel, grid, block, smem_bytes, stream, ...)                                   \
     ::rlx_simt::launch(#kernel, kernel, grid, block, smem_bytes, stream, ##__VA_ARGS__)
 #else
+/* More than 48 KiB of dynamic shared memory needs the kernel's opt-in attribute, which belongs to
+ * (kernel, device) and stays set: it is set once per pair (or again when a launch asks for more),
+ * not per launch. A small table per translation unit (each kernel family is one), read under a
+ * mutex: the lock is uncontended and far cheaper than the attribute call it saves. */
+static inline cudaError_t rlx__smem_opt_in(const void *kernel, size_t smem_bytes) {
+    struct entry {
+        const void *kernel;
+        int device, bytes;
+    };
+    static entry table[64];
+    static int n;
+    static std::mutex lock;
+    int device = 0;
+    cudaError_t e = cudaGetDevice(&device);
+    if (e != cudaSuccess) return e;
+    std::lock_guard<std::mutex> guard(lock);
+    int i = 0;
+    while (i < n && (table[i].kernel != kernel || table[i].device != device)) i++;
+    if (i < n && table[i].bytes >= (int)smem_bytes) return cudaSuccess;
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_bytes);
+    if (e != cudaSuccess) return e;
+    if (i < n) table[i].bytes = (int)smem_bytes;
+    else if (n < 64) table[n++] = entry{kernel, device, (int)smem_bytes};
+    return cudaSuccess; /* a full table only means the attribute is set again next time */
+}
+
 /* <<<>>> then cudaGetLastError(), so a bad configuration is reported at the launch that made
- * it. More than 48 KiB of dynamic shared memory needs the kernel's opt-in attribute first. */
+ * it. */
 template <typename... KArgs, typename... Args>
 static inline cudaError_t rlx__launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
                                       size_t smem_bytes, cudaStream_t stream, Args &&...args) {
     static_assert(sizeof...(KArgs) == sizeof...(Args),
                   "rlx_launch: the number of arguments does not match the kernel's parameters");
     if (smem_bytes > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem_bytes);
+        cudaError_t e = rlx__smem_opt_in((const void *)kernel, smem_bytes);
         if (e != cudaSuccess) return e;
     }
     kernel<<<grid, block, smem_bytes, stream>>>(static_cast<KArgs>(std::forward<Args>(args))...);
