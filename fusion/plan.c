@@ -602,11 +602,17 @@ static int after_all_reduce(const rlx__plan *p, int i) {
     return 0;
 }
 
+int rlx__plan_is_standalone_pass(const rlx__plan *p, const rlx__kernel *k) {
+    /* a pass over one row per sequence (the final norm after last-layer pruning) costs nothing
+     * worth a fusion rule: only passes over the tokens count */
+    return rlx__kernel_is_standalone_pass(k->kind) && k->out >= 0 && p->buf[k->out].rows != RLX__ROWS_SEQUENCES;
+}
+
 static rlx_status list_missed(const rlx_model *m, rlx__plan *p) {
     size_t cap = 256, len = 0;
     for (int i = 0; i < p->n; i++) {
         const rlx__kernel *k = &p->k[i];
-        if (!rlx__kernel_is_standalone_pass(k->kind) || after_all_reduce(p, i)) continue;
+        if (!rlx__plan_is_standalone_pass(p, k) || after_all_reduce(p, i)) continue;
         const char *why = k->kind == RLX__K_RMS_NORM ? "norm not folded into a GEMM"
                           : k->kind == RLX__K_ROPE   ? "RoPE not fused into attention"
                           : k->kind == RLX__K_SILU_MUL ? "activation not fused"

@@ -19,7 +19,9 @@
  *   residual add into the GEMM: add(linear(…), r) becomes the GEMM with C = r, beta = 1;
  *   row scales s(x) = 1/sqrt(mean(x²)+eps) come from the kernel that produced x (embed_rowscale,
  *       add_rowscale) or a row-statistics kernel right after it (rms_rowscale);
- *   last_token → final rms_norm becomes one last_token_rms_norm kernel;
+ *   last_token → final rms_norm becomes one last_token_rms_norm kernel (after last-layer pruning,
+ *       passes.prune_last_layer, the gather sits before the last layer's o_proj instead and the
+ *       final norm is an rms_norm over one row per sequence, which counts as no standalone pass);
  *   add → layer_norm (post-LN encoders) becomes one layer_norm kernel reading both operands.
  * A custom stage (tier 2) is one kernel-plan entry of its own (its stage's in/out lists are its
  * buffers); no rule matches across it.
@@ -140,6 +142,11 @@ typedef struct rlx__plan {
     char *missed;            /* fused policy: standalone passes left, "layer: stage (why)"; NULL if clean */
     int n_missed;
 } rlx__plan;
+
+/* 1 if kernel k of plan p is a standalone norm/rope/add/activation pass over the tokens (what the
+ * fused plan's missed list and --assert-clean report); a pass over one row per sequence, such as
+ * the final norm after passes.prune_last_layer, is not one. */
+int rlx__plan_is_standalone_pass(const rlx__plan *p, const rlx__kernel *k);
 
 /* Builds the plan for model m at its capacity. */
 rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdtype act_dtype, rlx__plan *out);

@@ -48,6 +48,14 @@ Test(bench, flops_tiny_by_hand) {
     /* all logits: the LM head on every token, 32 · 1048576 */
     f = rlx__bench_llama_flops(&c, lens, 2, 0);
     cr_expect_eq(f.lm_head, 33554432.0);
+    /* the last layer pruned: its o (65536) and gate, up, down (3 · 180224) on 2 rows instead of 32:
+     * 2 · 606208 · 30 = 36372480 fewer */
+    f = rlx__bench_llama_flops(&c, lens, 2, RLX__BENCH_LAST_TOKEN | RLX__BENCH_PRUNED);
+    cr_expect_eq(f.linear, 180355072.0 - 36372480.0);
+    cr_expect_eq(f.total, 183500800.0 - 36372480.0);
+    /* pruning needs last-token logits: all-logits counts are untouched */
+    f = rlx__bench_llama_flops(&c, lens, 2, RLX__BENCH_PRUNED);
+    cr_expect_eq(f.linear, 180355072.0);
     /* weights: embedding 2048·256 = 524288, layers 4 · (704512 + 2·256 norms) = 2820096, final norm 256 */
     cr_expect_eq(rlx__bench_llama_params(&c), 3344640.0);
     c.tie_word_embeddings = 0;
@@ -169,7 +177,11 @@ Test(bench, cpu_json_has_the_documented_fields) {
     rlx_llama_config c;
     cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
     const int64_t len = 16;
-    const rlx__bench_flops f = rlx__bench_llama_flops(&c, &len, 1, 1);
+    /* the prefill preset prunes the last layer: the count drops by what no longer runs */
+    cr_expect(json_is_true(field(o, "pruned_last_layer")));
+    const rlx__bench_flops f = rlx__bench_llama_flops(&c, &len, 1, RLX__BENCH_LAST_TOKEN | RLX__BENCH_PRUNED);
+    const rlx__bench_flops unpruned = rlx__bench_llama_flops(&c, &len, 1, RLX__BENCH_LAST_TOKEN);
+    cr_expect_lt(f.total, unpruned.total);
     cr_expect_eq(num(o, "flops"), f.total);
     cr_expect_eq(num(o, "flops_linear") + num(o, "flops_attention") + num(o, "flops_lm_head"), f.total);
     cr_expect(fabs(num(o, "tokens_per_s") - 16 / (med * 1e-3)) < 1e-6 * num(o, "tokens_per_s"));

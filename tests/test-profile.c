@@ -41,6 +41,8 @@ Test(profile, prefill_preset_defaults) {
     cr_expect_eq(p.attention_block_q, 0);
     cr_expect_eq(p.gemm_workspace_mb, 32);
     cr_expect_eq(p.cuda_graphs, 0);
+    cr_expect_eq(p.gemm_autotune, 0);
+    cr_expect_eq(p.prune_last_layer, 1);
     rlx_profile q;
     cr_assert_eq(rlx_profile_preset("prefill", &q), RLX_OK);
     cr_expect(!memcmp(&p, &q, sizeof p));
@@ -75,13 +77,15 @@ Test(profile, every_key_parsed) {
                        "dce = false\n"
                        "constant_folding = false\n"
                        "verbose = true\n"
+                       "prune_last_layer = false\n"
                        "[precision]\n"
                        "compute = \"f32\"\n"
                        "mixed = \"auto\"\n"
                        "[kernels]\n"
                        "attention_block_q = 64\n"
                        "gemm_workspace_mb = 0\n"
-                       "cuda_graphs = false\n";
+                       "cuda_graphs = false\n"
+                       "gemm_autotune = true\n";
     rlx_profile p;
     cr_assert_eq(rlx_profile_parse(text, "all.rlx.toml", &p), RLX_OK, "%s", rlx_last_error());
     cr_expect_str_eq(p.source, "all.rlx.toml");
@@ -96,11 +100,15 @@ Test(profile, every_key_parsed) {
     cr_expect_eq(p.attention_block_q, 64);
     cr_expect_eq(p.gemm_workspace_mb, 0);
     cr_expect_eq(p.cuda_graphs, 0);
+    cr_expect_eq(p.gemm_autotune, 1);
+    cr_expect_eq(p.prune_last_layer, 0);
     char *line;
     cr_assert_eq(rlx_profile_format(&p, &line), RLX_OK);
     cr_expect_str_eq(line, "fusion.policy=none fusion.target=simt fusion.assert_clean=true passes.dce=false "
-                           "passes.constant_folding=false passes.verbose=true precision.compute=f32 precision.mixed=auto "
-                           "kernels.attention_block_q=64 kernels.gemm_workspace_mb=0 kernels.cuda_graphs=false");
+                           "passes.constant_folding=false passes.verbose=true passes.prune_last_layer=false precision.compute=f32 "
+                           "precision.mixed=auto "
+                           "kernels.attention_block_q=64 kernels.gemm_workspace_mb=0 kernels.cuda_graphs=false "
+                           "kernels.gemm_autotune=true");
     rlx_free(line);
 }
 

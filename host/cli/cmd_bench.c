@@ -208,6 +208,10 @@ typedef struct result {
     int breakdown_runs;
     double speedup;      /* fused rows: unfused median / fused median; NAN otherwise */
     int output_finite;
+    int pruned;          /* the model's last layer runs on one row per sequence (passes.prune_last_layer) */
+    rlx__gemm_stats gemm_stats; /* device runs: the model's GEMM algorithm cache afterwards */
+    rlx__gemm_entry *gemm_algos; /* its entries, most used first */
+    int n_gemm_algos;
 } result;
 
 typedef struct bench_ctx {
@@ -238,6 +242,7 @@ typedef struct bench_ctx {
 static void result_free(result *r) {
     free(r->times);
     free(r->rows);
+    free(r->gemm_algos);
 }
 
 // ---- progress ---------------------------------------------------------------------------------
@@ -415,6 +420,9 @@ static int run_config(bench_ctx *c, int64_t B, int64_t S, rlx_fusion_policy fusi
         goto out;
     }
     r->build_ms = (cli_now() - t_build) * 1e3;
+    /* count what runs: a pruned last layer does its o_proj and MLP on one row per sequence */
+    r->pruned = m->pruned_stages > 0;
+    r->flops = rlx__bench_llama_flops(&c->cfg, lens, B, RLX__BENCH_LAST_TOKEN | (r->pruned ? RLX__BENCH_PRUNED : 0));
     rlx_model_memory(m, &r->weight_bytes, &r->session_bytes);
     if ((s = rlx_session_create(m, &sess))) {
         rc = cli_status_error(s, "bench: creating a session");
@@ -488,6 +496,8 @@ static int run_config(bench_ctx *c, int64_t B, int64_t S, rlx_fusion_policy fusi
     if (c->peak > 0) r->mfu = r->tflops / c->peak;
     if (c->have_gemm && c->gemm.tflops > 0) r->mfu_gemm = r->tflops / c->gemm.tflops;
     build_breakdown(m, kt, runs, n_k, B, S, r);
+    if (ops && (r->gemm_algos = malloc(RLX__GEMM_CACHE_CAP * sizeof *r->gemm_algos)))
+        r->n_gemm_algos = rlx__gemm_cache_snapshot(ops->gemm_cache(dd), &r->gemm_stats, r->gemm_algos, RLX__GEMM_CACHE_CAP);
 out:
     if (timer) ops->timer_destroy(dd, timer, 2);
     free(logits);
@@ -584,6 +594,7 @@ static void print_header(const bench_ctx *c) {
            g->tie_word_embeddings ? "tied" : "untied", c->params / 1e6);
     printf("compute: %s; last-token logits\n", c->dev == RLX_DEVICE_CPU ? "f32 (the CPU reference)" : "bf16, f32 accumulation");
     printf("FLOPs per prefill (PERF.md): 2 x (q,k,v,o,gate,up,down weights) x layers per token\n"
+           "         (a pruned last layer, passes.prune_last_layer: its o,gate,up,down per sequence, not per token)\n"
            "         + attention 2*2*(S/2)*heads*head_dim x layers per token (causal half, as FlashAttention counts)\n"
            "         + LM head 2*hidden*vocab per sequence; embedding, norms, RoPE, SiLU, adds not counted\n");
     if (c->have_gemm)
@@ -663,6 +674,25 @@ static void print_breakdown(const bench_ctx *c, const result *r) {
     }
 }
 
+/* The algorithm the device's cache chose for each GEMM shape the configuration ran. */
+static void print_gemm_algos(const bench_ctx *c, const result *r) {
+    if (!r->n_gemm_algos) return;
+    const rlx__gemm_stats *st = &r->gemm_stats;
+    printf("\nGEMM algorithms: %s b=%lld s=%lld %s: %d shapes (M bucketed); %llu GEMMs, %llu heuristic queries, %llu fallbacks, %llu tuned\n",
+           c->shape_label, (long long)r->batch, (long long)r->seq, r->fusion, r->n_gemm_algos, (unsigned long long)st->gemms,
+           (unsigned long long)st->heuristic, (unsigned long long)st->fallbacks, (unsigned long long)st->tuned);
+    printf("  %7s %7s %7s %-13s %6s  %s\n", "M <=", "N", "K", "dtypes", "uses", "algorithm (candidate of n; tuned ms)");
+    for (int i = 0; i < r->n_gemm_algos; i++) {
+        const rlx__gemm_entry *e = &r->gemm_algos[i];
+        char tuned[32] = "";
+        if (e->tuned) snprintf(tuned, sizeof tuned, "; %.4g ms", e->tuned_ms[e->chosen]);
+        printf("  %7lld %7lld %7lld %-13s %6llu  %s (%d of %d%s)\n", (long long)e->key.M_bucket, (long long)e->key.N,
+               (long long)e->key.K,
+               e->key.out_dtype == RLX_K_F32 ? (e->key.has_c ? "bf16>f32 +C" : "bf16>f32") : (e->key.has_c ? "bf16 +C" : "bf16"),
+               (unsigned long long)e->uses, e->cand[e->chosen].name, e->chosen + 1, e->n_cand, tuned);
+    }
+}
+
 static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 static json_t *jstr_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
@@ -699,6 +729,7 @@ static json_t *result_json(const bench_ctx *c, const result *r) {
     json_object_set_new(o, "flops_linear", jnum(r->flops.linear));
     json_object_set_new(o, "flops_attention", jnum(r->flops.attention));
     json_object_set_new(o, "flops_lm_head", jnum(r->flops.lm_head));
+    json_object_set_new(o, "pruned_last_layer", json_boolean(r->pruned));
     json_object_set_new(o, "tflops", jnum(r->tflops));
     json_object_set_new(o, "peak_tflops", c->peak > 0 ? json_real(c->peak) : json_null());
     json_object_set_new(o, "peak_source", jstr_or_null(c->peak_source));
@@ -735,6 +766,23 @@ static json_t *result_json(const bench_ctx *c, const result *r) {
     json_object_set_new(o, "breakdown", json_pack("{s:s, s:i, s:o, s:o, s:o}", "unit", dev ? "kernel" : "stage", "runs",
                                                   r->breakdown_runs, "sum_ms", jnum(r->kernels_ms), "by_kind", groups,
                                                   "top", top));
+    json_t *algos = json_array();
+    for (int i = 0; i < r->n_gemm_algos; i++) {
+        const rlx__gemm_entry *e = &r->gemm_algos[i];
+        json_array_append_new(algos, json_pack("{s:I, s:I, s:I, s:s, s:b, s:b, s:s, s:i, s:i, s:b, s:o, s:I}", "m_bucket",
+                                               (json_int_t)e->key.M_bucket, "n", (json_int_t)e->key.N, "k", (json_int_t)e->key.K,
+                                               "out_dtype", e->key.out_dtype == RLX_K_F32 ? "f32" : "bf16", "bias", e->key.has_bias,
+                                               "residual", e->key.has_c, "algorithm", e->cand[e->chosen].name, "candidate",
+                                               e->chosen + 1, "candidates", e->n_cand, "tuned", e->tuned, "tuned_ms",
+                                               e->tuned ? jnum(e->tuned_ms[e->chosen]) : json_null(), "uses", (json_int_t)e->uses));
+    }
+    json_object_set_new(o, "gemm_algorithms", dev ? algos : (json_decref(algos), json_null()));
+    const rlx__gemm_stats *gs = &r->gemm_stats;
+    json_object_set_new(o, "gemm_cache", dev ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "gemms", (json_int_t)gs->gemms, "hits",
+                                                         (json_int_t)gs->hits, "heuristic", (json_int_t)gs->heuristic,
+                                                         "fallbacks", (json_int_t)gs->fallbacks, "evictions",
+                                                         (json_int_t)gs->evictions, "tuned", (json_int_t)gs->tuned)
+                                             : json_null());
     const rlx_llama_config *g = &c->cfg;
     json_object_set_new(o, "model_config",
                         json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:f}", "hidden_size", (json_int_t)g->hidden_size,
@@ -1082,7 +1130,10 @@ static int cmd_bench(int argc, char **argv) {
     print_header(&c);
     print_table(&c, res, n_res);
     if (c.breakdown)
-        for (int i = 0; i < n_res; i++) print_breakdown(&c, &res[i]);
+        for (int i = 0; i < n_res; i++) {
+            print_breakdown(&c, &res[i]);
+            print_gemm_algos(&c, &res[i]);
+        }
     if (c.o.json && (rc = write_json(&c, res, n_res))) goto out;
     if (c.o.csv && (rc = write_csv(&c, res, n_res))) goto out;
     if (c.o.plot && (rc = write_plot(&c, res, n_res))) goto out;

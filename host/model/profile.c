@@ -27,6 +27,8 @@ static void prefill_preset(rlx_profile *p) {
     p->attention_block_q = 0;
     p->gemm_workspace_mb = 32;
     p->cuda_graphs = 0; /* not implemented: device builds refuse 1 */
+    p->gemm_autotune = 0;
+    p->prune_last_layer = 1;
 }
 
 rlx_status rlx_profile_preset(const char *name, rlx_profile *out) {
@@ -51,7 +53,7 @@ rlx_status rlx_profile_preset(const char *name, rlx_profile *out) {
 
 typedef enum field {
     F_POLICY, F_TARGET, F_ASSERT_CLEAN, F_SKIP, F_DCE, F_CONST_FOLD, F_VERBOSE, F_COMPUTE, F_MIXED,
-    F_ATTN_BLOCK_Q, F_GEMM_WS, F_CUDA_GRAPHS
+    F_ATTN_BLOCK_Q, F_GEMM_WS, F_CUDA_GRAPHS, F_GEMM_AUTOTUNE, F_PRUNE
 } field;
 
 typedef enum kind { K_BOOL, K_INT, K_ENUM } kind;
@@ -89,11 +91,13 @@ static const key_spec keys[] = {
     {"passes", "dce", F_DCE, K_BOOL, NULL, NULL, 0, 0, NULL, 0, NULL},
     {"passes", "constant_folding", F_CONST_FOLD, K_BOOL, NULL, NULL, 0, 0, NULL, 0, NULL},
     {"passes", "verbose", F_VERBOSE, K_BOOL, NULL, NULL, 0, 0, NULL, 0, NULL},
+    {"passes", "prune_last_layer", F_PRUNE, K_BOOL, NULL, NULL, 0, 0, NULL, 0, NULL},
     {"precision", "compute", F_COMPUTE, K_ENUM, compute_choices, "\"bf16\", \"f16\", \"f32\"", 0, 0, NULL, 0, NULL},
     {"precision", "mixed", F_MIXED, K_ENUM, mixed_choices, "\"none\", \"auto\"", 0, 0, NULL, 0, NULL},
     {"kernels", "attention_block_q", F_ATTN_BLOCK_Q, K_INT, NULL, NULL, 0, 0, block_q_values, 3, "0 (the kernel's choice), 64, 128"},
     {"kernels", "gemm_workspace_mb", F_GEMM_WS, K_INT, NULL, NULL, 0, 4096, NULL, 0, NULL},
     {"kernels", "cuda_graphs", F_CUDA_GRAPHS, K_BOOL, NULL, NULL, 0, 0, NULL, 0, NULL},
+    {"kernels", "gemm_autotune", F_GEMM_AUTOTUNE, K_BOOL, NULL, NULL, 0, 0, NULL, 0, NULL},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -128,6 +132,8 @@ static void set_field(rlx_profile *p, field f, int v) {
     case F_ATTN_BLOCK_Q: p->attention_block_q = v; break;
     case F_GEMM_WS: p->gemm_workspace_mb = v; break;
     case F_CUDA_GRAPHS: p->cuda_graphs = v; break;
+    case F_GEMM_AUTOTUNE: p->gemm_autotune = v; break;
+    case F_PRUNE: p->prune_last_layer = v; break;
     }
 }
 
@@ -355,6 +361,8 @@ rlx_status rlx_profile_validate(const rlx_profile *p) {
     else if (p->attention_block_q != 0 && p->attention_block_q != 64 && p->attention_block_q != 128) bad = "kernels.attention_block_q";
     else if (p->gemm_workspace_mb < 0 || p->gemm_workspace_mb > 4096) bad = "kernels.gemm_workspace_mb";
     else if ((unsigned)p->cuda_graphs > 1) bad = "kernels.cuda_graphs";
+    else if ((unsigned)p->gemm_autotune > 1) bad = "kernels.gemm_autotune";
+    else if ((unsigned)p->prune_last_layer > 1) bad = "passes.prune_last_layer";
     if (bad) return rlx__fail(RLX_ERR_PROFILE, "%s: key '%s': value out of range (docs/profiles.md lists the allowed values)", src, bad);
     return RLX_OK;
 }
@@ -369,11 +377,12 @@ rlx_status rlx_profile_format(const rlx_profile *p, char **text) {
     char buf[512];
     snprintf(buf, sizeof buf,
              "fusion.policy=%s fusion.target=%s fusion.assert_clean=%s passes.dce=%s passes.constant_folding=%s "
-             "passes.verbose=%s precision.compute=%s precision.mixed=%s kernels.attention_block_q=%d "
-             "kernels.gemm_workspace_mb=%d kernels.cuda_graphs=%s",
+             "passes.verbose=%s passes.prune_last_layer=%s precision.compute=%s precision.mixed=%s kernels.attention_block_q=%d "
+             "kernels.gemm_workspace_mb=%d kernels.cuda_graphs=%s kernels.gemm_autotune=%s",
              choice_name(policy_choices, p->fusion_policy), choice_name(target_choices, p->target), tf(p->assert_clean),
-             tf(p->dce), tf(p->constant_folding), tf(p->verbose), choice_name(compute_choices, p->compute),
-             choice_name(mixed_choices, p->mixed), p->attention_block_q, p->gemm_workspace_mb, tf(p->cuda_graphs));
+             tf(p->dce), tf(p->constant_folding), tf(p->verbose), tf(p->prune_last_layer), choice_name(compute_choices, p->compute),
+             choice_name(mixed_choices, p->mixed), p->attention_block_q, p->gemm_workspace_mb, tf(p->cuda_graphs),
+             tf(p->gemm_autotune));
     *text = rlx__strdup(buf);
     return *text ? RLX_OK : RLX_ERR_OUT_OF_MEMORY;
 }

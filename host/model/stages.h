@@ -184,6 +184,7 @@ struct rlx_model {
     int n_unused;
     struct rlx_comm *comm; /* tensor parallelism (rlx/dist.h): this rank's communicator, else NULL */
     int tp_rank, tp_size;  /* 0 and 1 without tensor parallelism */
+    int pruned_stages;    /* stages passes.prune_last_layer moved onto one row per sequence */
 };
 
 /* One prefill as the executors see it. */

@@ -19,6 +19,9 @@ rlx_status rlx__model_log(rlx_model *m, const char *fmt, ...) RLX__PRINTF(2, 3);
  * output depends on (and the token input and embedding, which define the accepted token
  * range). Logs what it did (or that it is off). */
 rlx_status rlx__pass_dce(rlx_model *m);
+/* passes.prune_last_layer (model/prune.c): last_token gathers moved up through the row-wise stages
+ * before them, which then run on one row per sequence; m->pruned_stages counts them. */
+rlx_status rlx__pass_prune_last_layer(rlx_model *m);
 
 /* ---- custom stages (custom.c) ------------------------------------------------------------- */
 

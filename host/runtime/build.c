@@ -462,6 +462,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     rlx_status s = expand(&m->list, &flow->list);
     if (s) goto fail;
     if ((s = rlx__pass_dce(m))) goto fail;
+    if ((s = rlx__pass_prune_last_layer(m))) goto fail;
     problems pr = {0};
     if ((s = resolve_weights(m, w, &pr))) goto fail;
     if ((s = list_unused(m, w))) goto fail;

@@ -10,32 +10,11 @@
 
 #include "plan.h"
 #include "model/stages.h"
+#include "runtime/gemm_algo.h" /* rlx__gemm_desc, the algorithm cache */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* D[M, N] = X[M, K] · W[N, K]ᵀ (+ bias[N]) (+ beta · C[M, N]); row-major with leading
- * dimensions in elements; X, W, bias, C in in_dtype; D in out_dtype; f32 accumulation.
- * C may alias D (the residual add folded into the GEMM). */
-typedef struct rlx__gemm_desc {
-    int64_t M, N, K;
-    const void *x;
-    int64_t ldx;
-    const void *w;
-    int64_t ldw;
-    const void *bias;
-    const void *c;
-    int64_t ldc;
-    float beta;
-    void *d;
-    int64_t ldd;
-    rlx_kdtype in_dtype, out_dtype;
-    void *workspace;          /* caller-owned (the session's), may be NULL */
-    size_t workspace_bytes;
-} rlx__gemm_desc;
-
-
 
 typedef struct rlx__device rlx__device;
 
@@ -101,6 +80,13 @@ typedef struct rlx__device_ops {
     rlx_status (*d2h_sync)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
     rlx_status (*memset)(rlx__device *d, void *dst, int byte, size_t bytes, void *stream);
     rlx_status (*gemm)(rlx__device *d, const rlx__gemm_desc *g, void *stream);
+    /* Autotunes g's shape (rlx__gemm_cache_tune over the device's candidates and timers). */
+    rlx_status (*gemm_tune)(rlx__device *d, const rlx__gemm_desc *g, int repeat, void *stream);
+    /* The device's GEMM algorithm cache, for statistics and the bench's list of chosen algorithms. */
+    rlx__gemm_cache *(*gemm_cache)(rlx__device *d);
+    /* Makes d the calling thread's current device (cudaSetDevice): the executor calls it at every
+     * entry point, since servers call from any thread; the device's own operations do it too. */
+    rlx_status (*bind)(rlx__device *d);
     /* Maps a launcher's return code (and any sticky fault) to a status with a message naming
      * what was running. Sticky faults (illegal address…) return RLX_ERR_SESSION_BROKEN. */
     rlx_status (*check)(rlx__device *d, int code, const char *what);

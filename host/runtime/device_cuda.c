@@ -1,6 +1,7 @@
 /* The cuda device: cudart for memory and streams, cuBLASLt for GEMMs (bf16 or f32 inputs, f32
- * accumulation, TF32 off, heuristic algorithm cached per shape), the kernels/ launchers for the
- * rest. Compiled only when the CUDA toolkit is present (RLX_HAVE_CUDA). */
+ * accumulation, TF32 off, algorithms from the shared cache of runtime/gemm_algo.h: bucketed M,
+ * bounded, fallback over the heuristic's candidates, optional autotuning), the kernels/ launchers
+ * for the rest. Compiled only when the CUDA toolkit is present (RLX_HAVE_CUDA). */
 #if defined(RLX_HAVE_CUDA)
 
 #include "runtime/device.h"
@@ -12,26 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GEMM_CACHE 256
-
-typedef struct gemm_key {
-    int64_t M, N, K, ldx, ldw, ldc, ldd;
-    int in_dtype, out_dtype, has_bias, has_c;
-} gemm_key;
-
-typedef struct gemm_entry {
-    gemm_key key;
-    cublasLtMatmulAlgo_t algo;
-    size_t workspace;
-} gemm_entry;
-
 struct rlx__device {
     int ordinal;
     cublasLtHandle_t lt;
     char desc[256];
-    pthread_mutex_t lock; /* guards the algorithm cache: a model is shared by sessions on many threads */
-    gemm_entry cache[GEMM_CACHE];
-    int n_cache;
+    rlx__gemm_cache cache; /* algorithm per GEMM shape (runtime/gemm_algo.h) */
 };
 
 /* ---- errors ------------------------------------------------------------------------------------- */
@@ -73,6 +59,16 @@ static rlx_status check(rlx__device *d, int code, const char *what) {
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, what);
 }
 
+/* The device is a property of the calling thread (cudaSetDevice), and servers call rlx from any
+ * thread: every entry point that touches the device makes d current first. Cheap when it already
+ * is (a thread-local compare in the runtime). */
+static rlx_status use(rlx__device *d) {
+    cudaError_t e = cudaSetDevice(d->ordinal);
+    return e == cudaSuccess ? RLX_OK : cuda_fail(e, "cudaSetDevice");
+}
+
+static rlx_status bind(rlx__device *d) { return use(d); }
+
 /* ---- lifetime ------------------------------------------------------------------------------------ */
 
 static rlx_status dev_open(int ordinal, rlx__device **out) {
@@ -91,7 +87,7 @@ static rlx_status dev_open(int ordinal, rlx__device **out) {
         free(d);
         return rlx__fail(RLX_ERR_DEVICE, "cublasLtCreate failed on device %d", ordinal);
     }
-    pthread_mutex_init(&d->lock, NULL);
+    rlx__gemm_cache_init(&d->cache);
     struct cudaDeviceProp prop;
     size_t free_b = 0, total_b = 0;
     cudaGetDeviceProperties(&prop, ordinal);
@@ -105,15 +101,18 @@ static rlx_status dev_open(int ordinal, rlx__device **out) {
 
 static void dev_close(rlx__device *d) {
     if (!d) return;
+    use(d);
     cublasLtDestroy(d->lt);
-    pthread_mutex_destroy(&d->lock);
+    rlx__gemm_cache_destroy(&d->cache);
     free(d);
 }
 
 static const char *describe(rlx__device *d) { return d->desc; }
 
 static rlx_status dalloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
-    cudaSetDevice(d->ordinal);
+    *ptr = NULL;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaError_t e = cudaMalloc(ptr, bytes ? bytes : 1);
     if (e == cudaSuccess) return RLX_OK;
     *ptr = NULL;
@@ -127,31 +126,36 @@ static rlx_status dalloc(rlx__device *d, size_t bytes, const char *what, void **
 }
 
 static void dfree(rlx__device *d, void *p) {
-    (void)d;
-    if (p) cudaFree(p);
+    if (!p) return;
+    use(d);
+    cudaFree(p);
 }
 
 static rlx_status h2d(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
-    (void)d;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, (cudaStream_t)stream);
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, "a host-to-device copy");
 }
 
 static rlx_status d2h_sync(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
-    (void)d;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, (cudaStream_t)stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize((cudaStream_t)stream);
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, "a device-to-host copy");
 }
 
 static rlx_status dmemset(rlx__device *d, void *dst, int byte, size_t n, void *stream) {
-    (void)d;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaError_t e = cudaMemsetAsync(dst, byte, n, (cudaStream_t)stream);
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, "a memset");
 }
 
 static rlx_status dsync(rlx__device *d, void *stream) {
-    (void)d;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaError_t e = cudaStreamSynchronize((cudaStream_t)stream);
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, "a stream synchronize");
 }
@@ -166,79 +170,125 @@ static rlx_status lt_fail(cublasStatus_t st, const char *what, const rlx__gemm_d
                      (long long)g->N, (long long)g->K);
 }
 
-/* Row-major D[M,N] = X[M,K]·W[N,K]ᵀ is column-major Dᵀ[N,M] = op(W)·Xᵀ with op = transpose of the
- * column-major [K,N] view of W: m = N, n = M, k = K. */
-static rlx_status gemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
-    cublasLtMatmulDesc_t op = NULL;
-    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL, ld = NULL;
-    cublasLtMatmulPreference_t pref = NULL;
-    rlx_status s = RLX_OK;
-    cublasStatus_t st;
+/* The cuBLASLt descriptors of one GEMM. Row-major D[M,N] = X[M,K]·W[N,K]ᵀ is column-major
+ * Dᵀ[N,M] = op(W)·Xᵀ with op = transpose of the column-major [K,N] view of W: m = N, n = M, k = K. */
+typedef struct lt_problem {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t la, lb, lc, ld;
+} lt_problem;
+
+static void lt_destroy(lt_problem *p) {
+    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
+    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    memset(p, 0, sizeof *p);
+}
+
+static rlx_status lt_create(lt_problem *p, const rlx__gemm_desc *g) {
+    memset(p, 0, sizeof *p);
     const cudaDataType_t ti = cuda_type(g->in_dtype), to = cuda_type(g->out_dtype);
     const cublasOperation_t tA = CUBLAS_OP_T, tB = CUBLAS_OP_N;
-    if ((st = cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F))) return lt_fail(st, "MatmulDescCreate", g);
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA);
-    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB);
+    cublasStatus_t st;
+    if ((st = cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F))) return lt_fail(st, "MatmulDescCreate", g);
+    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &tA, sizeof tA);
+    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tB, sizeof tB);
     if (g->bias) {
         cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias);
-        cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ti, sizeof ti);
+        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g->bias, sizeof g->bias);
+        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &ti, sizeof ti);
     }
     /* C has D's type: a residual in the activation dtype needs D in it too. */
-    const void *c = g->c ? g->c : g->d;
     const int64_t ldc = g->c ? g->ldc : g->ldd;
-    if ((st = cublasLtMatrixLayoutCreate(&la, ti, (uint64_t)g->K, (uint64_t)g->N, g->ldw)) ||
-        (st = cublasLtMatrixLayoutCreate(&lb, ti, (uint64_t)g->K, (uint64_t)g->M, g->ldx)) ||
-        (st = cublasLtMatrixLayoutCreate(&lc, to, (uint64_t)g->N, (uint64_t)g->M, ldc)) ||
-        (st = cublasLtMatrixLayoutCreate(&ld, to, (uint64_t)g->N, (uint64_t)g->M, g->ldd))) {
-        s = lt_fail(st, "MatrixLayoutCreate", g);
-        goto out;
+    if ((st = cublasLtMatrixLayoutCreate(&p->la, ti, (uint64_t)g->K, (uint64_t)g->N, g->ldw)) ||
+        (st = cublasLtMatrixLayoutCreate(&p->lb, ti, (uint64_t)g->K, (uint64_t)g->M, g->ldx)) ||
+        (st = cublasLtMatrixLayoutCreate(&p->lc, to, (uint64_t)g->N, (uint64_t)g->M, ldc)) ||
+        (st = cublasLtMatrixLayoutCreate(&p->ld, to, (uint64_t)g->N, (uint64_t)g->M, g->ldd))) {
+        lt_destroy(p);
+        return lt_fail(st, "MatrixLayoutCreate", g);
     }
-    gemm_key key = {g->M, g->N, g->K, g->ldx, g->ldw, ldc, g->ldd, g->in_dtype, g->out_dtype, g->bias != NULL, g->c != NULL};
-    cublasLtMatmulAlgo_t algo;
-    int found = 0;
-    pthread_mutex_lock(&d->lock);
-    for (int i = 0; i < d->n_cache && !found; i++)
-        if (!memcmp(&d->cache[i].key, &key, sizeof key) && d->cache[i].workspace <= g->workspace_bytes)
-            algo = d->cache[i].algo, found = 1;
-    pthread_mutex_unlock(&d->lock);
-    if (!found) {
-        cublasLtMatmulHeuristicResult_t res;
-        int n = 0;
-        size_t ws = g->workspace ? g->workspace_bytes : 0;
-        cublasLtMatmulPreferenceCreate(&pref);
-        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-        st = cublasLtMatmulAlgoGetHeuristic(d->lt, op, la, lb, lc, ld, pref, 1, &res, &n);
-        if (st || n == 0) {
-            s = rlx__fail(RLX_ERR_UNSUPPORTED, "cuBLASLt has no algorithm for GEMM M=%lld N=%lld K=%lld (%s in, %s out)",
-                          (long long)g->M, (long long)g->N, (long long)g->K, g->in_dtype == RLX_K_F32 ? "f32" : "bf16",
-                          g->out_dtype == RLX_K_F32 ? "f32" : "bf16");
-            goto out;
-        }
-        algo = res.algo;
-        pthread_mutex_lock(&d->lock);
-        if (d->n_cache < GEMM_CACHE) d->cache[d->n_cache++] = (gemm_entry){key, res.algo, res.workspaceSize};
-        pthread_mutex_unlock(&d->lock);
-    }
-    const float alpha = 1.0f, beta = g->c ? g->beta : 0.0f;
-    st = cublasLtMatmul(d->lt, op, &alpha, g->w, la, g->x, lb, &beta, c, lc, g->d, ld, &algo, g->workspace,
-                        g->workspace_bytes, (cudaStream_t)stream);
-    if (st) s = lt_fail(st, "Matmul", g);
-out:
-    if (pref) cublasLtMatmulPreferenceDestroy(pref);
-    if (ld) cublasLtMatrixLayoutDestroy(ld);
-    if (lc) cublasLtMatrixLayoutDestroy(lc);
-    if (lb) cublasLtMatrixLayoutDestroy(lb);
-    if (la) cublasLtMatrixLayoutDestroy(la);
-    cublasLtMatmulDescDestroy(op);
-    return s;
+    return RLX_OK;
 }
+
+static void algo_name(const cublasLtMatmulAlgo_t *a, char *buf, size_t n) {
+    int id = -1, tile = -1, stages = -1, splitk = -1, swizzle = -1, red = -1;
+    size_t w = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof id, &w);
+    cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof tile, &w);
+    cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof stages, &w);
+    cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splitk, sizeof splitk, &w);
+    cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &red, sizeof red, &w);
+    cublasLtMatmulAlgoConfigGetAttribute(a, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, &swizzle, sizeof swizzle, &w);
+    snprintf(buf, n, "algo %d tile %d stages %d splitK %d red %d swizzle %d", id, tile, stages, splitk, red, swizzle);
+}
+
+/* The cache's backend (gemm_algo.h): cuBLASLt's heuristic, and a matmul with a given algorithm. */
+static int lt_heuristic(rlx__device *d, const rlx__gemm_desc *g, rlx__gemm_algo *out, int max) {
+    lt_problem p;
+    rlx_status s = lt_create(&p, g);
+    if (s) return -(int)s;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res[RLX__GEMM_CANDIDATES];
+    int n = 0;
+    size_t ws = g->workspace ? g->workspace_bytes : 0;
+    if (max > RLX__GEMM_CANDIDATES) max = RLX__GEMM_CANDIDATES;
+    cublasStatus_t st = cublasLtMatmulPreferenceCreate(&pref);
+    if (!st) st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    if (!st) st = cublasLtMatmulAlgoGetHeuristic(d->lt, p.op, p.la, p.lb, p.lc, p.ld, pref, max, res, &n);
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    lt_destroy(&p);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) return 0;
+    if (st) return -(int)lt_fail(st, "AlgoGetHeuristic", g);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (res[i].state != CUBLAS_STATUS_SUCCESS) continue;
+        memset(&out[k], 0, sizeof out[k]);
+        memcpy(out[k].blob, &res[i].algo, sizeof res[i].algo < sizeof out[k].blob ? sizeof res[i].algo : sizeof out[k].blob);
+        out[k].workspace = res[i].workspaceSize;
+        algo_name(&res[i].algo, out[k].name, sizeof out[k].name);
+        k++;
+    }
+    return k;
+}
+
+static rlx_status lt_run(rlx__device *d, const rlx__gemm_desc *g, const rlx__gemm_algo *a, void *stream) {
+    if (a->workspace > (g->workspace ? g->workspace_bytes : 0)) return RLX_ERR_UNSUPPORTED; /* not for this workspace */
+    lt_problem p;
+    rlx_status s = lt_create(&p, g);
+    if (s) return s;
+    cublasLtMatmulAlgo_t algo;
+    memcpy(&algo, a->blob, sizeof algo);
+    const float alpha = 1.0f, beta = g->c ? g->beta : 0.0f;
+    const void *c = g->c ? g->c : g->d;
+    cublasStatus_t st = cublasLtMatmul(d->lt, p.op, &alpha, g->w, p.la, g->x, p.lb, &beta, c, p.lc, g->d, p.ld, &algo,
+                                       g->workspace, g->workspace_bytes, (cudaStream_t)stream);
+    lt_destroy(&p);
+    /* an algorithm valid for the bucket's edge but not for this M (or this workspace): the cache
+     * tries the next candidate */
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) return RLX_ERR_UNSUPPORTED;
+    return st ? lt_fail(st, "Matmul", g) : RLX_OK;
+}
+
+static const rlx__gemm_backend lt_backend = {lt_heuristic, lt_run};
+
+_Static_assert(sizeof(cublasLtMatmulAlgo_t) <= sizeof(((rlx__gemm_algo *)0)->blob), "cublasLtMatmulAlgo_t fits the cache's blob");
+
+static rlx_status gemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
+    rlx_status s = use(d);
+    if (s) return s;
+    return rlx__gemm_cache_run(&d->cache, &lt_backend, d, g, stream);
+}
+
+static rlx__gemm_cache *gemm_cache(rlx__device *d) { return &d->cache; }
 
 /* ---- timers: CUDA events -------------------------------------------------------------------------- */
 
 static rlx_status dev_timer_create(rlx__device *d, int n, void **timer) {
-    (void)d;
+    *timer = NULL;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaEvent_t *ev = rlx__calloc((size_t)n, sizeof *ev, "CUDA events");
     if (!ev) return RLX_ERR_OUT_OF_MEMORY;
     for (int i = 0; i < n; i++) {
@@ -254,13 +304,15 @@ static rlx_status dev_timer_create(rlx__device *d, int n, void **timer) {
 }
 
 static rlx_status dev_timer_mark(rlx__device *d, void *timer, int i, void *stream) {
-    (void)d;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaError_t e = cudaEventRecord(((cudaEvent_t *)timer)[i], (cudaStream_t)stream);
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, "cudaEventRecord");
 }
 
 static rlx_status dev_timer_read(rlx__device *d, void *timer, int n, double *ms) {
-    (void)d;
+    rlx_status s = use(d);
+    if (s) return s;
     cudaEvent_t *ev = timer;
     cudaError_t e = cudaEventSynchronize(ev[n - 1]);
     if (e != cudaSuccess) return cuda_fail(e, "cudaEventSynchronize");
@@ -273,10 +325,18 @@ static rlx_status dev_timer_read(rlx__device *d, void *timer, int n, double *ms)
 }
 
 static void dev_timer_destroy(rlx__device *d, void *timer, int n) {
-    (void)d;
+    use(d);
     cudaEvent_t *ev = timer;
     for (int i = 0; i < n; i++) cudaEventDestroy(ev[i]);
     free(ev);
+}
+
+static const rlx__gemm_timer lt_timer = {dev_timer_create, dev_timer_mark, dev_timer_read, dev_timer_destroy};
+
+static rlx_status gemm_tune(rlx__device *d, const rlx__gemm_desc *g, int repeat, void *stream) {
+    rlx_status s = use(d);
+    if (s) return s;
+    return rlx__gemm_cache_tune(&d->cache, &lt_backend, d, g, &lt_timer, repeat, stream);
 }
 
 static const rlx__device_ops cuda_ops = {
@@ -291,6 +351,9 @@ static const rlx__device_ops cuda_ops = {
     .d2h_sync = d2h_sync,
     .memset = dmemset,
     .gemm = gemm,
+    .gemm_tune = gemm_tune,
+    .gemm_cache = gemm_cache,
+    .bind = bind,
     .check = check,
     .sync = dsync,
     .timer_create = dev_timer_create,

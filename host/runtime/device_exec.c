@@ -38,6 +38,7 @@ const rlx__device_ops *rlx__device_ops_for(rlx_device_kind kind) {
 void rlx__dev_model_free(rlx__dev_model *dm) {
     if (!dm) return;
     if (dm->dev) {
+        dm->ops->bind(dm->dev); /* a model may be destroyed on another thread than it was built on */
         for (int i = 0; dm->wptr && i < dm->n_wptr; i++)
             if (dm->wptr[i]) dm->ops->free(dm->dev, dm->wptr[i]);
         for (size_t i = 0; dm->cptr && i < dm->n_cptr; i++)
@@ -143,6 +144,95 @@ static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     return 0;
 }
 
+static size_t workspace_bytes(const rlx_model *m) { return (size_t)m->profile.gemm_workspace_mb << 20; }
+
+/* The descriptor of GEMM kernel k at M rows: x [M, K], c (the residual, or NULL) and d [M, N]. */
+static rlx__gemm_desc gemm_desc(const rlx_model *m, const rlx__kernel *k, int64_t M, const void *x, const void *c,
+                                void *d, void *workspace) {
+    const rlx__plan *p = &m->dev->plan;
+    const int64_t N = p->buf[k->out].cols, K = p->buf[k->in[0]].cols;
+    rlx__gemm_desc g = {.M = M, .N = N, .K = K, .x = x, .ldx = K, .w = m->dev->wptr[k->w], .ldw = K,
+                        .bias = k->bias >= 0 ? m->dev->wptr[k->bias] : NULL, .c = c, .ldc = N,
+                        .beta = c ? 1.0f : 0.0f, .d = d, .ldd = N, .in_dtype = p->act_dtype,
+                        .out_dtype = p->buf[k->out].kind == 1 ? RLX_K_F32 : p->act_dtype,
+                        .workspace = workspace, .workspace_bytes = workspace ? workspace_bytes(m) : 0};
+    return g;
+}
+
+static int64_t cap_rows(const rlx_model *m, const rlx__buf *b) {
+    return b->rows == RLX__ROWS_TOKENS ? m->max_tokens : b->rows == RLX__ROWS_SEQUENCES ? m->max_seqs : b->fixed_rows;
+}
+
+/* profile kernels.gemm_autotune: every distinct GEMM shape of the plan, at each M bucket up to its
+ * capacity (the capacity itself last), timed over the heuristic's candidates; the fastest goes
+ * into the device's algorithm cache. Inputs are a non-zero constant (0x3c bytes: finite in bf16
+ * and f32), the weights the real ones, C aliases D as the residual add does. */
+static rlx_status autotune(rlx_model *m, rlx__dev_model *dm) {
+    const rlx__plan *p = &dm->plan;
+    const rlx__device_ops *ops = dm->ops;
+    size_t xb = 0, db = 0;
+    for (int i = 0; i < p->n; i++) {
+        const rlx__kernel *k = &p->k[i];
+        if (k->kind != RLX__K_GEMM) continue;
+        const size_t rows = (size_t)cap_rows(m, &p->buf[k->out]);
+        const size_t x = rows * (size_t)p->buf[k->in[0]].cols * (size_t)p->buf[k->in[0]].elem;
+        const size_t d = rows * (size_t)p->buf[k->out].cols * (size_t)p->buf[k->out].elem;
+        if (x > xb) xb = x;
+        if (d > db) db = d;
+    }
+    if (!xb) return RLX_OK;
+    void *x = NULL, *d = NULL, *ws = NULL;
+    rlx_status s = ops->alloc(dm->dev, xb, "GEMM autotuning inputs", &x);
+    if (!s) s = ops->alloc(dm->dev, db, "GEMM autotuning outputs", &d);
+    if (!s && m->profile.gemm_workspace_mb > 0) s = ops->alloc(dm->dev, workspace_bytes(m), "GEMM autotuning workspace", &ws);
+    if (!s) s = ops->memset(dm->dev, x, 0x3c, xb, NULL);
+    if (!s) s = ops->memset(dm->dev, d, 0x3c, db, NULL);
+    void *timer = NULL;
+    if (!s) s = ops->timer_create(dm->dev, 2, &timer);
+    if (!s) s = ops->timer_mark(dm->dev, timer, 0, NULL);
+    /* distinct shapes (keys without M) and the (shape, bucket) pairs already timed: the per-layer
+     * GEMMs repeat, and a pruned last layer's GEMMs are the same shapes at small M */
+    int shapes = 0, timed = 0, max_pairs = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->k[i].kind == RLX__K_GEMM) max_pairs += 64; /* buckets up to 2^31 rows: < 64 */
+    rlx__gemm_key *seen = s ? NULL : rlx__calloc((size_t)p->n + 1, sizeof *seen, "GEMM autotuning shapes");
+    rlx__gemm_key *done = s ? NULL : rlx__calloc((size_t)max_pairs + 1, sizeof *done, "GEMM autotuning shapes");
+    if (!s && (!seen || !done)) s = RLX_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < p->n && !s; i++) {
+        const rlx__kernel *k = &p->k[i];
+        if (k->kind != RLX__K_GEMM) continue;
+        const int64_t cap = cap_rows(m, &p->buf[k->out]);
+        rlx__gemm_desc g = gemm_desc(m, k, cap, x, k->residual >= 0 ? d : NULL, d, ws);
+        rlx__gemm_key shape = rlx__gemm_key_of(&g);
+        shape.M_bucket = 0;
+        int known = 0;
+        for (int j = 0; j < shapes && !known; j++) known = !memcmp(&seen[j], &shape, sizeof shape);
+        if (!known) seen[shapes++] = shape;
+        for (int64_t M = 1; !s; M = rlx__gemm_bucket(M) + 1) {
+            g.M = rlx__gemm_bucket(M) < cap ? rlx__gemm_bucket(M) : cap;
+            const rlx__gemm_key key = rlx__gemm_key_of(&g);
+            int again = 0;
+            for (int j = 0; j < timed && !again; j++) again = !memcmp(&done[j], &key, sizeof key);
+            if (!again && timed < max_pairs) {
+                s = ops->gemm_tune(dm->dev, &g, 3, NULL);
+                done[timed++] = key;
+            }
+            if (g.M == cap) break;
+        }
+    }
+    double ms = 0;
+    if (!s) s = ops->timer_mark(dm->dev, timer, 1, NULL);
+    if (!s) s = ops->timer_read(dm->dev, timer, 2, &ms);
+    if (timer) ops->timer_destroy(dm->dev, timer, 2);
+    free(seen);
+    free(done);
+    if (ws) ops->free(dm->dev, ws);
+    if (d) ops->free(dm->dev, d);
+    if (x) ops->free(dm->dev, x);
+    if (s) return rlx__fail_prefix(s, "kernels.gemm_autotune");
+    return rlx__model_log(m, "gemm autotune: %d GEMM shapes at %d (shape, M bucket) pairs timed in %.1f ms", shapes, timed, ms);
+}
+
 rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordinal, rlx_fusion_policy policy,
                                   rlx_kdtype act) {
     const rlx__device_ops *ops = rlx__device_ops_for(kind);
@@ -201,6 +291,10 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
     }
     if ((s = ops->sync(dm->dev, NULL))) goto fail;
     m->dev = dm;
+    if (m->profile.gemm_autotune && (s = autotune(m, dm))) {
+        m->dev = NULL;
+        goto fail;
+    }
     return RLX_OK;
 fail:
     rlx__dev_model_free(dm);
@@ -209,8 +303,6 @@ fail:
 
 /* ---- session ----------------------------------------------------------------------------------------- */
 
-static size_t workspace_bytes(const rlx_model *m) { return (size_t)m->profile.gemm_workspace_mb << 20; }
-
 static size_t meta_bytes(const rlx_model *m) {
     return (size_t)(2 * m->max_tokens + m->max_seqs + 1) * sizeof(int32_t);
 }
@@ -218,7 +310,9 @@ static size_t meta_bytes(const rlx_model *m) {
 rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
     memset(s, 0, sizeof *s);
     const rlx__dev_model *dm = m->dev;
-    rlx_status st = dm->ops->alloc(dm->dev, dm->plan.arena_bytes ? dm->plan.arena_bytes : 256, "the activation arena", &s->arena);
+    rlx_status st = dm->ops->bind(dm->dev);
+    if (st) return st;
+    st = dm->ops->alloc(dm->dev, dm->plan.arena_bytes ? dm->plan.arena_bytes : 256, "the activation arena", &s->arena);
     if (!st) st = dm->ops->alloc(dm->dev, meta_bytes(m), "the batch metadata", &s->meta);
     if (!st && m->profile.gemm_workspace_mb > 0)
         st = dm->ops->alloc(dm->dev, workspace_bytes(m), "the GEMM workspace (profile kernels.gemm_workspace_mb)", &s->workspace);
@@ -228,6 +322,7 @@ rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
 
 void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s) {
     if (!m || !m->dev) return;
+    m->dev->ops->bind(m->dev->dev);
     if (s->arena) m->dev->ops->free(m->dev->dev, s->arena);
     if (s->meta) m->dev->ops->free(m->dev->dev, s->meta);
     if (s->workspace) m->dev->ops->free(m->dev->dev, s->workspace);
@@ -257,6 +352,8 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
     const rlx__plan *p = &dm->plan;
     if (s->broken)
         return rlx__fail(RLX_ERR_SESSION_BROKEN, "this session hit a device fault earlier and cannot run again: destroy it and create a new one");
+    rlx_status bst = ops->bind(dm->dev); /* servers call from any thread: the model's device, every time */
+    if (bst) return bst;
     /* Metadata: tokens, positions within each sequence, sequence offsets. */
     int32_t *meta = rlx__malloc(meta_bytes(m), "batch metadata");
     if (!meta) return RLX_ERR_OUT_OF_MEMORY;
@@ -300,12 +397,8 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
             break;
         }
         case RLX__K_GEMM: {
-            rlx__gemm_desc g = {.M = rows, .N = cols, .K = xc, .x = x, .ldx = xc, .w = w, .ldw = xc,
-                                .bias = k->bias >= 0 ? dm->wptr[k->bias] : NULL,
-                                .c = k->residual >= 0 ? bptr(m, s, k->residual) : NULL, .ldc = cols,
-                                .beta = k->residual >= 0 ? 1.0f : 0.0f, .d = y, .ldd = cols, .in_dtype = dt,
-                                .out_dtype = ob->kind == 1 ? RLX_K_F32 : dt,
-                                .workspace = s->workspace, .workspace_bytes = s->workspace ? workspace_bytes(m) : 0};
+            const rlx__gemm_desc g = gemm_desc(m, k, rows, x, k->residual >= 0 ? bptr(m, s, k->residual) : NULL, y,
+                                               s->workspace);
             st = ops->gemm(dm->dev, &g, stream);
             break;
         }
@@ -417,7 +510,8 @@ rlx_status rlx__dev_output(const rlx_model *m, rlx__dev_session *s, float *dst, 
     const rlx__dev_model *dm = m->dev;
     size_t n = (size_t)rows * (size_t)cols;
     const void *src = bptr(m, s, dm->plan.output_buf);
-    rlx_status st;
+    rlx_status st = dm->ops->bind(dm->dev);
+    if (st) return st;
     if (dm->plan.output_f32 || dm->plan.act_dtype == RLX_K_F32) {
         st = dm->ops->d2h_sync(dm->dev, dst, src, n * sizeof(float), stream);
     } else {

@@ -16,7 +16,8 @@
 // ---- FLOP counting ----------------------------------------------------------------------------
 
 rlx__bench_flops rlx__bench_llama_flops(const rlx_llama_config *c, const int64_t *seq_lens, int64_t n_seqs,
-                                        int last_token) {
+                                        int flags) {
+    const int last_token = flags & RLX__BENCH_LAST_TOKEN, pruned = last_token && (flags & RLX__BENCH_PRUNED);
     rlx__bench_flops f = {0, 0, 0, 0};
     if (!c || !seq_lens || n_seqs < 1) return f;
     const double H = (double)c->hidden_size, I = (double)c->intermediate_size, L = (double)c->num_hidden_layers;
@@ -31,6 +32,8 @@ rlx__bench_flops rlx__bench_llama_flops(const rlx_llama_config *c, const int64_t
         attn += 2.0 * 2.0 * len * (len / 2.0) * q;
     }
     f.linear = 2.0 * layer_params * L * tokens;
+    /* pruned: the last layer's o, gate, up, down on one row per sequence instead of every token */
+    if (pruned && L > 0) f.linear -= 2.0 * (q * H + 3 * H * I) * (tokens - (double)n_seqs);
     f.attention = attn * L;
     f.lm_head = 2.0 * H * (double)c->vocab_size * (last_token ? (double)n_seqs : tokens);
     f.total = f.linear + f.attention + f.lm_head;

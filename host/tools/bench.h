@@ -13,8 +13,10 @@ extern "C" {
 #endif
 
 /* Prefill FLOPs of a Llama-shaped model (../shared/design/PERF.md), for one prefill of n_seqs
- * sequences of seq_lens[i] tokens:
- *   linear    = 2 × (q, k, v, o, gate, up, down weight elements) × layers × tokens
+ * sequences of seq_lens[i] tokens, counting what runs:
+ *   linear    = 2 × (q, k, v, o, gate, up, down weight elements) × layers × tokens, except that
+ *               with RLX__BENCH_PRUNED (passes.prune_last_layer) the last layer's o, gate, up and
+ *               down run on one row per sequence
  *   attention = 2·2·(len/2)·heads·head_dim × layers per token: the causal half, counted as
  *               FlashAttention's benchmarks do (4·len²·heads·head_dim / 2 per sequence and layer)
  *   lm_head   = 2 × hidden × vocab per logits row: one row per sequence when only last-token
@@ -27,8 +29,12 @@ typedef struct rlx__bench_flops {
     double total;
 } rlx__bench_flops;
 
+/* flags: RLX__BENCH_LAST_TOKEN (only last-token logits are asked), RLX__BENCH_PRUNED (and the
+ * model was built with its last layer pruned: rlx_model's pruned_stages > 0). 1 = last token. */
+#define RLX__BENCH_LAST_TOKEN 1
+#define RLX__BENCH_PRUNED 2
 rlx__bench_flops rlx__bench_llama_flops(const rlx_llama_config *c, const int64_t *seq_lens, int64_t n_seqs,
-                                        int last_token);
+                                        int flags);
 /* Weight elements of the model (embedding, every layer, final norm, untied lm_head). */
 double rlx__bench_llama_params(const rlx_llama_config *c);
 

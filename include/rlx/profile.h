@@ -57,6 +57,13 @@ struct rlx_profile {
     int attention_block_q;           /* 0 = the kernel's choice (only 0 is implemented; device builds refuse 64/128) */
     int gemm_workspace_mb;           /* 32: cuBLASLt workspace per session, MiB, [0, 4096] */
     int cuda_graphs;                 /* 0; 1 (CUDA graph capture) is not implemented: device builds refuse it */
+    int gemm_autotune;               /* 0; 1: a device build times the GEMM algorithms the heuristic offers
+                                        for every GEMM shape of the plan (each M bucket up to the capacity)
+                                        and keeps the fastest */
+    /* [passes], appended */
+    int prune_last_layer;            /* 1: with last-token logits, the row-wise stages after the last
+                                        attention (o_proj, norms, MLP of the last layer) run on one row
+                                        per sequence (same logits, fewer FLOPs) */
 };
 
 /* Presets: "prefill" (the default, also for name NULL) and "debug" (fusion none, f32 compute,
@@ -81,7 +88,7 @@ RLX_API rlx_status rlx_profile_near(const rlx_weights *weights, const char *fami
 RLX_API rlx_status rlx_profile_validate(const rlx_profile *profile);
 
 /* Effective settings on one line, in the file's own spelling:
- * "fusion.policy=fused fusion.target=auto ... kernels.cuda_graphs=true". Free with rlx_free. */
+ * "fusion.policy=fused fusion.target=auto ... kernels.gemm_autotune=false". Free with rlx_free. */
 RLX_API rlx_status rlx_profile_format(const rlx_profile *profile, char **text);
 
 /* The profile a model was built with (never NULL for a valid model). */

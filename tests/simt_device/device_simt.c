@@ -7,18 +7,25 @@
 #include "rlx_simt/runtime.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 struct rlx__device {
     int ordinal; /* a tp rank's simt device is its rank (planted faults can pick one) */
+    rlx__gemm_cache cache; /* the same algorithm cache as cuda (runtime/gemm_algo.h) */
 };
 
 /* Test controls (rlx_simt_device.h); process-wide, like a real device's memory. */
 static size_t mem_limit, mem_used;
 static int fault_countdown, fault_ordinal = -1;
+static int n_algos = 3, failing_algo = -1;
+static uint64_t heuristic_calls, bind_violations;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The calling thread's current device, as cudaSetDevice keeps it: 0 on a fresh thread. */
+static _Thread_local int current_ordinal;
 
 void rlx_simt_device_set_memory_limit(size_t bytes) {
     pthread_mutex_lock(&ctl_lock);
@@ -35,18 +42,67 @@ void rlx_simt_device_plant_fault_on(int ordinal, int nth_gemm) {
     pthread_mutex_unlock(&ctl_lock);
 }
 
+void rlx_simt_device_set_gemm_algorithms(int n, int failing) {
+    pthread_mutex_lock(&ctl_lock);
+    n_algos = n < 1 ? 1 : n > RLX__GEMM_CANDIDATES ? RLX__GEMM_CANDIDATES : n;
+    failing_algo = failing;
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+uint64_t rlx_simt_device_heuristic_calls(void) {
+    pthread_mutex_lock(&ctl_lock);
+    uint64_t n = heuristic_calls;
+    pthread_mutex_unlock(&ctl_lock);
+    return n;
+}
+
+uint64_t rlx_simt_device_bind_violations(void) {
+    pthread_mutex_lock(&ctl_lock);
+    uint64_t n = bind_violations;
+    pthread_mutex_unlock(&ctl_lock);
+    return n;
+}
+
+/* Every operation checks that the calling thread made this device current first, as a CUDA call
+ * would silently run on whatever device the thread had: a missing bind at an entry point shows
+ * as an error here (and in rlx_simt_device_bind_violations) instead of as wrong-device work on a
+ * multi-GPU server. */
+static rlx_status bound(rlx__device *d, const char *what) {
+    if (current_ordinal == d->ordinal) return RLX_OK;
+    pthread_mutex_lock(&ctl_lock);
+    bind_violations++;
+    pthread_mutex_unlock(&ctl_lock);
+    return rlx__fail(RLX_ERR_DEVICE, "simt: %s on device %d from a thread whose current device is %d (an entry point did not bind its device)",
+                     what, d->ordinal, current_ordinal);
+}
+
+static rlx_status sbind(rlx__device *d) {
+    current_ordinal = d->ordinal;
+    return RLX_OK;
+}
+
 /* Each block remembers its size in a header so free() can give it back to the budget. */
 #define SIMT_HDR 256
+#define SIMT_DEVICES 64
 
 static rlx_status sopen(int ordinal, rlx__device **out) {
+    if (ordinal < 0 || ordinal >= SIMT_DEVICES)
+        return rlx__fail(RLX_ERR_NO_DEVICE, "simt device %d does not exist (%d present)", ordinal, SIMT_DEVICES);
     rlx__device *d = rlx__calloc(1, sizeof *d, "the simt device");
     if (!d) return RLX_ERR_OUT_OF_MEMORY;
     d->ordinal = ordinal;
+    rlx__gemm_cache_init(&d->cache);
+    current_ordinal = ordinal; /* as cuda's open: cudaSetDevice */
     *out = d;
     return RLX_OK;
 }
 
-static void sclose(rlx__device *d) { free(d); }
+static void sclose(rlx__device *d) {
+    if (!d) return;
+    bound(d, "close");
+    rlx__gemm_cache_destroy(&d->cache);
+    free(d);
+}
 
 static const char *describe(rlx__device *d) {
     (void)d;
@@ -54,7 +110,9 @@ static const char *describe(rlx__device *d) {
 }
 
 static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
-    (void)d;
+    *ptr = NULL;
+    rlx_status bs = bound(d, "alloc");
+    if (bs) return bs;
     /* 256-byte aligned like cudaMalloc; poisoned so a kernel that reads before writing shows. */
     size_t n = (bytes + 255) / 256 * 256;
     if (!n) n = 256;
@@ -81,8 +139,8 @@ static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **
 }
 
 static void sfree(rlx__device *d, void *ptr) {
-    (void)d;
     if (!ptr) return;
+    bound(d, "free");
     unsigned char *p = (unsigned char *)ptr - SIMT_HDR;
     size_t n;
     memcpy(&n, p, sizeof n);
@@ -93,20 +151,24 @@ static void sfree(rlx__device *d, void *ptr) {
 }
 
 static rlx_status scopy(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
-    (void)d, (void)stream;
+    (void)stream;
+    rlx_status bs = bound(d, "copy");
+    if (bs) return bs;
     memmove(dst, src, n);
     return RLX_OK;
 }
 
 static rlx_status smemset(rlx__device *d, void *dst, int byte, size_t n, void *stream) {
-    (void)d, (void)stream;
+    (void)stream;
+    rlx_status bs = bound(d, "memset");
+    if (bs) return bs;
     memset(dst, byte, n);
     return RLX_OK;
 }
 
 static rlx_status ssync(rlx__device *d, void *stream) {
-    (void)d, (void)stream;
-    return RLX_OK;
+    (void)stream;
+    return bound(d, "synchronize");
 }
 
 static rlx_status scheck(rlx__device *d, int code, const char *what) {
@@ -156,8 +218,31 @@ static void gemm_rows(int64_t m0, int64_t m1, void *arg) {
     free(xr);
 }
 
-static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
-    (void)stream;
+/* The cache's backend: a fake heuristic that offers n_algos "algorithms" (all the reference GEMM,
+ * so every choice gives the same bits) and counts its calls; the planted failing one refuses every
+ * shape, as cuBLASLt refuses an algorithm outside its range. */
+static int sim_heuristic(rlx__device *d, const rlx__gemm_desc *g, rlx__gemm_algo *out, int max) {
+    (void)d, (void)g;
+    pthread_mutex_lock(&ctl_lock);
+    heuristic_calls++;
+    const int n = n_algos < max ? n_algos : max;
+    pthread_mutex_unlock(&ctl_lock);
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].blob[0] = (uint64_t)i;
+        snprintf(out[i].name, sizeof out[i].name, "simt reference GEMM #%d", i);
+    }
+    return n;
+}
+
+static rlx_status sim_run(rlx__device *d, const rlx__gemm_desc *g, const rlx__gemm_algo *a, void *stream) {
+    (void)d, (void)stream;
+    pthread_mutex_lock(&ctl_lock);
+    const int refuse = (int64_t)a->blob[0] == failing_algo;
+    pthread_mutex_unlock(&ctl_lock);
+    if (refuse)
+        return rlx__fail(RLX_ERR_UNSUPPORTED, "simt: GEMM algorithm #%d refused for M=%lld N=%lld K=%lld (planted)",
+                         (int)a->blob[0], (long long)g->M, (long long)g->N, (long long)g->K);
     pthread_mutex_lock(&ctl_lock);
     int fault = fault_countdown > 0 && (fault_ordinal < 0 || fault_ordinal == d->ordinal) && --fault_countdown == 0;
     pthread_mutex_unlock(&ctl_lock);
@@ -179,6 +264,16 @@ static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
     return RLX_OK;
 }
 
+static const rlx__gemm_backend sim_backend = {sim_heuristic, sim_run};
+
+static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
+    rlx_status bs = bound(d, "GEMM");
+    if (bs) return bs;
+    return rlx__gemm_cache_run(&d->cache, &sim_backend, d, g, stream);
+}
+
+static rlx__gemm_cache *sgemm_cache(rlx__device *d) { return &d->cache; }
+
 /* ---- timers: the host clock (launches are synchronous) ------------------------------------------ */
 
 static double now_ms(void) {
@@ -188,13 +283,17 @@ static double now_ms(void) {
 }
 
 static rlx_status dev_timer_create(rlx__device *d, int n, void **timer) {
-    (void)d;
+    *timer = NULL;
+    rlx_status bs = bound(d, "timer");
+    if (bs) return bs;
     *timer = rlx__calloc((size_t)n, sizeof(double), "simt timer marks");
     return *timer ? RLX_OK : RLX_ERR_OUT_OF_MEMORY;
 }
 
 static rlx_status dev_timer_mark(rlx__device *d, void *timer, int i, void *stream) {
-    (void)d, (void)stream;
+    (void)stream;
+    rlx_status bs = bound(d, "timer mark");
+    if (bs) return bs;
     ((double *)timer)[i] = now_ms();
     return RLX_OK;
 }
@@ -211,6 +310,14 @@ static void dev_timer_destroy(rlx__device *d, void *timer, int n) {
     free(timer);
 }
 
+static const rlx__gemm_timer sim_timer = {dev_timer_create, dev_timer_mark, dev_timer_read, dev_timer_destroy};
+
+static rlx_status sgemm_tune(rlx__device *d, const rlx__gemm_desc *g, int repeat, void *stream) {
+    rlx_status bs = bound(d, "GEMM autotuning");
+    if (bs) return bs;
+    return rlx__gemm_cache_tune(&d->cache, &sim_backend, d, g, &sim_timer, repeat, stream);
+}
+
 static const rlx__device_ops simt_ops = {
     .name = "simt",
     .kind = RLX_DEVICE_SIMT,
@@ -223,6 +330,9 @@ static const rlx__device_ops simt_ops = {
     .d2h_sync = scopy,
     .memset = smemset,
     .gemm = sgemm,
+    .gemm_tune = sgemm_tune,
+    .gemm_cache = sgemm_cache,
+    .bind = sbind,
     .check = scheck,
     .sync = ssync,
     .timer_create = dev_timer_create,

@@ -6,6 +6,7 @@
 #define RLX_SIMT_DEVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,6 +23,18 @@ void rlx_simt_device_plant_fault(int nth_gemm);
 /* The same on the simt device of one ordinal only (a tensor-parallel rank's is its rank): its n-th
  * GEMM from now fails, the other ranks' GEMMs are not counted. */
 void rlx_simt_device_plant_fault_on(int ordinal, int nth_gemm);
+
+/* The GEMM algorithm cache under test (runtime/gemm_algo.h): the fake heuristic offers n
+ * "algorithms" (1 .. 4; default 3), all the reference GEMM; algorithm index `failing` (-1 = none,
+ * the default) is refused for every shape, as cuBLASLt refuses one outside its range. The counter
+ * is the number of heuristic queries since the process started. */
+void rlx_simt_device_set_gemm_algorithms(int n, int failing);
+uint64_t rlx_simt_device_heuristic_calls(void);
+
+/* Simulated devices 0 .. 63 (build params' cuda_device). Every device operation checks that the
+ * calling thread made the device current (the executor's bind, cudaSetDevice on cuda) and fails
+ * otherwise; this counts those failures. */
+uint64_t rlx_simt_device_bind_violations(void);
 
 #ifdef __cplusplus
 }

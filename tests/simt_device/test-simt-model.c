@@ -170,7 +170,7 @@ static void fused_case(int64_t hidden, int64_t heads, int64_t kv, int64_t head_d
     const rlx__plan *p = &m->dev->plan;
     int attn = 0;
     for (int i = 0; i < p->n; i++) {
-        cr_expect(!rlx__kernel_is_standalone_pass(p->k[i].kind), "head_dim %lld: kernel %d (%s) is a standalone pass",
+        cr_expect(!rlx__plan_is_standalone_pass(p, &p->k[i]), "head_dim %lld: kernel %d (%s) is a standalone pass",
                   (long long)head_dim, i, rlx__kernel_name(p->k[i].kind));
         attn += p->k[i].kind == RLX__K_FLASH_ATTENTION || p->k[i].kind == RLX__K_ROPE_ATTENTION;
         if (p->k[i].kind == RLX__K_FLASH_ATTENTION) cr_expect_eq(want, RLX_K_BF16);
