@@ -216,6 +216,57 @@ Test(bench, cpu_json_has_the_documented_fields) {
     free(dir);
 }
 
+/* simt prints the breakdown a GPU run prints, kernel by kernel with the same columns, labelled as
+ * CPU emulation; the chosen GEMM algorithms and the cache's counters; the pruned FLOP count. */
+Test(bench, simt_breakdown_like_a_gpu) {
+    char *dir = rlxt_tmpdir();
+    char args[2048];
+    snprintf(args, sizeof args, "bench --shape tiny --device simt --batch 1 --seq 8 --repeat 1 --warmup 0 --json %s/r.json --no-progress",
+             dir);
+    int rc = rlx(args);
+    if (rc == 1 && strstr(err_text, "simt")) {
+        rlxt_rmtree(dir);
+        free(dir);
+        cr_skip_test("this rlx has no simt device: %s", err_text);
+    }
+    cr_assert_eq(rc, 0, "stderr: %s", err_text);
+    cr_expect(strstr(out_text, "simt timings"), "%s", out_text);
+    cr_expect(strstr(out_text, "kernel times (CPU emulation"), "the breakdown says it is CPU emulation: %s", out_text);
+    cr_expect(strstr(out_text, "  kernel kind             count         ms   share   TFLOP/s      GB/s"),
+              "the GPU's breakdown columns: %s", out_text);
+    cr_expect(strstr(out_text, "GEMM algorithms: tiny b=1 s=8 fused"), "%s", out_text);
+    cr_expect(strstr(out_text, "simt reference GEMM #0 (1 of 3)"), "%s", out_text);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/r.json", dir);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    cr_assert(root, "%s: %s", path, jerr.text);
+    json_t *o = json_array_get(root, 0);
+    cr_expect_str_eq(json_string_value(field(field(o, "breakdown"), "unit")), "kernel");
+    json_t *kinds = field(field(o, "breakdown"), "by_kind");
+    int gemm_seen = 0;
+    for (size_t i = 0; i < json_array_size(kinds); i++) {
+        json_t *k = json_array_get(kinds, i);
+        if (!strcmp(json_string_value(field(k, "kind")), "gemm")) {
+            gemm_seen = 1;
+            cr_expect(json_is_number(field(k, "tflops")) && json_is_number(field(k, "gbps")), "GEMMs get TFLOP/s and GB/s");
+        }
+    }
+    cr_expect(gemm_seen);
+    json_t *algos = field(o, "gemm_algorithms");
+    /* packed qkv, o, gate|up, down at M <= 8; the pruned last layer's o and down at M = 1; the LM head */
+    cr_expect(json_is_array(algos) && json_array_size(algos) == 7, "%zu entries", json_array_size(algos));
+    cr_expect(num(field(o, "gemm_cache"), "heuristic") == 7);
+    cr_expect(json_is_true(field(o, "pruned_last_layer")));
+    rlx_llama_config c;
+    cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
+    const int64_t len = 8;
+    cr_expect_eq(num(o, "flops"), rlx__bench_llama_flops(&c, &len, 1, RLX__BENCH_LAST_TOKEN | RLX__BENCH_PRUNED).total);
+    json_decref(root);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
 Test(bench, csv_header_and_rows) {
     char *dir = rlxt_tmpdir();
     char args[2048];

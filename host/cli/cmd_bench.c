@@ -209,6 +209,8 @@ typedef struct result {
     double speedup;      /* fused rows: unfused median / fused median; NAN otherwise */
     int output_finite;
     int pruned;          /* the model's last layer runs on one row per sequence (passes.prune_last_layer) */
+    int graphs;          /* kernels.cuda_graphs was on */
+    rlx__graph_stats graph_stats;
     rlx__gemm_stats gemm_stats; /* device runs: the model's GEMM algorithm cache afterwards */
     rlx__gemm_entry *gemm_algos; /* its entries, most used first */
     int n_gemm_algos;
@@ -496,6 +498,8 @@ static int run_config(bench_ctx *c, int64_t B, int64_t S, rlx_fusion_policy fusi
     if (c->peak > 0) r->mfu = r->tflops / c->peak;
     if (c->have_gemm && c->gemm.tflops > 0) r->mfu_gemm = r->tflops / c->gemm.tflops;
     build_breakdown(m, kt, runs, n_k, B, S, r);
+    r->graphs = m->profile.cuda_graphs && m->dev;
+    rlx__session_graph_stats(sess, &r->graph_stats);
     if (ops && (r->gemm_algos = malloc(RLX__GEMM_CACHE_CAP * sizeof *r->gemm_algos)))
         r->n_gemm_algos = rlx__gemm_cache_snapshot(ops->gemm_cache(dd), &r->gemm_stats, r->gemm_algos, RLX__GEMM_CACHE_CAP);
 out:
@@ -649,7 +653,7 @@ static void print_breakdown(const bench_ctx *c, const result *r) {
     printf("\nbreakdown: %s b=%lld s=%lld %s: %s %s, median of %d run%s; they sum to %.3f ms of the %.3f ms prefill median\n",
            c->shape_label, (long long)r->batch, (long long)r->seq, r->fusion, dev ? "kernel times" : "stage times",
            c->dev == RLX_DEVICE_CUDA ? "(CUDA events between kernels, separate runs)"
-           : dev                     ? "(host clock between kernels, separate runs)"
+           : dev                     ? "(CPU emulation: the CUDA kernels on simt, host clock between kernels, separate runs)"
                                      : "(host clock per stage, the timed runs)",
            r->breakdown_runs, r->breakdown_runs == 1 ? "" : "s", r->kernels_ms, r->st.median);
     printf("  %-22s %6s %10s %7s %9s%s\n", dev ? "kernel kind" : "stage op", "count", "ms", "share", "TFLOP/s", dev ? "      GB/s" : "");
@@ -676,6 +680,10 @@ static void print_breakdown(const bench_ctx *c, const result *r) {
 
 /* The algorithm the device's cache chose for each GEMM shape the configuration ran. */
 static void print_gemm_algos(const bench_ctx *c, const result *r) {
+    if (r->graphs)
+        printf("\nCUDA graphs (kernels.cuda_graphs): %llu captured, %llu replays, %llu prefills kernel by kernel (first of a shape, breakdown runs)\n",
+               (unsigned long long)r->graph_stats.captures, (unsigned long long)r->graph_stats.replays,
+               (unsigned long long)r->graph_stats.direct);
     if (!r->n_gemm_algos) return;
     const rlx__gemm_stats *st = &r->gemm_stats;
     printf("\nGEMM algorithms: %s b=%lld s=%lld %s: %d shapes (M bucketed); %llu GEMMs, %llu heuristic queries, %llu fallbacks, %llu tuned\n",
@@ -776,6 +784,11 @@ static json_t *result_json(const bench_ctx *c, const result *r) {
                                                e->chosen + 1, "candidates", e->n_cand, "tuned", e->tuned, "tuned_ms",
                                                e->tuned ? jnum(e->tuned_ms[e->chosen]) : json_null(), "uses", (json_int_t)e->uses));
     }
+    json_object_set_new(o, "cuda_graphs", r->graphs ? json_pack("{s:I, s:I, s:I, s:I}", "captures", (json_int_t)r->graph_stats.captures,
+                                                                "replays", (json_int_t)r->graph_stats.replays, "evictions",
+                                                                (json_int_t)r->graph_stats.evictions, "direct",
+                                                                (json_int_t)r->graph_stats.direct)
+                                                    : json_null());
     json_object_set_new(o, "gemm_algorithms", dev ? algos : (json_decref(algos), json_null()));
     const rlx__gemm_stats *gs = &r->gemm_stats;
     json_object_set_new(o, "gemm_cache", dev ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "gemms", (json_int_t)gs->gemms, "hits",

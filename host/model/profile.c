@@ -26,7 +26,7 @@ static void prefill_preset(rlx_profile *p) {
     p->mixed = RLX_MIXED_NONE;
     p->attention_block_q = 0;
     p->gemm_workspace_mb = 32;
-    p->cuda_graphs = 0; /* not implemented: device builds refuse 1 */
+    p->cuda_graphs = 0;
     p->gemm_autotune = 0;
     p->prune_last_layer = 1;
 }

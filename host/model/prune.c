@@ -123,10 +123,11 @@ rlx_status rlx__pass_prune_last_layer(rlx_model *m) {
     if (!m->profile.prune_last_layer) return rlx__model_log(m, "prune: off (passes.prune_last_layer = false)");
     rlx__slist *l = &m->list;
     rlx_status s = RLX_OK;
-    int total = 0;
+    int total = 0, gathers_seen = 0;
     /* one gather at a time: each rewrite renumbers the stages */
     for (int lt = l->n_stages - 1; lt >= 0 && !s; lt--) {
         if (l->stages[lt].op != RLX__OP_LAST_TOKEN || l->values[l->stages[lt].in[0]].rows != RLX__ROWS_TOKENS) continue;
+        gathers_seen++;
         const int nv = l->n_values, ns = l->n_stages;
         int *n_cons = rlx__calloc((size_t)nv + 1, sizeof(int), "the pruning pass");
         int **cons = rlx__calloc((size_t)nv + 1, sizeof(int *), "the pruning pass");
@@ -171,6 +172,7 @@ rlx_status rlx__pass_prune_last_layer(rlx_model *m) {
         free(cons);
         free(pruned);
     }
-    if (!s && !total) s = rlx__model_log(m, "prune: nothing to prune (no last_token gather after row-wise stages)");
+    /* quiet without a gather (all-position outputs, encoders): there is nothing to say */
+    if (!s && !total && gathers_seen) s = rlx__model_log(m, "prune: nothing to prune (no row-wise stage before the last_token gather)");
     return s;
 }

@@ -436,7 +436,6 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         /* settings a device build cannot honour yet are refused, never ignored */
         const char *no = prof.mixed == RLX_MIXED_AUTO ? "precision.mixed = \"auto\" (an f32 residual stream)"
                          : prof.attention_block_q    ? "kernels.attention_block_q other than 0"
-                         : prof.cuda_graphs          ? "kernels.cuda_graphs = true"
                                                      : NULL;
         if (no)
             return rlx__fail(RLX_ERR_UNSUPPORTED, "profile %s: %s is not implemented on devices yet", prof.source, no);

@@ -92,11 +92,24 @@ typedef struct rlx__device_ops {
     rlx_status (*check)(rlx__device *d, int code, const char *what);
     rlx_status (*sync)(rlx__device *d, void *stream);
     /* Timers for the bench's per-kernel breakdown: n + 1 marks recorded on the stream (CUDA
-     * events on cuda); read synchronizes and gives ms[i] = mark[i+1] − mark[i]. */
+     * events on cuda); read synchronizes and gives ms[i] = mark[i+1] − mark[i]. A one-mark timer
+     * is a fence: mark records it on the stream, read waits until the stream got there. */
     rlx_status (*timer_create)(rlx__device *d, int n_marks, void **timer);
     rlx_status (*timer_mark)(rlx__device *d, void *timer, int i, void *stream);
     rlx_status (*timer_read)(rlx__device *d, void *timer, int n_marks, double *ms);
     void (*timer_destroy)(rlx__device *d, void *timer, int n_marks);
+    /* CUDA graphs (profile kernels.cuda_graphs). begin opens a stream capture on a stream of its
+     * own (*capture_stream: enqueue there; nothing runs until a launch); end closes it and gives
+     * the instantiated graph (or, after a failure in between, discards it and fails). launch
+     * replays a graph on a stream. simt records its launch list and replays it. */
+    rlx_status (*graph_begin)(rlx__device *d, void **capture_stream);
+    rlx_status (*graph_end)(rlx__device *d, void *capture_stream, void **graph);
+    rlx_status (*graph_launch)(rlx__device *d, void *graph, void *stream);
+    void (*graph_destroy)(rlx__device *d, void *graph);
+    /* Page-locked host memory (cudaHostAlloc): copies from it are asynchronous DMA, the only kind
+     * of host source a graph may hold. */
+    rlx_status (*host_alloc)(rlx__device *d, size_t bytes, const char *what, void **ptr);
+    void (*host_free)(rlx__device *d, void *ptr);
     rlx__kernel_table k;
 } rlx__device_ops;
 
@@ -119,17 +132,40 @@ typedef struct rlx__dev_model {
     void **cptr;      /* [n_values] constant values (rope tables), else NULL */
     size_t n_cptr;
     size_t weight_bytes;
+    unsigned char *positions_buf; /* [plan.n_buf]: 1 for a buffer upload_positions writes, which is
+                                     meta's positions (uploaded with the batch) */
 } rlx__dev_model;
 
 rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordinal, rlx_fusion_policy policy,
                                   rlx_kdtype act);
 void rlx__dev_model_free(rlx__dev_model *dm);
 
+/* CUDA graphs of a session: one per (token bucket, sequence count), least recently used evicted. */
+#define RLX__GRAPH_CAP 16
+
+typedef struct rlx__graph_entry {
+    int64_t tokens;   /* rows the graph runs: the bucket's edge, at most the capacity */
+    int64_t seqs;
+    void *graph;
+    uint64_t last_use;
+} rlx__graph_entry;
+
+typedef struct rlx__graph_stats {
+    uint64_t captures, replays, evictions, direct; /* direct: prefills run kernel by kernel */
+} rlx__graph_stats;
+
 typedef struct rlx__dev_session {
     void *arena;      /* activations at capacity */
     void *meta;       /* tokens [max_tokens] i32, positions [max_tokens] i32, seq_start [max_seqs+1] i32 */
+    void *host_meta[2]; /* pinned staging of meta, used in turn; fence[i] is recorded after its copy */
+    void *fence[2];
+    int fenced[2], slot;
     void *workspace;  /* GEMM workspace, profile kernels.gemm_workspace_mb (NULL when 0) */
     int broken;       /* a sticky device fault happened */
+    rlx__graph_entry graphs[RLX__GRAPH_CAP];
+    int n_graphs;
+    uint64_t clock;
+    rlx__graph_stats gstats;
 } rlx__dev_session;
 
 rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s);
@@ -138,6 +174,7 @@ void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s);
  * (synchronizes at the end). */
 rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream,
                             double *kernel_ms);
+void rlx__dev_graph_stats(const rlx__dev_session *s, rlx__graph_stats *out);
 /* Copies the output to host (synchronizes the stream). */
 rlx_status rlx__dev_output(const rlx_model *m, rlx__dev_session *s, float *dst, int64_t rows, int64_t cols,
                            void *stream);

@@ -331,6 +331,74 @@ static void dev_timer_destroy(rlx__device *d, void *timer, int n) {
     free(ev);
 }
 
+/* ---- CUDA graphs ---------------------------------------------------------------------------------- */
+
+/* Each capture on a stream of its own, created for it: a prefill may be captured from any
+ * session on any thread, and the caller's stream may be the legacy default stream, which cannot
+ * be captured. ThreadLocal mode: other threads' unsafe calls do not invalidate this capture. */
+static rlx_status graph_begin(rlx__device *d, void **capture_stream) {
+    *capture_stream = NULL;
+    rlx_status s = use(d);
+    if (s) return s;
+    cudaStream_t cs;
+    cudaError_t e = cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaStreamCreate (graph capture)");
+    if ((e = cudaStreamBeginCapture(cs, cudaStreamCaptureModeThreadLocal)) != cudaSuccess) {
+        cudaStreamDestroy(cs);
+        return cuda_fail(e, "cudaStreamBeginCapture");
+    }
+    *capture_stream = cs;
+    return RLX_OK;
+}
+
+static rlx_status graph_end(rlx__device *d, void *capture_stream, void **out) {
+    *out = NULL;
+    use(d);
+    cudaStream_t cs = (cudaStream_t)capture_stream;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(cs, &g);
+    cudaStreamDestroy(cs);
+    if (e != cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        return cuda_fail(e, "cudaStreamEndCapture");
+    }
+    cudaGraphExec_t exec = NULL;
+    e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) return cuda_fail(e, "cudaGraphInstantiate");
+    *out = exec;
+    return RLX_OK;
+}
+
+static rlx_status graph_launch(rlx__device *d, void *graph, void *stream) {
+    rlx_status s = use(d);
+    if (s) return s;
+    cudaError_t e = cudaGraphLaunch((cudaGraphExec_t)graph, (cudaStream_t)stream);
+    return e == cudaSuccess ? RLX_OK : cuda_fail(e, "cudaGraphLaunch");
+}
+
+static void graph_destroy(rlx__device *d, void *graph) {
+    use(d);
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
+static rlx_status host_alloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
+    *ptr = NULL;
+    rlx_status s = use(d);
+    if (s) return s;
+    cudaError_t e = cudaHostAlloc(ptr, bytes ? bytes : 1, cudaHostAllocDefault);
+    if (e == cudaSuccess) return RLX_OK;
+    *ptr = NULL;
+    cudaGetLastError();
+    return rlx__fail(e == cudaErrorMemoryAllocation ? RLX_ERR_OUT_OF_MEMORY : RLX_ERR_DEVICE,
+                     "cudaHostAlloc of %zu bytes (pinned) for %s failed: %s", bytes, what, cudaGetErrorString(e));
+}
+
+static void host_free(rlx__device *d, void *ptr) {
+    (void)d;
+    if (ptr) cudaFreeHost(ptr);
+}
+
 static const rlx__gemm_timer lt_timer = {dev_timer_create, dev_timer_mark, dev_timer_read, dev_timer_destroy};
 
 static rlx_status gemm_tune(rlx__device *d, const rlx__gemm_desc *g, int repeat, void *stream) {
@@ -354,6 +422,12 @@ static const rlx__device_ops cuda_ops = {
     .gemm_tune = gemm_tune,
     .gemm_cache = gemm_cache,
     .bind = bind,
+    .graph_begin = graph_begin,
+    .graph_end = graph_end,
+    .graph_launch = graph_launch,
+    .graph_destroy = graph_destroy,
+    .host_alloc = host_alloc,
+    .host_free = host_free,
     .check = check,
     .sync = dsync,
     .timer_create = dev_timer_create,

@@ -47,6 +47,7 @@ void rlx__dev_model_free(rlx__dev_model *dm) {
     }
     free(dm->wptr);
     free(dm->cptr);
+    free(dm->positions_buf);
     rlx__plan_free(&dm->plan);
     free(dm);
 }
@@ -255,6 +256,26 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
             goto fail;
         }
     }
+    if (!(dm->positions_buf = rlx__calloc((size_t)dm->plan.n_buf + 1, 1, "the positions map"))) {
+        s = RLX_ERR_OUT_OF_MEMORY;
+        goto fail;
+    }
+    for (int i = 0; i < dm->plan.n; i++) {
+        const rlx__kernel *k = &dm->plan.k[i];
+        if (k->kind == RLX__K_POSITIONS) dm->positions_buf[k->out] = 1;
+        /* a graph holds device work only: host code in the middle of a prefill cannot be replayed */
+        if (m->profile.cuda_graphs && (k->kind == RLX__K_CUSTOM || k->kind == RLX__K_INPUT_IDS ||
+                                       k->kind == RLX__K_ALL_REDUCE || k->kind == RLX__K_ALL_GATHER)) {
+            s = rlx__fail(RLX_ERR_UNSUPPORTED,
+                          "profile %s: kernels.cuda_graphs = true, but the plan's %s kernel (stage %s) %s, which a CUDA "
+                          "graph cannot replay yet; set it to false",
+                          m->profile.source, rlx__kernel_name(k->kind), k->st->name,
+                          k->kind == RLX__K_CUSTOM      ? "runs a custom stage's launcher (host code) mid-prefill"
+                          : k->kind == RLX__K_INPUT_IDS ? "stages named id inputs from the host per prefill"
+                                                        : "is a tensor-parallel collective (not captured yet)");
+            goto fail;
+        }
+    }
     dm->n_wptr = m->n_weights + dm->plan.n_dw;
     dm->wptr = rlx__calloc((size_t)dm->n_wptr + 1, sizeof(void *), "device weight table");
     dm->n_cptr = (size_t)m->list.n_values;
@@ -314,6 +335,10 @@ rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
     if (st) return st;
     st = dm->ops->alloc(dm->dev, dm->plan.arena_bytes ? dm->plan.arena_bytes : 256, "the activation arena", &s->arena);
     if (!st) st = dm->ops->alloc(dm->dev, meta_bytes(m), "the batch metadata", &s->meta);
+    for (int i = 0; i < 2 && !st; i++) {
+        st = dm->ops->host_alloc(dm->dev, meta_bytes(m), "the batch metadata staging (pinned)", &s->host_meta[i]);
+        if (!st) st = dm->ops->timer_create(dm->dev, 1, &s->fence[i]);
+    }
     if (!st && m->profile.gemm_workspace_mb > 0)
         st = dm->ops->alloc(dm->dev, workspace_bytes(m), "the GEMM workspace (profile kernels.gemm_workspace_mb)", &s->workspace);
     if (st) rlx__dev_session_free(m, s);
@@ -322,7 +347,15 @@ rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
 
 void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s) {
     if (!m || !m->dev) return;
-    m->dev->ops->bind(m->dev->dev);
+    const rlx__device_ops *ops = m->dev->ops;
+    ops->bind(m->dev->dev);
+    for (int i = 0; i < s->n_graphs; i++) ops->graph_destroy(m->dev->dev, s->graphs[i].graph);
+    for (int i = 0; i < 2; i++) {
+        /* a copy from the staging may still be in flight */
+        if (s->fence[i] && s->fenced[i]) ops->timer_read(m->dev->dev, s->fence[i], 1, NULL);
+        if (s->fence[i]) ops->timer_destroy(m->dev->dev, s->fence[i], 1);
+        if (s->host_meta[i]) ops->host_free(m->dev->dev, s->host_meta[i]);
+    }
     if (s->arena) m->dev->ops->free(m->dev->dev, s->arena);
     if (s->meta) m->dev->ops->free(m->dev->dev, s->meta);
     if (s->workspace) m->dev->ops->free(m->dev->dev, s->workspace);
@@ -337,6 +370,7 @@ static void *bptr(const rlx_model *m, const rlx__dev_session *s, int b) {
         if (dm->cptr[b]) return dm->cptr[b];
         if (b == m->tokens) return s->meta;
     }
+    if (dm->positions_buf[b]) return (int32_t *)s->meta + m->max_tokens;
     if (dm->plan.offset[b] == SIZE_MAX) return NULL;
     return (char *)s->arena + dm->plan.offset[b];
 }
@@ -345,35 +379,18 @@ static int64_t buf_rows(const rlx__buf *bf, const rlx__batch *b) {
     return bf->rows == RLX__ROWS_TOKENS ? b->n_tokens : bf->rows == RLX__ROWS_SEQUENCES ? b->n_seqs : bf->fixed_rows;
 }
 
-rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream,
-                            double *kernel_ms) {
+/* Enqueues the plan's kernels for batch b on stream; the batch metadata is already in s->meta.
+ * b->n_tokens rows per token (a graph runs its bucket's edge: the rows past the real tokens are
+ * padding that no sequence reads), max_len bounds every sequence. With timer, marks every kernel. */
+static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, int64_t max_len, void *stream,
+                           void *timer) {
     const rlx__dev_model *dm = m->dev;
     const rlx__device_ops *ops = dm->ops;
     const rlx__plan *p = &dm->plan;
-    if (s->broken)
-        return rlx__fail(RLX_ERR_SESSION_BROKEN, "this session hit a device fault earlier and cannot run again: destroy it and create a new one");
-    rlx_status bst = ops->bind(dm->dev); /* servers call from any thread: the model's device, every time */
-    if (bst) return bst;
-    /* Metadata: tokens, positions within each sequence, sequence offsets. */
-    int32_t *meta = rlx__malloc(meta_bytes(m), "batch metadata");
-    if (!meta) return RLX_ERR_OUT_OF_MEMORY;
-    int32_t *pos = meta + m->max_tokens, *start = meta + 2 * m->max_tokens;
-    int64_t max_len = 0;
-    memcpy(meta, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
-    for (int64_t q = 0; q < b->n_seqs; q++) {
-        start[q] = (int32_t)b->seq_start[q];
-        int64_t len = b->seq_start[q + 1] - b->seq_start[q];
-        if (len > max_len) max_len = len;
-        for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++) pos[t] = (int32_t)(t - b->seq_start[q]);
-    }
-    start[b->n_seqs] = (int32_t)b->n_tokens;
-    rlx_status st = ops->h2d(dm->dev, s->meta, meta, meta_bytes(m), stream);
-    int32_t *ids = NULL; /* host staging of named id inputs */
-    if (st) goto out;
     const int32_t *d_pos = (const int32_t *)s->meta + m->max_tokens, *d_start = (const int32_t *)s->meta + 2 * m->max_tokens;
     const rlx_kdtype dt = p->act_dtype;
-    void *timer = NULL;
-    if (kernel_ms && (st = ops->timer_create(dm->dev, p->n + 1, &timer))) goto out;
+    int32_t *ids = NULL; /* host staging of named id inputs */
+    rlx_status st = RLX_OK;
     for (int i = 0; i < p->n && !st; i++) {
         if (timer && (st = ops->timer_mark(dm->dev, timer, i, stream))) break;
         const rlx__kernel *k = &p->k[i];
@@ -440,7 +457,7 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
             if (!st) st = ops->h2d(dm->dev, y, ids, (size_t)b->n_tokens * sizeof *ids, stream);
             if (!st) st = ops->sync(dm->dev, stream); /* ids is reused by the next upload */
             break;
-        case RLX__K_POSITIONS: st = ops->h2d(dm->dev, y, pos, (size_t)b->n_tokens * sizeof *pos, stream); break;
+        case RLX__K_POSITIONS: break; /* y is meta's positions, uploaded with the batch (bptr) */
         case RLX__K_GATHER_ADD:
             code = ops->k.gather_add(y, x, bptr(m, s, k->in[1]), w, rows, cols, dt, stream);
             break;
@@ -489,19 +506,123 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
         }
         if (!st && code) st = ops->check(dm->dev, code, sg->name);
     }
-    if (timer) {
-        if (!st) st = ops->timer_mark(dm->dev, timer, p->n, stream);
-        /* tp: reading the timers waits for the stream; wait with the communicator's bound first */
-        if (!st && m->comm) st = rlx_comm_synchronize(m->comm, stream);
-        if (!st) st = ops->timer_read(dm->dev, timer, p->n + 1, kernel_ms);
-        ops->timer_destroy(dm->dev, timer, p->n + 1);
+    if (timer && !st) st = ops->timer_mark(dm->dev, timer, p->n, stream);
+    free(ids);
+    return st;
+}
+
+/* The graph of (tokens, seqs), or NULL; bumps its LRU stamp. */
+static rlx__graph_entry *find_graph(rlx__dev_session *s, int64_t tokens, int64_t seqs) {
+    for (int i = 0; i < s->n_graphs; i++)
+        if (s->graphs[i].tokens == tokens && s->graphs[i].seqs == seqs) {
+            s->graphs[i].last_use = ++s->clock;
+            return &s->graphs[i];
+        }
+    return NULL;
+}
+
+static void keep_graph(const rlx_model *m, rlx__dev_session *s, int64_t tokens, int64_t seqs, void *graph) {
+    int at = s->n_graphs;
+    if (at == RLX__GRAPH_CAP) {
+        at = 0;
+        for (int i = 1; i < s->n_graphs; i++)
+            if (s->graphs[i].last_use < s->graphs[at].last_use) at = i;
+        m->dev->ops->graph_destroy(m->dev->dev, s->graphs[at].graph);
+        s->gstats.evictions++;
+    } else {
+        s->n_graphs++;
+    }
+    s->graphs[at] = (rlx__graph_entry){tokens, seqs, graph, ++s->clock};
+}
+
+/* Captures the plan for (tokens rows, seqs) on a capture stream of the device (nothing runs). */
+static rlx_status capture(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, int64_t tokens) {
+    const rlx__device_ops *ops = m->dev->ops;
+    void *cs = NULL, *graph = NULL;
+    rlx_status st = ops->graph_begin(m->dev->dev, &cs);
+    if (st) return st;
+    rlx__batch pb = *b;
+    pb.n_tokens = tokens;
+    /* every sequence of a batch that maps to this graph is at most `tokens` long */
+    rlx_status run = run_plan(m, s, &pb, tokens, cs, NULL);
+    st = ops->graph_end(m->dev->dev, cs, &graph); /* ends the capture whatever happened */
+    if (run) {
+        if (!st) ops->graph_destroy(m->dev->dev, graph);
+        return run;
+    }
+    if (st) return st;
+    keep_graph(m, s, tokens, b->n_seqs, graph);
+    s->gstats.captures++;
+    return RLX_OK;
+}
+
+void rlx__dev_graph_stats(const rlx__dev_session *s, rlx__graph_stats *out) { *out = s->gstats; }
+
+rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream,
+                            double *kernel_ms) {
+    const rlx__dev_model *dm = m->dev;
+    const rlx__device_ops *ops = dm->ops;
+    const rlx__plan *p = &dm->plan;
+    if (s->broken)
+        return rlx__fail(RLX_ERR_SESSION_BROKEN, "this session hit a device fault earlier and cannot run again: destroy it and create a new one");
+    rlx_status st = ops->bind(dm->dev); /* servers call from any thread: the model's device, every time */
+    if (st) return st;
+    /* A graph (kernels.cuda_graphs) runs the bucket of the token count: one graph serves every
+     * prompt length of the bucket, the rows past the real tokens are padding (token 0, position 0)
+     * that no sequence covers. The per-kernel timing of the bench runs kernel by kernel. */
+    const int graphs = m->profile.cuda_graphs && !kernel_ms;
+    int64_t rows = b->n_tokens;
+    if (graphs) {
+        rows = rlx__gemm_bucket(b->n_tokens);
+        if (rows > m->max_tokens) rows = m->max_tokens;
+    }
+    /* Metadata through pinned staging, two buffers in turn: the copy is asynchronous, so a buffer
+     * is refilled only after its previous copy ran (its fence: two prefills ago, long done). */
+    const int slot = s->slot;
+    s->slot ^= 1;
+    if (s->fenced[slot] && (st = ops->timer_read(dm->dev, s->fence[slot], 1, NULL))) goto out;
+    s->fenced[slot] = 0;
+    int32_t *meta = s->host_meta[slot];
+    int32_t *pos = meta + m->max_tokens, *start = meta + 2 * m->max_tokens;
+    int64_t max_len = 0;
+    memcpy(meta, b->tokens, (size_t)b->n_tokens * sizeof(int32_t));
+    for (int64_t q = 0; q < b->n_seqs; q++) {
+        start[q] = (int32_t)b->seq_start[q];
+        int64_t len = b->seq_start[q + 1] - b->seq_start[q];
+        if (len > max_len) max_len = len;
+        for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++) pos[t] = (int32_t)(t - b->seq_start[q]);
+    }
+    start[b->n_seqs] = (int32_t)b->n_tokens;
+    for (int64_t t = b->n_tokens; t < rows; t++) meta[t] = 0, pos[t] = 0; /* the padding rows of a graph */
+    if ((st = ops->h2d(dm->dev, s->meta, meta, meta_bytes(m), stream))) goto out;
+    if ((st = ops->timer_mark(dm->dev, s->fence[slot], 0, stream))) goto out;
+    s->fenced[slot] = 1;
+    if (graphs) {
+        const rlx__graph_entry *g = find_graph(s, rows, b->n_seqs);
+        if (g) {
+            st = ops->graph_launch(dm->dev, g->graph, stream);
+            if (!st) s->gstats.replays++;
+        } else {
+            /* first time of this shape: run it directly (which also sets every lazy attribute and
+             * algorithm up), then capture it for the next prefill of the same shape */
+            st = run_plan(m, s, b, max_len, stream, NULL);
+            s->gstats.direct++;
+            if (!st) st = capture(m, s, b, rows);
+        }
+    } else {
+        void *timer = NULL;
+        if (kernel_ms && (st = ops->timer_create(dm->dev, p->n + 1, &timer))) goto out;
+        st = run_plan(m, s, b, max_len, stream, timer);
+        s->gstats.direct++;
+        if (timer) {
+            /* tp: reading the timers waits for the stream; wait with the communicator's bound first */
+            if (!st && m->comm) st = rlx_comm_synchronize(m->comm, stream);
+            if (!st) st = ops->timer_read(dm->dev, timer, p->n + 1, kernel_ms);
+            ops->timer_destroy(dm->dev, timer, p->n + 1);
+        }
     }
     if (!st) st = ops->check(dm->dev, 0, "prefill");
 out:
-    /* the uploads above are stream-ordered copies of pageable memory: they have left these
-     * buffers by the time cudaMemcpyAsync returned */
-    free(meta);
-    free(ids);
     if (st == RLX_ERR_SESSION_BROKEN) s->broken = 1;
     return st;
 }

@@ -145,6 +145,11 @@ rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int
     return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
 }
 
+void rlx__session_graph_stats(const rlx_session *s, rlx__graph_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (s && s->model->dev) rlx__dev_graph_stats(&s->dev, out);
+}
+
 int rlx__timing_count(const rlx_model *m) { return m->dev ? m->dev->plan.n : m->list.n_stages; }
 
 void rlx__timing_label(const rlx_model *m, int i, char *buf, size_t n) {

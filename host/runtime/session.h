@@ -3,6 +3,7 @@
 #define RLX_HOST_SESSION_H
 
 #include "model/stages.h"
+#include "runtime/device.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -14,6 +15,8 @@ rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int
                                       const int64_t *seq_lens, int64_t n_seqs, void *stream,
                                       double *times);
 int rlx__timing_count(const rlx_model *m);
+/* CUDA graph counters of a device session (kernels.cuda_graphs); zeros on the CPU. */
+void rlx__session_graph_stats(const rlx_session *s, rlx__graph_stats *out);
 void rlx__timing_label(const rlx_model *m, int i, char *buf, size_t n);
 
 #ifdef __cplusplus

@@ -56,7 +56,8 @@ struct rlx_profile {
     /* [kernels] */
     int attention_block_q;           /* 0 = the kernel's choice (only 0 is implemented; device builds refuse 64/128) */
     int gemm_workspace_mb;           /* 32: cuBLASLt workspace per session, MiB, [0, 4096] */
-    int cuda_graphs;                 /* 0; 1 (CUDA graph capture) is not implemented: device builds refuse it */
+    int cuda_graphs;                 /* 0; 1: a session replays a CUDA graph per (token bucket, sequence
+                                        count) after capturing it once (docs/profiles.md) */
     int gemm_autotune;               /* 0; 1: a device build times the GEMM algorithms the heuristic offers
                                         for every GEMM shape of the plan (each M bucket up to the capacity)
                                         and keeps the fastest */

@@ -43,7 +43,7 @@ find_package(Threads REQUIRED)
 set(RLX_HAVE_SIMT ON)
 message(STATUS "rlx: simt ON (CUDA headers ${RLX_SIMT_CUDA_INCLUDE})")
 
-add_library(rlx_simt STATIC ${RLX_SIMT_DIR}/src/runtime.cpp)
+add_library(rlx_simt STATIC ${RLX_SIMT_DIR}/src/runtime.cpp ${RLX_SIMT_DIR}/src/graph.cpp)
 target_include_directories(rlx_simt PUBLIC ${RLX_SIMT_DIR}/include ${RLX_SIMT_ROOT}/kernels)
 # SYSTEM: the toolkit's headers are not ours to keep warning-free.
 target_include_directories(rlx_simt SYSTEM PUBLIC ${RLX_SIMT_CUDA_INCLUDE} ${RLX_SIMT_BOOST_INCLUDE})

@@ -76,6 +76,19 @@ static rlx_status bound(rlx__device *d, const char *what) {
                      what, d->ordinal, current_ordinal);
 }
 
+/* Host work recorded into a graph under capture (cuBLASLt and cudaMemcpyAsync would add nodes). */
+static rlx_status record(int (*fn)(void *), void *ctx, const char *what) {
+    if (!ctx) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "simt: out of host memory recording %s into a graph", what);
+    int rc = rlx_simt_capture_host(fn, ctx, free);
+    return rc ? rlx__fail(RLX_ERR_DEVICE, "simt: recording %s into a graph failed (CUDA error %d)", what, rc) : RLX_OK;
+}
+
+/* What CUDA forbids while a stream is being captured (allocation, synchronization, events read). */
+static rlx_status not_in_capture(const char *what) {
+    if (!rlx_simt_capturing()) return RLX_OK;
+    return rlx__fail(RLX_ERR_DEVICE, "simt: %s while a stream is being captured into a graph (CUDA invalidates the capture)", what);
+}
+
 static rlx_status sbind(rlx__device *d) {
     current_ordinal = d->ordinal;
     return RLX_OK;
@@ -112,6 +125,7 @@ static const char *describe(rlx__device *d) {
 static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
     *ptr = NULL;
     rlx_status bs = bound(d, "alloc");
+    if (!bs) bs = not_in_capture("a device allocation");
     if (bs) return bs;
     /* 256-byte aligned like cudaMalloc; poisoned so a kernel that reads before writing shows. */
     size_t n = (bytes + 255) / 256 * 256;
@@ -150,25 +164,55 @@ static void sfree(rlx__device *d, void *ptr) {
     free(p);
 }
 
+typedef struct copy_node {
+    void *dst;
+    const void *src; /* NULL: a memset to `byte` */
+    size_t n;
+    int byte;
+} copy_node;
+
+static int copy_run(void *ctx) {
+    const copy_node *c = ctx;
+    if (c->src) memmove(c->dst, c->src, c->n);
+    else memset(c->dst, c->byte, c->n);
+    return 0;
+}
+
+/* Under capture: a copy or memset node, reading its source when the graph runs (so a graph's
+ * host source must stay valid: pinned staging, as on cuda). */
+static rlx_status record_copy(void *dst, const void *src, size_t n, int byte) {
+    copy_node *c = malloc(sizeof *c);
+    if (c) *c = (copy_node){dst, src, n, byte};
+    return record(copy_run, c, src ? "a copy" : "a memset");
+}
+
 static rlx_status scopy(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
     (void)stream;
     rlx_status bs = bound(d, "copy");
     if (bs) return bs;
+    if (rlx_simt_capturing()) return record_copy(dst, src, n, 0);
     memmove(dst, src, n);
     return RLX_OK;
+}
+
+static rlx_status scopy_sync(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
+    rlx_status s = not_in_capture("a synchronous device-to-host copy");
+    return s ? s : scopy(d, dst, src, n, stream);
 }
 
 static rlx_status smemset(rlx__device *d, void *dst, int byte, size_t n, void *stream) {
     (void)stream;
     rlx_status bs = bound(d, "memset");
     if (bs) return bs;
+    if (rlx_simt_capturing()) return record_copy(dst, NULL, n, byte);
     memset(dst, byte, n);
     return RLX_OK;
 }
 
 static rlx_status ssync(rlx__device *d, void *stream) {
     (void)stream;
-    return bound(d, "synchronize");
+    rlx_status s = not_in_capture("a stream synchronize");
+    return s ? s : bound(d, "synchronize");
 }
 
 static rlx_status scheck(rlx__device *d, int code, const char *what) {
@@ -235,23 +279,14 @@ static int sim_heuristic(rlx__device *d, const rlx__gemm_desc *g, rlx__gemm_algo
     return n;
 }
 
-static rlx_status sim_run(rlx__device *d, const rlx__gemm_desc *g, const rlx__gemm_algo *a, void *stream) {
-    (void)d, (void)stream;
+/* The reference GEMM itself: at the call, or when a captured graph replays it. */
+static rlx_status ref_gemm(int ordinal, const rlx__gemm_desc *g) {
     pthread_mutex_lock(&ctl_lock);
-    const int refuse = (int64_t)a->blob[0] == failing_algo;
-    pthread_mutex_unlock(&ctl_lock);
-    if (refuse)
-        return rlx__fail(RLX_ERR_UNSUPPORTED, "simt: GEMM algorithm #%d refused for M=%lld N=%lld K=%lld (planted)",
-                         (int)a->blob[0], (long long)g->M, (long long)g->N, (long long)g->K);
-    pthread_mutex_lock(&ctl_lock);
-    int fault = fault_countdown > 0 && (fault_ordinal < 0 || fault_ordinal == d->ordinal) && --fault_countdown == 0;
+    int fault = fault_countdown > 0 && (fault_ordinal < 0 || fault_ordinal == ordinal) && --fault_countdown == 0;
     pthread_mutex_unlock(&ctl_lock);
     if (fault)
         return rlx__fail(RLX_ERR_SESSION_BROKEN, "simt: planted fault in a GEMM (M=%lld N=%lld K=%lld), as an illegal address would be",
                          (long long)g->M, (long long)g->N, (long long)g->K);
-    if (g->M < 0 || g->N < 1 || g->K < 1 || g->ldx < g->K || g->ldw < g->K || g->ldd < g->N || (g->c && g->ldc < g->N))
-        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "simt GEMM: bad descriptor M=%lld N=%lld K=%lld", (long long)g->M,
-                         (long long)g->N, (long long)g->K);
     size_t n = (size_t)g->M * (size_t)g->N;
     float *out = malloc((n ? n : 1) * sizeof(float));
     if (!out) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "simt GEMM: %zu bytes of scratch", n * sizeof(float));
@@ -262,6 +297,35 @@ static rlx_status sim_run(rlx__device *d, const rlx__gemm_desc *g, const rlx__ge
         for (int64_t j = 0; j < g->N; j++) st_elem(g->d, m * g->ldd + j, out[m * g->N + j], g->out_dtype);
     free(out);
     return RLX_OK;
+}
+
+typedef struct gemm_node_ctx {
+    int ordinal;
+    rlx__gemm_desc g;
+} gemm_node_ctx;
+
+static int gemm_node(void *ctx) {
+    const gemm_node_ctx *c = ctx;
+    return (int)ref_gemm(c->ordinal, &c->g);
+}
+
+static rlx_status sim_run(rlx__device *d, const rlx__gemm_desc *g, const rlx__gemm_algo *a, void *stream) {
+    (void)stream;
+    pthread_mutex_lock(&ctl_lock);
+    const int refuse = (int64_t)a->blob[0] == failing_algo;
+    pthread_mutex_unlock(&ctl_lock);
+    if (refuse)
+        return rlx__fail(RLX_ERR_UNSUPPORTED, "simt: GEMM algorithm #%d refused for M=%lld N=%lld K=%lld (planted)",
+                         (int)a->blob[0], (long long)g->M, (long long)g->N, (long long)g->K);
+    if (g->M < 0 || g->N < 1 || g->K < 1 || g->ldx < g->K || g->ldw < g->K || g->ldd < g->N || (g->c && g->ldc < g->N))
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "simt GEMM: bad descriptor M=%lld N=%lld K=%lld", (long long)g->M,
+                         (long long)g->N, (long long)g->K);
+    if (rlx_simt_capturing()) {
+        gemm_node_ctx *kept = malloc(sizeof *kept);
+        if (kept) kept->ordinal = d->ordinal, kept->g = *g;
+        return record(gemm_node, kept, "a GEMM");
+    }
+    return ref_gemm(d->ordinal, g);
 }
 
 static const rlx__gemm_backend sim_backend = {sim_heuristic, sim_run};
@@ -285,6 +349,7 @@ static double now_ms(void) {
 static rlx_status dev_timer_create(rlx__device *d, int n, void **timer) {
     *timer = NULL;
     rlx_status bs = bound(d, "timer");
+    if (!bs) bs = not_in_capture("creating timer events");
     if (bs) return bs;
     *timer = rlx__calloc((size_t)n, sizeof(double), "simt timer marks");
     return *timer ? RLX_OK : RLX_ERR_OUT_OF_MEMORY;
@@ -300,6 +365,8 @@ static rlx_status dev_timer_mark(rlx__device *d, void *timer, int i, void *strea
 
 static rlx_status dev_timer_read(rlx__device *d, void *timer, int n, double *ms) {
     (void)d;
+    rlx_status s = not_in_capture("waiting on an event");
+    if (s) return s;
     const double *t = timer;
     for (int i = 0; i + 1 < n; i++) ms[i] = t[i + 1] - t[i];
     return RLX_OK;
@@ -308,6 +375,52 @@ static rlx_status dev_timer_read(rlx__device *d, void *timer, int n, double *ms)
 static void dev_timer_destroy(rlx__device *d, void *timer, int n) {
     (void)d, (void)n;
     free(timer);
+}
+
+/* ---- graphs: the simt runtime records the launch list (rlx_simt/runtime.h) ------------------- */
+
+static int capture_token; /* the "capture stream" handed out: any non-NULL value */
+
+static rlx_status sgraph_begin(rlx__device *d, void **capture_stream) {
+    rlx_status bs = bound(d, "a graph capture");
+    if (bs) return bs;
+    int rc = rlx_simt_capture_begin();
+    if (rc) return rlx__fail(RLX_ERR_DEVICE, "simt: cannot begin a stream capture (CUDA error %d: one is open on this thread)", rc);
+    *capture_stream = &capture_token;
+    return RLX_OK;
+}
+
+static rlx_status sgraph_end(rlx__device *d, void *capture_stream, void **graph) {
+    (void)d, (void)capture_stream;
+    *graph = rlx_simt_capture_end();
+    return *graph ? RLX_OK : rlx__fail(RLX_ERR_DEVICE, "simt: ending a stream capture that was not open");
+}
+
+static rlx_status sgraph_launch(rlx__device *d, void *graph, void *stream) {
+    (void)stream;
+    rlx_status bs = bound(d, "a graph launch");
+    if (bs) return bs;
+    int host = 0;
+    const int rc = rlx_simt_graph_launch(graph, &host);
+    if (!rc) return RLX_OK;
+    if (host) return (rlx_status)rc; /* the node's own status, its message already recorded */
+    return scheck(d, rc, "a CUDA graph replay");
+}
+
+static void sgraph_destroy(rlx__device *d, void *graph) {
+    (void)d;
+    rlx_simt_graph_destroy(graph);
+}
+
+static rlx_status shost_alloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
+    (void)d;
+    *ptr = malloc(bytes ? bytes : 1);
+    return *ptr ? RLX_OK : rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory: %zu bytes for %s", bytes, what);
+}
+
+static void shost_free(rlx__device *d, void *ptr) {
+    (void)d;
+    free(ptr);
 }
 
 static const rlx__gemm_timer sim_timer = {dev_timer_create, dev_timer_mark, dev_timer_read, dev_timer_destroy};
@@ -327,12 +440,18 @@ static const rlx__device_ops simt_ops = {
     .alloc = salloc,
     .free = sfree,
     .h2d = scopy,
-    .d2h_sync = scopy,
+    .d2h_sync = scopy_sync,
     .memset = smemset,
     .gemm = sgemm,
     .gemm_tune = sgemm_tune,
     .gemm_cache = sgemm_cache,
     .bind = sbind,
+    .graph_begin = sgraph_begin,
+    .graph_end = sgraph_end,
+    .graph_launch = sgraph_launch,
+    .graph_destroy = sgraph_destroy,
+    .host_alloc = shost_alloc,
+    .host_free = shost_free,
     .check = scheck,
     .sync = ssync,
     .timer_create = dev_timer_create,

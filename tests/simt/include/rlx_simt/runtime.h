@@ -35,6 +35,25 @@ typedef enum rlx_simt_order {
 int rlx_simt_launch(const char *kernel_name, rlx_simt_dim3 grid, rlx_simt_dim3 block,
                     size_t dynamic_smem_bytes, void (*entry)(void *ctx), void *ctx);
 
+/* Stream capture (CUDA graphs): between capture_begin and capture_end on one host thread, kernel
+ * launches are recorded into a graph instead of being run (rlx_launch does it through
+ * capture_launch, handing over a heap copy of its arguments and how to free it), and a device
+ * layer records its own host work (copies, its reference GEMM) with capture_host; fn returns 0
+ * or the device layer's own error code. A graph launch replays the nodes in order, synchronously,
+ * and stops at the first failing one (*failed_in_host = 1 when that was a host node, whose code
+ * is then the device layer's). Graphs are independent of the thread that captured them.
+ * capture_begin fails while a capture is open on this thread. */
+typedef struct rlx_simt_graph rlx_simt_graph;
+int rlx_simt_capture_begin(void);
+rlx_simt_graph *rlx_simt_capture_end(void);
+int rlx_simt_capturing(void);
+int rlx_simt_capture_launch(const char *kernel_name, rlx_simt_dim3 grid, rlx_simt_dim3 block, size_t smem,
+                            void (*entry)(void *ctx), void *ctx, void (*free_ctx)(void *ctx));
+int rlx_simt_capture_host(int (*fn)(void *ctx), void *ctx, void (*free_ctx)(void *ctx));
+int rlx_simt_graph_launch(rlx_simt_graph *g, int *failed_in_host);
+size_t rlx_simt_graph_nodes(const rlx_simt_graph *g);
+void rlx_simt_graph_destroy(rlx_simt_graph *g);
+
 /* Detailed message of the last failed launch on this host thread ("" if none). */
 const char *rlx_simt_last_error(void);
 /* Forgets the last error (message and code) of this host thread. */

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <new>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -568,6 +569,13 @@ inline cudaError_t launch(const char *name, void (*kernel)(KArgs...), dim3 grid,
         Pack *q = static_cast<Pack *>(c);
         std::apply(q->k, q->a);
     };
+    if (rlx_simt_capturing()) { /* a stream capture records the launch with its own argument copy */
+        Pack *kept = new (std::nothrow) Pack(p);
+        if (!kept) return cudaErrorMemoryAllocation;
+        return static_cast<cudaError_t>(rlx_simt_capture_launch(
+            name, rlx_simt_dim3{grid.x, grid.y, grid.z}, rlx_simt_dim3{block.x, block.y, block.z}, smem_bytes, entry,
+            kept, [](void *c) { delete static_cast<Pack *>(c); }));
+    }
     return static_cast<cudaError_t>(rlx_simt_launch(name, rlx_simt_dim3{grid.x, grid.y, grid.z},
                                                     rlx_simt_dim3{block.x, block.y, block.z},
                                                     smem_bytes, entry, &p));
