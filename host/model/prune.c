@@ -18,6 +18,9 @@
  * stage that produced the gather's input writes the gather's output instead, and the gather goes.
  * The CPU reference and the planner both see the rewritten list: the per-row arithmetic is the
  * same, so the logits are bitwise those of the unpruned list on the CPU reference and on simt.
+ * It runs after weights are resolved and after the tensor-parallel split (which wants attention
+ * read by its o_proj), so it carries the per-stage weight table along; an all_reduce is a
+ * row-wise stage like an add, every rank pruning alike.
  */
 #include "model/stages.h"
 #include "model/tiers.h"
@@ -35,7 +38,9 @@ static int row_wise(rlx__op op) {
     case RLX__OP_LAYER_NORM:
     case RLX__OP_GELU:
     case RLX__OP_SLICE_COLS:
-    case RLX__OP_L2_NORMALIZE: return 1;
+    case RLX__OP_L2_NORMALIZE:
+    case RLX__OP_ALL_REDUCE: /* an elementwise sum over the tp ranks, which all prune alike */
+        return 1;
     default: return 0;
     }
 }
@@ -81,6 +86,14 @@ static rlx_status rewrite(rlx_model *m, int lt, const unsigned char *pruned, int
     }
     for (int v = 0; v < l->n_values; v++) gathered[v] = -1;
     *n_gathers = 0;
+    /* the per-stage weight table follows the stages (the pass runs after weights are resolved) */
+    const size_t W = RLX__STAGE_MAX_W;
+    int *sw = rlx__malloc(((size_t)l->n_stages * 2 + 1) * W * sizeof(int), "the pruning pass");
+    if (!sw) {
+        free(gathered);
+        rlx__slist_free(&nl);
+        return RLX_ERR_OUT_OF_MEMORY;
+    }
     for (int i = 0; i < l->n_stages && !s; i++) {
         if (i == lt) continue;
         rlx__stage st = l->stages[i];
@@ -98,6 +111,7 @@ static rlx_status rewrite(rlx_model *m, int lt, const unsigned char *pruned, int
                         s = RLX_ERR_OUT_OF_MEMORY;
                         break;
                     }
+                    for (size_t k = 0; k < W; k++) sw[(size_t)(nl.n_stages - 1) * W + k] = -1;
                     gathered[v] = gv;
                     ++*n_gathers;
                 }
@@ -107,15 +121,21 @@ static rlx_status rewrite(rlx_model *m, int lt, const unsigned char *pruned, int
             else nl.values[st.out[0]].rows = RLX__ROWS_SEQUENCES;
         }
         if (!s && rlx__slist_add_stage(&nl, &st) < 0) s = RLX_ERR_OUT_OF_MEMORY;
+        if (!s)
+            for (size_t k = 0; k < W; k++)
+                sw[(size_t)(nl.n_stages - 1) * W + k] = m->stage_w ? m->stage_w[(size_t)i * W + k] : -1;
     }
     free(gathered);
     if (s) {
+        free(sw);
         rlx__slist_free(&nl);
         return s;
     }
     nl.values[y].producer = -1; /* y is read by no one now */
     rlx__slist_free(l);
     *l = nl;
+    free(m->stage_w);
+    m->stage_w = sw;
     return RLX_OK;
 }
 

@@ -461,7 +461,6 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     rlx_status s = expand(&m->list, &flow->list);
     if (s) goto fail;
     if ((s = rlx__pass_dce(m))) goto fail;
-    if ((s = rlx__pass_prune_last_layer(m))) goto fail;
     problems pr = {0};
     if ((s = resolve_weights(m, w, &pr))) goto fail;
     if ((s = list_unused(m, w))) goto fail;
@@ -476,6 +475,8 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     }
     /* tensor parallelism: this rank's part of the resolved list (widths and weights per rank) */
     if (m->comm && (s = rlx__dist_shard(m, m->tp_rank, m->tp_size))) goto fail;
+    /* after the split: it wants each attention read by its o_proj alone */
+    if ((s = rlx__pass_prune_last_layer(m))) goto fail;
     if ((s = prepare_consts(m))) goto fail;
     if ((s = rlx__custom_prepare(m, flow))) goto fail;
     if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && !p.plan_only && (s = rlx__custom_check_device(m, p.device)))
