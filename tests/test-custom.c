@@ -574,3 +574,110 @@ Test(custom, dead_custom_stage_removed_by_dce) {
     cr_expect_eq(destroyed, 1);
     rlx_weights_destroy(w);
 }
+
+/* ---- user code that breaks the contract ------------------------------------------------------ */
+
+/* A message filled to the last byte of msg_cap with no terminator, from the shape function and
+ * from the CPU implementation: rlx must not read past its own buffer (ASan catches it), and the
+ * message still comes through, cut. */
+static rlx_status shape_fills_msg(rlx_custom_shape_args *a) {
+    memset(a->msg, 'x', a->msg_cap);
+    return RLX_ERR_SHAPE;
+}
+static rlx_status cpu_fills_msg(const rlx_custom_args *a) {
+    memset(a->msg, 'y', a->msg_cap);
+    return RLX_ERR_DEVICE;
+}
+/* Statuses no rlx_status names. */
+static rlx_status shape_bad_status(rlx_custom_shape_args *a) {
+    (void)a;
+    return (rlx_status)1234;
+}
+static rlx_status cpu_bad_status(const rlx_custom_args *a) {
+    (void)a;
+    return (rlx_status)-7;
+}
+static rlx_status build_bad_status(rlx_custom_ctx *ctx, void *user) {
+    (void)ctx, (void)user;
+    return (rlx_status)99;
+}
+static rlx_status layer_bad_status(rlx_flow *f, void *user) {
+    (void)f, (void)user;
+    return (rlx_status)4242;
+}
+
+static rlx_status hook_bad_status(rlx_flow *f, const rlx_llama_layer_ctx *ctx, void *user) {
+    (void)f, (void)ctx, (void)user;
+    return (rlx_status)555;
+}
+
+static rlx_status prefill_with(const rlx_custom_def *def, const rlx_llama_config *c, const rlx_weights *w) {
+    rlx_flow *f = llama_flow(c);
+    cr_assert_eq(rlx_flow_custom(f, def, NULL, NULL), RLX_OK, "%s", rlx_last_error());
+    rlx_model *m;
+    rlx_status s = rlx_model_build(f, w, NULL, &m);
+    if (s == RLX_OK) {
+        rlx_session *ss;
+        cr_assert_eq(rlx_session_create(m, &ss), RLX_OK);
+        s = rlx_session_prefill(ss, tokens, 7, lens, 2, NULL);
+        rlx_session_destroy(ss);
+        rlx_model_destroy(m);
+    }
+    rlx_flow_destroy(f);
+    return s;
+}
+
+Test(custom, unterminated_messages_are_bounded) {
+    rlx_llama_config c = tiny_cfg();
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&c, 7, RLX_DTYPE_F32, &w), RLX_OK);
+    rlx_custom_def def = {.name = "chatty", .shape = shape_fills_msg, .cpu = softcap_cpu};
+    cr_expect_eq(prefill_with(&def, &c, w), RLX_ERR_SHAPE);
+    cr_expect(strstr(rlx_last_error(), "stage chatty (custom op 'chatty'): the shape function refused input widths [64]: xxxx"), "%s",
+              rlx_last_error());
+    def = (rlx_custom_def){.name = "chatty", .shape = same_width, .cpu = cpu_fills_msg};
+    cr_expect_eq(prefill_with(&def, &c, w), RLX_ERR_DEVICE);
+    cr_expect(strstr(rlx_last_error(), "stage chatty (custom op 'chatty') on cpu: yyyy"), "%s", rlx_last_error());
+    rlx_weights_destroy(w);
+}
+
+Test(custom, undefined_statuses_become_internal_errors_naming_the_stage) {
+    rlx_llama_config c = tiny_cfg();
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&c, 7, RLX_DTYPE_F32, &w), RLX_OK);
+    rlx_custom_def def = {.name = "liar", .shape = shape_bad_status, .cpu = softcap_cpu};
+    cr_expect_eq(prefill_with(&def, &c, w), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "stage liar (custom op 'liar'): the shape function returned 1234, which is not an rlx_status"),
+              "%s", rlx_last_error());
+    def = (rlx_custom_def){.name = "liar", .shape = same_width, .cpu = cpu_bad_status};
+    cr_expect_eq(prefill_with(&def, &c, w), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "stage liar (custom op 'liar') on cpu: the implementation returned -7, which is not an rlx_status"),
+              "%s", rlx_last_error());
+    /* the build callback and the flow's own callbacks too */
+    rlx_flow *f = llama_flow(&c);
+    def = (rlx_custom_def){.name = "liar", .shape = same_width, .cpu = softcap_cpu};
+    cr_expect_eq(rlx_flow_custom(f, &def, build_bad_status, NULL), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "custom stage 'liar': the build callback returned 99"), "%s", rlx_last_error());
+    cr_expect_eq(rlx_flow_status(f), RLX_ERR_INTERNAL, "the failure is sticky");
+    rlx_flow_destroy(f);
+    rlx_flow_create("t", &f);
+    rlx_flow_input_tokens(f, "tokens", 1, 4);
+    cr_expect_eq(rlx_flow_layer(f, "odd", layer_bad_status, NULL), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "layer 'odd': the callback returned 4242"), "%s", rlx_last_error());
+    rlx_flow_destroy(f);
+    rlx_flow_create("t", &f);
+    cr_expect_eq(rlx_flow_when(f, 1, layer_bad_status, NULL), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "when: the callback returned 4242"), "%s", rlx_last_error());
+    rlx_flow_destroy(f);
+    rlx_flow_create("t", &f);
+    const rlx_layer_fn fns[1] = {layer_bad_status};
+    cr_expect_eq(rlx_flow_sequence(f, fns, 1, NULL), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "sequence: callback 0 returned 4242"), "%s", rlx_last_error());
+    rlx_flow_destroy(f);
+    rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+    rp.seq = 8;
+    rp.layer = hook_bad_status;
+    cr_expect_eq(rlx_llama_flow(&c, &rp, &f), RLX_ERR_INTERNAL);
+    cr_expect(strstr(rlx_last_error(), "the layer hook returned 555 for layer 0"), "%s", rlx_last_error());
+    rlx_weights_destroy(w);
+}

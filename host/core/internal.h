@@ -23,6 +23,11 @@ rlx_status rlx__fail(rlx_status status, const char *fmt, ...) RLX__PRINTF(2, 3);
 /* Prepends context to the message already recorded: "<new>: <old>". */
 rlx_status rlx__fail_prefix(rlx_status status, const char *fmt, ...) RLX__PRINTF(2, 3);
 
+/* 1 when s is a value of rlx_status. A status that comes from user code (a custom stage, a layer
+ * callback) is checked with it before rlx passes it on: an undefined value becomes
+ * RLX_ERR_INTERNAL naming the callback. */
+int rlx__status_known(rlx_status s);
+
 /* Overflow-checked size arithmetic: return 0 on overflow, 1 on success. */
 static inline int rlx__mul_size(size_t a, size_t b, size_t *out) {
     return !__builtin_mul_overflow(a, b, out);

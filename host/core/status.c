@@ -30,6 +30,17 @@ const char *rlx_status_name(rlx_status status) {
     return "RLX_ERR_UNKNOWN";
 }
 
+int rlx__status_known(rlx_status status) {
+    switch (status) {
+#define RLX__STATUS_CASE(name, value, msg) \
+    case name:                             \
+        return 1;
+        RLX_STATUS_MAP(RLX__STATUS_CASE)
+#undef RLX__STATUS_CASE
+    }
+    return 0;
+}
+
 const char *rlx_last_error(void) { return rlx__error_buf; }
 
 void rlx_clear_error(void) { rlx__error_buf[0] = '\0'; }

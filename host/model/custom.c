@@ -251,6 +251,9 @@ rlx_status rlx_flow_custom(rlx_flow *f, const rlx_custom_def *def, rlx_custom_bu
     rlx_status s = RLX_OK;
     if (build) {
         s = build(&c, build_user);
+        if (!rlx__status_known(s))
+            s = rlx__flow_fail(f, RLX_ERR_INTERNAL, "custom stage '%s': the build callback returned %d, which is not an rlx_status",
+                               cu->name, (int)s);
         if (s == RLX_OK && f->error) s = f->error;
         if (s != RLX_OK && f->error == RLX_OK)
             rlx__flow_fail(f, s, "custom stage '%s': the build callback failed: %s", cu->name,
@@ -292,6 +295,7 @@ rlx_status rlx_flow_when(rlx_flow *f, int cond, rlx_layer_fn fn, void *user) {
     if (!fn) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "when: callback is NULL");
     if (!cond) return RLX_OK;
     rlx_status s = fn(f, user);
+    if (!rlx__status_known(s)) return rlx__flow_fail(f, RLX_ERR_INTERNAL, "when: the callback returned %d, which is not an rlx_status", (int)s);
     if (s != RLX_OK && f->error == RLX_OK) rlx__flow_remember(f, s); /* the callback failed without a block recording it */
     return s;
 }
@@ -304,6 +308,8 @@ rlx_status rlx_flow_sequence(rlx_flow *f, const rlx_layer_fn *fns, size_t n, voi
         if (!fns[i]) return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "sequence: callback %zu of %zu is NULL", i, n);
     for (size_t i = 0; i < n; i++) {
         rlx_status s = fns[i](f, user);
+        if (!rlx__status_known(s))
+            return rlx__flow_fail(f, RLX_ERR_INTERNAL, "sequence: callback %zu returned %d, which is not an rlx_status", i, (int)s);
         if (s != RLX_OK) {
             if (f->error == RLX_OK) rlx__flow_remember(f, s);
             return s;
@@ -341,11 +347,18 @@ rlx_status rlx__custom_infer(rlx_model *m, int i, char *msg, size_t cap) {
     rlx_custom_shape_args a = {.n_in = st->n_in, .in_cols = in_cols, .in_dtype = in_dtype, .n_w = st->n_w, .w = wv,
                                .n_out = st->n_out, .out_cols = out_cols, .user = cu->def.user, .msg = why, .msg_cap = sizeof why};
     rlx_status s = cu->def.shape(&a);
+    /* the function may have filled msg to its capacity without a terminator */
+    why[sizeof why - 1] = '\0';
     char widths[160];
     size_t len = 0;
     widths[0] = '\0';
     for (int k = 0; k < st->n_in && len < sizeof widths; k++)
         len += (size_t)snprintf(widths + len, sizeof widths - len, "%s%lld", k ? ", " : "", (long long)in_cols[k]);
+    if (!rlx__status_known(s)) {
+        snprintf(msg, cap, "stage %s (custom op '%s'): the shape function returned %d, which is not an rlx_status", st->name, cu->name,
+                 (int)s);
+        return RLX_ERR_INTERNAL;
+    }
     if (s != RLX_OK) {
         snprintf(msg, cap, "stage %s (custom op '%s'): the shape function refused input widths [%s]: %s", st->name, cu->name, widths,
                  why[0] ? why : rlx_status_string(s));
@@ -443,6 +456,11 @@ rlx_status rlx__custom_invoke(const rlx_model *m, int i, const rlx__custom_io *i
     rlx_clear_error();
     rlx_status s = fn(&a);
     if (s == RLX_OK) return RLX_OK;
+    /* the implementation may have filled msg to its capacity without a terminator */
+    why[sizeof why - 1] = '\0';
+    if (!rlx__status_known(s))
+        return rlx__fail(RLX_ERR_INTERNAL, "stage %s (custom op '%s') on %s: the implementation returned %d, which is not an rlx_status",
+                         st->name, cu->name, rlx_device_kind_name(io->device), (int)s);
     if (!why[0]) snprintf(why, sizeof why, "%s", *rlx_last_error() ? rlx_last_error() : rlx_status_string(s));
     return rlx__fail(s, "stage %s (custom op '%s') on %s: %s", st->name, cu->name, rlx_device_kind_name(io->device), why);
 }

@@ -51,7 +51,9 @@ void rlx_flow_destroy(rlx_flow *f) {
     free(f);
 }
 
-rlx_status rlx_flow_status(const rlx_flow *f) { return f ? f->error : RLX_ERR_INVALID_ARGUMENT; }
+rlx_status rlx_flow_status(const rlx_flow *f) {
+    return f ? f->error : rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_flow_status: flow is NULL");
+}
 const char *rlx_flow_name(const rlx_flow *f) { return f ? f->name : ""; }
 size_t rlx_flow_stage_count(const rlx_flow *f) { return f ? (size_t)f->list.n_stages : 0; }
 
@@ -322,6 +324,8 @@ rlx_status rlx_flow_layer(rlx_flow *f, const char *name, rlx_layer_fn fn, void *
     snprintf(f->scope + len, sizeof f->scope - len, "%s%s", len ? "." : "", name);
     rlx_status s = fn(f, user);
     memcpy(f->scope, old, sizeof old);
+    if (!rlx__status_known(s))
+        return rlx__flow_fail(f, RLX_ERR_INTERNAL, "layer '%s': the callback returned %d, which is not an rlx_status", name, (int)s);
     if (s != RLX_OK && f->error == RLX_OK) {
         /* The callback failed without a block recording it: keep its message. */
         rlx__flow_remember(f, s);

@@ -37,6 +37,9 @@ static rlx_status one_layer(rlx_flow *f, int64_t i, void *user) {
     if (rc->p->layer) {
         size_t before = rlx_flow_stage_count(f);
         rlx_status s = rc->p->layer(f, &c, rc->p->layer_user);
+        if (!rlx__status_known(s))
+            return rlx__fail(RLX_ERR_INTERNAL, "llama recipe: the layer hook returned %d for layer %lld, which is not an rlx_status", (int)s,
+                             (long long)i);
         if (s) return s;
         if (rlx_flow_stage_count(f) == before)
             return rlx__fail(RLX_ERR_BUILD, "llama recipe: the layer hook emitted nothing for layer %lld", (long long)i);
