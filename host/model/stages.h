@@ -164,6 +164,7 @@ typedef struct rlx__weight {
 } rlx__weight;
 
 struct rlx_model {
+    int refs;             /* the caller's reference and one per session (__atomic builtins) */
     rlx_device_kind device;
     int threads;
     rlx__slist list;      /* expanded, resolved */
@@ -186,6 +187,9 @@ struct rlx_model {
     int tp_rank, tp_size;  /* 0 and 1 without tensor parallelism */
     int pruned_stages;    /* stages passes.prune_last_layer moved onto one row per sequence */
 };
+
+/* A session's reference (runtime/build.c); rlx_model_destroy drops one, the last frees. */
+void rlx__model_retain(const rlx_model *m);
 
 /* One prefill as the executors see it. */
 typedef struct rlx__batch {

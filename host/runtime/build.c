@@ -378,8 +378,8 @@ static rlx_status tp_device(rlx_build_params *p) {
 
 /* ---- public -------------------------------------------------------------------------------------- */
 
-void rlx_model_destroy(rlx_model *m) {
-    if (!m) return;
+/* Frees a model whose last reference went (the caller's, or a session's). */
+static void model_free(rlx_model *m) {
     if (m->consts)
         for (int i = 0; i < m->list.n_values; i++) free(m->consts[i]);
     free(m->consts);
@@ -395,6 +395,16 @@ void rlx_model_destroy(rlx_model *m) {
     for (int i = 0; i < m->n_unused; i++) free(m->unused[i]);
     free(m->unused);
     free(m);
+}
+
+void rlx__model_retain(const rlx_model *m) {
+    /* the count is the one mutable field of a built model; the model itself is heap memory */
+    __atomic_add_fetch(&((rlx_model *)m)->refs, 1, __ATOMIC_RELAXED);
+}
+
+void rlx_model_destroy(rlx_model *m) {
+    if (!m) return;
+    if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0) model_free(m);
 }
 
 rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *params,
@@ -447,6 +457,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
 
     rlx_model *m = rlx__calloc(1, sizeof *m, "a model");
     if (!m) return RLX_ERR_OUT_OF_MEMORY;
+    m->refs = 1; /* the caller's */
     m->device = p.device;
     m->plan_only = p.plan_only;
     m->profile = prof;

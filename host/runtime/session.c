@@ -11,11 +11,13 @@
 #include <string.h>
 
 struct rlx_session {
-    const rlx_model *model;
+    const rlx_model *model; /* holds a reference (rlx__model_retain), dropped by rlx_session_destroy */
     float *output;          /* CPU device: the last output [rows, cols] */
     rlx__dev_session dev;   /* device models: arena and batch metadata */
     void *stream;           /* stream of the last prefill */
-    int64_t rows, cols;     /* shape of the last output; rows == 0 before any prefill */
+    int64_t rows, cols;     /* shape of the last output; rows == 0 when there is none */
+    int prefills;           /* prefill calls so far */
+    rlx_status last;        /* status of the last one: its output is readable only when RLX_OK */
     const rlx_named_ids *inputs; /* named inputs of the rlx_session_prefill_ex call under way */
     int64_t n_inputs;
 };
@@ -36,6 +38,7 @@ rlx_status rlx_session_create(const rlx_model *m, rlx_session **out) {
             return st;
         }
     }
+    rlx__model_retain(m);
     *out = s;
     return RLX_OK;
 }
@@ -44,13 +47,15 @@ void rlx_session_destroy(rlx_session *s) {
     if (!s) return;
     rlx__dev_session_free(s->model, &s->dev);
     free(s->output);
+    /* the model goes with its last holder: the caller's handle or a session */
+    rlx_model_destroy((rlx_model *)s->model);
     free(s);
 }
 
 /* One prefill; with times non-NULL, records the time of every kernel (device models, [plan.n]) or
- * stage (CPU, [n_stages]) in ms. */
-static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
-                          int64_t n_seqs, void *stream, double *times) {
+ * stage (CPU, [n_stages]) in ms. Sets rows and cols on success only. */
+static rlx_status prefill_run(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
+                              int64_t n_seqs, void *stream, double *times) {
     double *kernel_ms = times;
     if (!s || !tokens) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill: session and tokens are required");
     const rlx_model *m = s->model;
@@ -98,7 +103,6 @@ static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_token
     }
     if (m->dev) {
         /* Device work is enqueued on the caller's stream; the output stays on the device. */
-        s->rows = 0;
         rlx_status st = rlx__dev_prefill(m, &s->dev, &b, stream, kernel_ms);
         free(start);
         if (st) return st;
@@ -119,6 +123,35 @@ static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_token
     return RLX_OK;
 }
 
+/* Records a prefill that failed before it ran: its output is gone like any failed prefill's. */
+static rlx_status no_output(rlx_session *s, rlx_status st) {
+    if (s) {
+        s->rows = 0;
+        s->prefills++;
+        s->last = st;
+    }
+    return st;
+}
+
+static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens, int64_t n_seqs,
+                          void *stream, double *times) {
+    if (!s) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill: session is NULL");
+    /* Whatever happens below, the previous output is gone: a failed prefill leaves none, so
+     * nobody reads the last request's logits as this one's. */
+    s->rows = 0;
+    s->prefills++;
+    s->last = prefill_run(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    return s->last;
+}
+
+/* RLX_OK when the last prefill succeeded; else why there is no output. */
+static rlx_status output_ready(const rlx_session *s, const char *fn) {
+    if (s->rows) return RLX_OK;
+    if (!s->prefills) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "%s: no prefill has run on this session", fn);
+    return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "%s: the last prefill on this session failed (%s); there is no output until one succeeds",
+                     fn, rlx_status_name(s->last));
+}
+
 /* Tensor parallelism: the ranks run the same prefill in lockstep, so a rank that fails anywhere in
  * it (its arguments included) would leave the others waiting in a collective: it aborts the
  * communicator with its message instead, and every other rank's prefill (or its bounded wait in
@@ -128,8 +161,9 @@ static rlx_status prefill_rank(rlx_session *s, const int32_t *tokens, int64_t n_
     rlx_comm *c = s && s->model ? s->model->comm : NULL;
     if (!c) return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
     rlx_status st = rlx__comm_enter(c);
-    if (st) return st; /* not a fault of the job: another prefill of this rank is under way */
+    if (st) return no_output(s, st); /* not a fault of the job: another prefill of this rank is under way */
     if (!(st = rlx__comm_bind(c))) st = prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    else no_output(s, st);
     if (st && st != RLX_ERR_COMM) rlx__comm_fail(c, st, rlx_last_error());
     rlx__comm_leave(c);
     return st;
@@ -163,7 +197,8 @@ void rlx__timing_label(const rlx_model *m, int i, char *buf, size_t n) {
 
 rlx_status rlx_session_output_shape(const rlx_session *s, int64_t *rows, int64_t *cols) {
     if (!s) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_shape: session is NULL");
-    if (!s->rows) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    rlx_status st = output_ready(s, "rlx_session_output_shape");
+    if (st) return st;
     if (rows) *rows = s->rows;
     if (cols) *cols = s->cols;
     return RLX_OK;
@@ -171,7 +206,8 @@ rlx_status rlx_session_output_shape(const rlx_session *s, int64_t *rows, int64_t
 
 rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacity) {
     if (!s || !dst) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_to_host: NULL argument");
-    if (!s->rows) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    rlx_status st = output_ready(s, "rlx_session_output_to_host");
+    if (st) return st;
     size_t n = (size_t)s->rows * (size_t)s->cols;
     if (capacity < n)
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "output needs %zu floats (%lld x %lld), the buffer holds %zu", n,
@@ -179,7 +215,7 @@ rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacit
     rlx_comm *c = s->model->comm;
     if (c && s->model->dev && rlx_comm_get_kind(c) == RLX_COMM_NCCL) {
         /* NCCL ranks: wait for the collectives with a bound (a failed peer aborts, never hangs) */
-        rlx_status st = rlx__comm_bind(c);
+        st = rlx__comm_bind(c);
         if (!st) st = rlx_comm_synchronize(c, s->stream);
         if (st) return st;
     }

@@ -191,6 +191,14 @@ RLX_API rlx_build_params rlx_build_default_params(void);
  * weights for the device. The model keeps no reference to flow or weights. */
 RLX_API rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *weights,
                                    const rlx_build_params *params, rlx_model **out);
+/* Lifetimes: handles may be destroyed in any order. A model needs neither its flow nor its
+ * weights once built. Every session holds a reference to its model: rlx_model_destroy drops the
+ * caller's, and the model (device memory, custom-stage user data) is freed when the last of the
+ * caller's handle and its sessions goes — so destroying a model while sessions are alive is
+ * safe and they keep working. After rlx_model_destroy the caller must not use the model handle
+ * itself (rlx_session_create on it included); its sessions stay valid until destroyed. The
+ * reference count is atomic: sessions of one model may be created and destroyed on any threads.
+ * destroy(NULL) is fine. */
 RLX_API void rlx_model_destroy(rlx_model *model);
 RLX_API rlx_device_kind rlx_model_device(const rlx_model *model);
 /* Width of the output (vocab for a causal LM). */
@@ -204,8 +212,9 @@ RLX_API int rlx_model_output_per_sequence(const rlx_model *model);
 RLX_API rlx_status rlx_model_memory(const rlx_model *model, size_t *weight_bytes, size_t *session_bytes);
 /* Human-readable description of the device the model runs on. */
 RLX_API const char *rlx_model_device_name(const rlx_model *model);
-/* The kernel plan (device models) as text: each kernel, the stages it covers, the bytes it moves;
- * free with rlx_free. RLX_ERR_INVALID_ARGUMENT for CPU models (they have no kernel plan). */
+/* The kernel plan as text: each kernel, the stages it covers, the bytes it moves; free with
+ * rlx_free. A device model gives the plan it runs; a CPU or plan-only model gives the plan a
+ * device would run with the model's profile (the plan is device-independent: `rlx plan`). */
 RLX_API rlx_status rlx_model_format_plan(const rlx_model *model, char **text);
 /* The executed (expanded, shape-resolved) stage list as text; free with rlx_free. */
 RLX_API rlx_status rlx_model_format(const rlx_model *model, char **text);
@@ -225,7 +234,11 @@ RLX_API void rlx_session_destroy(rlx_session *session);
 RLX_API rlx_status rlx_session_prefill(rlx_session *session, const int32_t *tokens,
                                        int64_t n_tokens, const int64_t *seq_lens, int64_t n_seqs,
                                        void *stream);
-/* Shape of the last prefill's output: rows (sequences or tokens) × cols (vocab). */
+/* Shape of the last prefill's output: rows (sequences or tokens) × cols (vocab). The output
+ * exists only while the last prefill succeeded: before any prefill, and after a failed one
+ * (bad arguments included), this and rlx_session_output_to_host fail with
+ * RLX_ERR_INVALID_ARGUMENT ("the last prefill on this session failed (...)") until a prefill
+ * succeeds — never the previous request's output. rows/cols may be NULL. */
 RLX_API rlx_status rlx_session_output_shape(const rlx_session *session, int64_t *rows,
                                             int64_t *cols);
 /* Copies the last prefill's output to host memory (capacity in floats). */
