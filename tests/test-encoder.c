@@ -513,3 +513,43 @@ Test(encoder, pack_padded) {
     cr_expect_eq(rlx_pack_padded(ids, two, 2, 4, packed, lens, &n), RLX_ERR_INVALID_ARGUMENT);
     cr_expect(strstr(rlx_last_error(), "is 2, not 0 or 1"), "%s", rlx_last_error());
 }
+
+/* A size the parser derives before validating (NomicBERT's n_inner = 4 · n_embd when absent) is
+ * computed with an overflow check: a huge n_embd is refused by name, never multiplied into
+ * undefined behaviour. */
+Test(encoder_config, derived_sizes_cannot_overflow) {
+    static const char *const embd[] = {"4611686018427387904", "9223372036854775807", "-4611686018427387904", "2305843009213693952"};
+    for (size_t i = 0; i < sizeof embd / sizeof embd[0]; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf,
+                 "{\"model_type\":\"nomic_bert\",\"vocab_size\":64,\"n_embd\":%s,\"n_layer\":2,\"n_head\":4,"
+                 "\"rotary_emb_fraction\":1.0,\"activation_function\":\"swiglu\"}",
+                 embd[i]);
+        rlx_encoder_config c;
+        cr_expect_eq(parse(buf, &c), RLX_ERR_CONFIG, "n_embd %s", embd[i]);
+        cr_expect(strstr(rlx_last_error(), "key 'n_embd'"), "%s", rlx_last_error());
+    }
+}
+
+/* Integer keys: the encoder parsers and the LLaMA parser follow one rule (a JSON integer; 512.0
+ * is refused as transformers would fail on it). */
+Test(encoder_config, integer_keys_refuse_reals_like_llama) {
+    rlx_encoder_config c;
+    cr_expect_eq(parse("{\"model_type\":\"bert\",\"vocab_size\":30,\"hidden_size\":8,\"num_hidden_layers\":1,"
+                       "\"num_attention_heads\":2,\"intermediate_size\":16,\"max_position_embeddings\":512.0}",
+                       &c),
+                 RLX_ERR_CONFIG);
+    cr_expect(strstr(rlx_last_error(), "key 'max_position_embeddings': expected an integer, found a real number (512)"), "%s",
+              rlx_last_error());
+    cr_expect_eq(parse("{\"model_type\":\"nomic_bert\",\"vocab_size\":64,\"n_embd\":32.0,\"n_layer\":2,\"n_head\":4,"
+                       "\"rotary_emb_fraction\":1.0,\"activation_function\":\"swiglu\"}",
+                       &c),
+                 RLX_ERR_CONFIG);
+    cr_expect(strstr(rlx_last_error(), "key 'n_embd': expected an integer, found a real number (32)"), "%s", rlx_last_error());
+    rlx_llama_config l;
+    cr_expect_eq(rlx_llama_config_parse("{\"vocab_size\":64,\"hidden_size\":32.0,\"intermediate_size\":64,\"num_hidden_layers\":1,"
+                                        "\"num_attention_heads\":4}",
+                                        "cfg.json", &l),
+                 RLX_ERR_CONFIG);
+    cr_expect(strstr(rlx_last_error(), "key 'hidden_size': expected an integer, found a real number (32)"), "%s", rlx_last_error());
+}

@@ -36,14 +36,7 @@ static rlx_status get_int(const char *src, const json_t *o, const char *key, int
         *out = def;
         return RLX_OK;
     }
-    if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v) && fabs(json_real_value(v)) < 9e15) {
-        *out = (int64_t)json_real_value(v); /* 512.0 is written by some exporters */
-        return RLX_OK;
-    }
-    if (!json_is_integer(v))
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s': expected an integer, found %s", src, key, rlx__json_type_name(v));
-    *out = (int64_t)json_integer_value(v);
-    return RLX_OK;
+    return rlx__json_config_int(src, "", key, v, out);
 }
 
 static rlx_status get_number(const char *src, const json_t *o, const char *key, double def, double *out) {
@@ -151,8 +144,10 @@ static rlx_status parse_nomic(const char *src, const json_t *root, rlx_encoder_c
     const json_t *ni = json_object_get(root, "n_inner");
     if (ni && !json_is_null(ni)) {
         if ((s = get_int(src, root, "n_inner", 1, 0, &c->intermediate_size))) return s;
-    } else {
-        c->intermediate_size = 4 * c->hidden_size; /* GPT2Config: n_inner None means 4 · n_embd */
+    } else if (__builtin_mul_overflow(c->hidden_size, (int64_t)4, &c->intermediate_size)) {
+        /* GPT2Config: n_inner None means 4 · n_embd. The config is not validated yet, so the
+         * product is checked; on overflow validate() names n_embd, which is out of range. */
+        c->intermediate_size = 0;
     }
     double frac;
     if ((s = get_number(src, root, "rotary_emb_fraction", 0.0, &frac))) return s;

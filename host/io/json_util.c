@@ -14,3 +14,14 @@ const char *rlx__json_type_name(const json_t *v) {
     }
     return "?";
 }
+
+rlx_status rlx__json_config_int(const char *src, const char *prefix, const char *key, const json_t *v, int64_t *out) {
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return RLX_OK;
+    }
+    if (json_is_real(v))
+        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected an integer, found a real number (%g)", src, prefix, key,
+                         json_real_value(v));
+    return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected an integer, found %s", src, prefix, key, rlx__json_type_name(v));
+}

@@ -46,14 +46,8 @@ static rlx_status get_int(const char *src, const json_t *obj, const char *prefix
         *out = def;
         return RLX_OK;
     }
-    if (!json_is_integer(v)) {
-        if (json_is_real(v))
-            return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected an integer, found a real number (%g)",
-                             src, prefix, key, json_real_value(v));
-        return rlx__fail(RLX_ERR_CONFIG, "%s: key '%s%s': expected an integer, found %s", src,
-                         prefix, key, rlx__json_type_name(v));
-    }
-    *out = (int64_t)json_integer_value(v);
+    rlx_status s = rlx__json_config_int(src, prefix, key, v, out);
+    if (s) return s;
     if (present) *present = 1;
     return RLX_OK;
 }
