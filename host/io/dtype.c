@@ -80,6 +80,7 @@ float rlx_f16_to_f32(uint16_t x) {
 void rlx_convert_to_f32(float *dst, const void *src, rlx_dtype dtype, size_t n) {
     /* memcpy per element: src may be an unaligned view into a mapped file. */
     const unsigned char *p = src;
+    if (!dst || !src) return; /* no status to return: NULL buffers convert nothing */
     switch (dtype) {
     case RLX_DTYPE_F32:
         if (n) memmove(dst, src, n * sizeof(float));

@@ -147,6 +147,9 @@ rlx_status rlx_flow_rope_tables(rlx_flow *f, const rlx_rope_params *p) {
         return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: max_positions %lld must be in [1, 2^24]", (long long)p->max_positions);
     if (!(p->theta > 0))
         return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: theta %g must be > 0", p->theta);
+    if (p->scaling != RLX_ROPE_SCALING_NONE && p->scaling != RLX_ROPE_SCALING_LLAMA3)
+        return rlx__flow_fail(f, RLX_ERR_INVALID_ARGUMENT, "rope_tables: scaling %d is not an rlx_rope_scaling (none or llama3)",
+                              (int)p->scaling);
     if (p->scaling == RLX_ROPE_SCALING_LLAMA3 &&
         !(p->factor >= 1 && p->low_freq_factor > 0 && p->high_freq_factor > p->low_freq_factor &&
           p->original_max_positions > 0))

@@ -434,6 +434,8 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         prof.fusion_policy = p.fusion;
         prof.compute = p.precision;
     }
+    if (p.threads < 0)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_build: threads %d: 0 (one per core) or a positive count", p.threads);
     if (p.device < RLX_DEVICE_AUTO || p.device > RLX_DEVICE_SIMT)
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_model_build: unknown device kind %d", (int)p.device);
     if (p.fusion != RLX_FUSION_FUSED && p.fusion != RLX_FUSION_NONE)

@@ -169,7 +169,8 @@ RLX_API const char *rlx_device_kind_name(rlx_device_kind kind);
 typedef struct rlx_build_params {
     rlx_device_kind device; /* default RLX_DEVICE_CPU */
     int cuda_device;        /* ordinal, default 0 */
-    int threads;            /* CPU threads; 0 = number of cores */
+    int threads;            /* CPU threads; 0 = one per core; at most 64 are used; negative is
+                               refused (RLX_ERR_INVALID_ARGUMENT) */
     rlx_fusion_policy fusion;   /* device models: RLX_FUSION_FUSED (default) or RLX_FUSION_NONE */
     rlx_precision precision;    /* device models: RLX_PRECISION_BF16 (default) or RLX_PRECISION_F32 */
     const rlx_profile *profile; /* NULL = the "prefill" preset, with fusion and precision above;

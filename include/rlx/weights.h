@@ -87,7 +87,8 @@ RLX_API rlx_status rlx_weights_save_file(const rlx_weights *w, const char *path)
 RLX_API rlx_status rlx_weights_save_dir(const rlx_weights *w, const char *dir);
 
 /* Converts n elements of src (F32/F16/BF16, also I32) to f32; src need not be aligned. Any
- * other dtype fills dst with NaN (there is no status to return). */
+ * other dtype fills dst with NaN, and a NULL dst or src converts nothing (there is no status to
+ * return). */
 RLX_API void rlx_convert_to_f32(float *dst, const void *src, rlx_dtype dtype, size_t n);
 /* Rounds f32 to bf16 / f16: round to nearest even, NaN stays a (quiet) NaN with its sign,
  * overflow goes to infinity, f16 subnormals are exact. Widening is exact. */
