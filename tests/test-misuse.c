@@ -13,9 +13,11 @@
 #include <string.h>
 
 #include "rlx/custom.h"
+#include "rlx/dist.h"
 #include "rlx/encoder.h"
 #include "rlx/flow.h"
 #include "rlx/profile.h"
+#include "rlx/tokenizer.h"
 #include "testutil.h"
 
 /* ---- the fixture: a one-layer LLaMA on the CPU, a session, scratch outputs ----------------------- */
@@ -41,6 +43,7 @@ typedef struct fx {
     int32_t ids[32];
     int64_t lens[4];
     char *dir;
+    rlx_st_pipeline st;
 } fx;
 
 static const int32_t TOKENS[4] = {1, 2, 3, 4};
@@ -421,6 +424,18 @@ static rlx_status prefill_bad_token(fx *f) {
     X(profile_format_null_profile, RLX_ERR_INVALID_ARGUMENT, "rlx_profile_validate", rlx_profile_format(NULL, &f->text))   \
     X(profile_format_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_profile_format", rlx_profile_format(&f->prof, NULL))         \
     X(model_profile_null, RLX_OK, NULL, VALUE_IS(rlx_model_profile(NULL), NULL))                                           \
+    /* dist.h (more in test-misuse-dist.c) */                                                                              \
+    X(comm_nccl_available_is_boolean, RLX_OK, NULL, VALUE_IS(rlx_comm_nccl_available() == 0 || rlx_comm_nccl_available() == 1, 1)) \
+    X(comm_nccl_init_all_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_comm_nccl_init_all", rlx_comm_nccl_init_all(2, NULL, NULL, NULL)) \
+    X(comm_nccl_init_all_bad_size, RLX_ERR_INVALID_ARGUMENT, "world size", rlx_comm_nccl_init_all(0, NULL, NULL, (rlx_comm *[1]){0})) \
+    X(comm_from_env_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_comm_from_env", rlx_comm_from_env(NULL, NULL))                \
+    X(comm_get_kind_null, RLX_OK, NULL, VALUE_IS(rlx_comm_get_kind(NULL), RLX_COMM_LOCAL))                                 \
+    X(comm_device_null, RLX_OK, NULL, VALUE_IS(rlx_comm_device(NULL), -1))                                                 \
+    /* tokenizer.h (more in test-misuse-tokenizer.c) */                                                                    \
+    X(tokenizer_model_kind_null, RLX_OK, NULL, VALUE_IS(rlx_tokenizer_model_kind(NULL), RLX_TOKENIZER_BPE))                \
+    /* encoder.h: sentence-transformers directories */                                                                     \
+    X(st_read_null_dir, RLX_ERR_INVALID_ARGUMENT, "rlx_sentence_transformers_read", rlx_sentence_transformers_read(NULL, &f->st)) \
+    X(st_read_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_sentence_transformers_read", rlx_sentence_transformers_read(f->dir, NULL)) \
     X(model_pass_log_null, RLX_OK, NULL, STR_IS(rlx_model_pass_log(NULL), ""))
 
 static rlx_status prefill_null_args(fx *f) { return rlx_session_prefill(f->s, NULL, 4, NULL, 1, NULL); }
