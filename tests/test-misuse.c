@@ -594,7 +594,7 @@ static char *misuse_sources(const char *tests_dir) {
     cr_assert(d, "cannot list %s", tests_dir);
     for (struct dirent *e; (e = readdir(d));) {
         if (strncmp(e->d_name, "test-misuse", 11) || !strstr(e->d_name, ".c")) continue;
-        char path[1024];
+        char path[1024 + 256 + 2];
         snprintf(path, sizeof path, "%s/%s", tests_dir, e->d_name);
         char *text = slurp_alloc(path);
         if (!text) continue;
