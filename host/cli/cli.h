@@ -7,6 +7,7 @@
 #include "rlx/profile.h"
 #include "rlx/rlx.h"
 #include "rlx/weights.h"
+#include "tools/tp.h"
 
 #include <stdint.h>
 
@@ -40,14 +41,32 @@ typedef struct cli_llama {
     rlx_llama_config cfg;
     rlx_flow *flow;
     rlx_model *model;
+    rlx_session *session;       /* cli_llama_prefill's (tp <= 1) */
     const rlx_profile *profile; /* set before cli_llama_build; NULL = the prefill preset */
     int plan_only;              /* build for `rlx plan`: nothing prepared, nothing runs */
+    int tp;                     /* set before cli_llama_build: tensor-parallel ranks (0 or 1: none) */
+    rlx__tp_group group;        /* tp > 1: the ranks (model is rank r[0]'s, owned by the group) */
 } cli_llama;
 /* --fusion fused|none */
 int cli_parse_fusion(const char *text, rlx_fusion_policy *out);
 int cli_llama_open(const char *dir, cli_llama *out);
 int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev);
 void cli_llama_close(cli_llama *l);
+/* One prefill of the built model (every rank of a tp group) and its output (r[0]'s). */
+rlx_status cli_llama_prefill(cli_llama *l, const int32_t *tokens, int64_t n, const int64_t *lens, int64_t n_seqs);
+rlx_status cli_llama_output(cli_llama *l, float **logits, int64_t *rows, int64_t *cols);
+
+/* --tp N (cli/tp.c). Without RLX_WORLD_SIZE/WORLD_SIZE this process drives the N ranks (one thread
+ * each: in-process ranks on cpu/simt, NCCL over CUDA devices 0..N-1); with it set, this process is
+ * one rank of a job started one process per GPU (rlx_comm_from_env) and N must be its world size.
+ * Prints a usage error (world-size mismatch, bad N) and returns 2, else 0. */
+int cli_parse_tp(const char *text, int64_t *tp);
+int cli_tp_check_env(int64_t tp);
+/* 1 when this process is one rank of a job from the environment (RLX_WORLD_SIZE/WORLD_SIZE set, tp > 1). */
+int cli_tp_from_env(int64_t tp);
+/* 1 when this process prints the results: always, except on the other ranks of a job from the
+ * environment (rank 0 prints). */
+int cli_tp_prints(const cli_llama *l);
 
 /* One subcommand: `rlx <name> [options]`. Each cmd_*.c defines its command (run, usage text)
  * and main.c lists them; `rlx <name> --help` and `rlx help <name>` print `usage`, exit 0.

@@ -10,6 +10,7 @@
  * CPU (per-stage host clock). Token ids are random and change every repeat.
  */
 #include "tools/bench.h"
+#include "tools/bench_tp.h"
 #include "runtime/session.h"
 #include "cli/cli.h"
 #include "runtime/device.h"
@@ -50,6 +51,9 @@ typedef struct opts {
     int breakdown;                                     /* -1: on when one configuration runs */
     double peak;                                       /* 0: from the datasheet table */
     int force, progress;
+    int64_t tp[MAX_LIST];                              /* --tp: the scaling table's tp values */
+    int n_tp;
+    double link_gbps;                                  /* --link-gbps: the modelled all-reduce's link */
 } opts;
 
 /* "512,2048,8192" */
@@ -137,6 +141,15 @@ static int parse_opts(int argc, char **argv, opts *o) {
             o->peak = strtod(v, &end);
             if (!*v || *end || !(o->peak > 0) || !isfinite(o->peak))
                 return cli_error(CLI_USAGE, "--peak-tflops: '%s' is not a positive number", v);
+        } else if (cli_is_opt(a, "--tp")) {
+            VALUE("--tp");
+            if (parse_list("--tp", v, 1024, o->tp, &o->n_tp)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--link-gbps")) {
+            VALUE("--link-gbps");
+            char *end;
+            o->link_gbps = strtod(v, &end);
+            if (!*v || *end || !(o->link_gbps > 0) || !isfinite(o->link_gbps))
+                return cli_error(CLI_USAGE, "--link-gbps: '%s' is not a positive number", v);
         } else if (cli_is_opt(a, "--json")) {
             VALUE("--json");
             o->json = v;
@@ -171,6 +184,10 @@ static int parse_opts(int argc, char **argv, opts *o) {
     if (o->plot && strpbrk(o->plot, "'\n"))
         return cli_error(CLI_USAGE, "--plot: the file name may not contain a single quote or a newline");
     if (!o->shape && !o->model_dir) o->shape = "tiny";
+    if (o->n_tp && (o->csv || o->plot || o->save_checkpoint))
+        return cli_error(CLI_USAGE, "bench: --tp prints its scaling table (and --json); --csv, --plot and --save-checkpoint go without it");
+    if (o->link_gbps > 0 && !o->n_tp) return cli_error(CLI_USAGE, "bench: --link-gbps models the all-reduce of --tp runs: give --tp");
+    if (!(o->link_gbps > 0)) o->link_gbps = 450; /* NVLink 4 (H100/H200 SXM): 900 GB/s both ways */
     return CLI_OK;
 }
 
@@ -938,6 +955,128 @@ static int write_plot(const bench_ctx *c, const result *res, int n) {
     return CLI_OK;
 }
 
+// ---- tensor-parallel scaling ------------------------------------------------------------------
+
+typedef struct tp_result {
+    int64_t batch, seq;
+    const char *fusion;
+    rlx__bench_tp_row row;
+    double speedup; /* the tp = 1 row's median / this median; NAN without a tp = 1 row */
+} tp_result;
+
+static int run_tp_table(bench_ctx *c, int n_fusion) {
+    const int total = c->o.n_batch * c->o.n_seq * n_fusion * c->o.n_tp;
+    tp_result *res = calloc((size_t)total + 1, sizeof *res);
+    if (!res) return cli_error(CLI_RUNTIME, "out of host memory");
+    int n = 0, rc = CLI_OK;
+    const int elem = c->dev == RLX_DEVICE_CPU ? 4 : 2;
+    for (int b = 0; b < c->o.n_batch && !rc; b++)
+        for (int q = 0; q < c->o.n_seq && !rc; q++)
+            for (int f = 0; f < n_fusion && !rc; f++) {
+                const int64_t B = c->o.batch[b], S = c->o.seq[q];
+                rlx_fusion_policy pol = (c->o.fusion == FUSION_NONE || f == 1) ? RLX_FUSION_NONE : RLX_FUSION_FUSED;
+                const char *fname = c->dev == RLX_DEVICE_CPU ? "n/a" : pol == RLX_FUSION_NONE ? "none" : "fused";
+                int64_t *lens = malloc((size_t)B * sizeof *lens);
+                rlx_flow *flow = NULL;
+                rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+                rp.batch = B, rp.seq = S, rp.last_token_logits = 1;
+                rlx_status s = lens ? rlx_llama_flow(&c->cfg, &rp, &flow) : RLX_ERR_OUT_OF_MEMORY;
+                for (int64_t i = 0; lens && i < B; i++) lens[i] = S;
+                rlx_build_params bp = rlx_build_default_params();
+                bp.device = c->dev, bp.fusion = pol, bp.precision = RLX_PRECISION_BF16, bp.threads = c->threads;
+                rlx_profile prof;
+                if (c->have_profile) prof = c->profile, prof.fusion_policy = pol, bp.profile = &prof;
+                const int first = n;
+                for (int t = 0; t < c->o.n_tp && !s; t++) {
+                    progress(c, "[%d/%d] %s b=%lld s=%lld %s tp %lld", n + 1, total, c->shape_label, (long long)B, (long long)S,
+                             fname, (long long)c->o.tp[t]);
+                    tp_result *r = &res[n];
+                    r->batch = B, r->seq = S, r->fusion = fname;
+                    s = rlx__bench_tp_run(flow, c->weights, &bp, (int)c->o.tp[t], lens, B, c->cfg.vocab_size, (int)c->warmup,
+                                          (int)c->repeat, (uint64_t)c->o.seed * 1000003u + 17, c->cfg.hidden_size,
+                                          c->cfg.num_hidden_layers, elem, c->o.link_gbps, &r->row);
+                    if (!s) n++;
+                }
+                for (int i = first; i < n; i++) {
+                    res[i].speedup = NAN;
+                    for (int j = first; j < n; j++)
+                        if (res[j].row.tp == 1) res[i].speedup = res[j].row.st.median / res[i].row.st.median;
+                }
+                if (s) rc = cli_status_error(s, "bench --tp");
+                rlx_flow_destroy(flow);
+                free(lens);
+            }
+    progress_done(c);
+    if (rc) {
+        free(res);
+        return rc;
+    }
+    print_header(c);
+    const int host = c->dev != RLX_DEVICE_CUDA;
+    printf("tensor-parallel scaling%s: one process, a thread per rank (%s); time = every rank done (host clock)\n",
+           host ? " -- CPU emulation: the ranks share this machine's cores, so these numbers say nothing about GPUs" : "",
+           c->dev == RLX_DEVICE_CUDA ? "NCCL over CUDA devices 0..tp-1" : "in-process communicators on host memory");
+    printf("modelled all-reduce: 2 per layer of [tokens, hidden] in %s, ring: each rank sends 2(tp-1)/tp of it, over %.0f GB/s "
+           "per direction (--link-gbps)\n\n",
+           elem == 2 ? "bf16" : "f32", c->o.link_gbps);
+    printf("%-14s %5s %6s %-6s %4s %10s %11s %8s %12s %8s %14s %13s %9s\n", "shape", "batch", "seq", "fusion", "tp", "median ms",
+           "tokens/s", "speedup", "all-red. ms", "share", "MB/layer/rank", "modelled ms", "mem MiB");
+    const char *lab = c->shape_label, *base = strrchr(lab, '/');
+    if (base && base[1]) lab = base + 1;
+    for (int i = 0; i < n; i++) {
+        const tp_result *r = &res[i];
+        char sp[32], mem[32];
+        if (c->dev == RLX_DEVICE_CPU) snprintf(mem, sizeof mem, "-");
+        else snprintf(mem, sizeof mem, "%.1f", (double)r->row.weight_bytes / (1 << 20));
+        printf("%-14.14s %5lld %6lld %-6s %4d %10.3f %11.1f %8s %12.4f %7.1f%% %14.4f %13.4f %9s%s\n", lab, (long long)r->batch,
+               (long long)r->seq, r->fusion, r->row.tp, r->row.st.median, r->row.tokens_per_s,
+               na(r->speedup, "%.2fx", sp, sizeof sp), r->row.comm_ms,
+               r->row.kernels_ms > 0 ? 100 * r->row.comm_ms / r->row.kernels_ms : 0.0, r->row.allreduce_bytes / 1e6,
+               r->row.modelled_ms, mem, r->row.output_finite ? "" : "  (output has NaN/inf!)");
+    }
+    printf("(all-red. ms and share: rank 0's all_reduce and all_gather entries in one timed run, of its kernel times%s;\n"
+           " mem: rank 0's weights)\n",
+           host ? "; on the host they include waiting for the other ranks" : "");
+    if (c->o.json) {
+        json_t *a = json_array();
+        for (int i = 0; i < n; i++) {
+            const tp_result *r = &res[i];
+            json_t *o = json_object();
+            json_object_set_new(o, "shape", json_string(c->shape_label));
+            json_object_set_new(o, "device", json_string(rlx_device_kind_name(c->dev)));
+            json_object_set_new(o, "device_name", json_string(c->device_name));
+            json_object_set_new(o, "batch", json_integer(r->batch));
+            json_object_set_new(o, "seq", json_integer(r->seq));
+            json_object_set_new(o, "fusion", json_string(r->fusion));
+            json_object_set_new(o, "tp", json_integer(r->row.tp));
+            json_object_set_new(o, "repeat", json_integer(r->row.st.n));
+            json_object_set_new(o, "median_ms", jnum(r->row.st.median));
+            json_object_set_new(o, "p10_ms", jnum(r->row.st.p10));
+            json_object_set_new(o, "p90_ms", jnum(r->row.st.p90));
+            json_object_set_new(o, "tokens_per_s", jnum(r->row.tokens_per_s));
+            json_object_set_new(o, "speedup_vs_tp1", jnum(r->speedup));
+            json_object_set_new(o, "allreduce_ms", jnum(r->row.comm_ms));
+            json_object_set_new(o, "kernels_ms", jnum(r->row.kernels_ms));
+            json_object_set_new(o, "allreduce_share", jnum(r->row.kernels_ms > 0 ? r->row.comm_ms / r->row.kernels_ms : NAN));
+            json_object_set_new(o, "allreduce_bytes_per_layer_per_rank", jnum(r->row.allreduce_bytes));
+            json_object_set_new(o, "modelled_allreduce_ms", jnum(r->row.modelled_ms));
+            json_object_set_new(o, "link_gbps", jnum(c->o.link_gbps));
+            json_object_set_new(o, "weight_bytes_rank0", json_integer((json_int_t)r->row.weight_bytes));
+            json_object_set_new(o, "output_finite", json_boolean(r->row.output_finite));
+            json_object_set_new(o, "commit", jstr_or_null(c->commit));
+            json_object_set_new(o, "date", json_string(c->date));
+            json_object_set_new(o, "note", json_string(host ? "CPU emulation of tensor parallelism (ranks share the host's cores); says nothing about GPUs" : ""));
+            json_array_append_new(a, o);
+        }
+        int err = json_dump_file(a, c->o.json, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        json_decref(a);
+        if (err) rc = cli_error(CLI_RUNTIME, "--json: cannot write %s", c->o.json);
+        else printf("\njson: %s\n", c->o.json);
+    }
+    free(res);
+    return rc;
+}
+
 // ---- the command ------------------------------------------------------------------------------
 
 static int save_checkpoint(bench_ctx *c) {
@@ -1116,6 +1255,10 @@ static int cmd_bench(int argc, char **argv) {
     }
 
     // -- the runs --
+    if (c.o.n_tp) {
+        rc = run_tp_table(&c, n_fusion);
+        goto out;
+    }
     c.total = c.o.n_batch * c.o.n_seq * n_fusion;
     if (!(res = calloc((size_t)c.total, sizeof *res))) {
         rc = cli_error(CLI_RUNTIME, "out of host memory");
@@ -1181,6 +1324,9 @@ const cli_command cli_cmd_bench = {
     "  --gemm N               size of the reference GEMM (0 skips it)\n"
     "  --threads N            CPU threads of the cpu device (0 = every core)\n"
     "  --peak-tflops X        the card's dense bf16 peak, when the built-in table does not know it\n"
+    "  --tp N,..              tensor-parallel scaling table instead: each configuration at each tp (one process,\n"
+    "                         a thread per rank), tokens/s, share of time in all-reduce, modelled all-reduce cost\n"
+    "  --link-gbps X          per-direction link bandwidth of the modelled all-reduce (default 450, NVLink 4)\n"
     "  --json F | --csv F | --plot F.png   results as JSON, CSV, or a gnuplot chart\n"
     "  --breakdown | --no-breakdown        per-kernel times\n"
     "  --save-checkpoint DIR  write the random weights as a bf16 checkpoint\n"

@@ -26,11 +26,15 @@ static int cmd_check(int argc, char **argv) {
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0;
+    int64_t tp = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
-        if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion") || !strcmp(a, "--profile")) && i + 1 < argc)
+        if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion") || !strcmp(a, "--profile") ||
+             !strcmp(a, "--tp")) &&
+            i + 1 < argc)
             v = argv[++i];
+        else if (!strncmp(a, "--tp=", 5)) v = a + 5, a = "--tp";
         else if (!strncmp(a, "--model=", 8)) v = a + 8, a = "--model";
         else if (!strncmp(a, "--profile=", 10)) v = a + 10, a = "--profile";
         else if (!strncmp(a, "--device=", 9)) v = a + 9, a = "--device";
@@ -44,6 +48,10 @@ static int cmd_check(int argc, char **argv) {
         } else if (!strcmp(a, "--fusion")) {
             if (cli_parse_fusion(v, &fusion)) return CLI_USAGE;
             fusion_set = 1;
+        } else if (!strcmp(a, "--tp")) {
+            if (cli_parse_tp(v, &tp)) return CLI_USAGE;
+            if (tp > 1 && cli_tp_from_env(tp))
+                return cli_error(CLI_USAGE, "check: --tp runs every rank in this process; unset RLX_WORLD_SIZE/WORLD_SIZE");
         }
     }
     rlx_profile profile;
@@ -137,6 +145,8 @@ static int cmd_check(int argc, char **argv) {
         if (profile_path) bp.profile = &profile; /* its fusion policy, --fusion applied over it */
         int from = r.n;
         if (!s) s = rlx__check_model(flow, w, &bp, lens, 3, 99, label, &r);
+        /* --tp N: the same model as N ranks (one thread each) against the unsharded reference */
+        if (!s && tp > 1) s = rlx__check_model_tp(flow, w, &bp, (int)tp, lens, 3, 99, label, &r);
         print_rows(&r, from, "bf16");
         if (s) rc = cli_status_error(s, "check: whole model");
         rlx_flow_destroy(flow);
@@ -163,5 +173,7 @@ const cli_command cli_cmd_check = {
     "  --device cuda|simt     device to check (default: cuda when it opens, else simt, saying why;\n"
     "                         --device cuda never falls back)\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"
-    "  --profile F.rlx.toml   compile profile\n",
+    "  --profile F.rlx.toml   compile profile\n"
+    "  --tp N                 also check the model as N tensor-parallel ranks in this process (N GPUs over\n"
+    "                         NCCL on cuda, N in-process ranks on simt) against the unsharded reference\n",
 };

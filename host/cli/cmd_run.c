@@ -61,12 +61,14 @@ static int cmd_run(int argc, char **argv) {
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0;
     int n_seqs = 0, n_prompts = 0, all_logits = 0, truncate = 0;
-    int64_t top_k = 5;
+    int64_t top_k = 5, tp = 1;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (cli_is_opt(a, "--model")) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--tp")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--tp")) || cli_parse_tp(v, &tp)) return CLI_USAGE;
         } else if (cli_is_opt(a, "--tokens")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
             if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --prompt", MAX_SEQS);
@@ -99,6 +101,7 @@ static int cmd_run(int argc, char **argv) {
     }
     if (!model_dir) return cli_error(CLI_USAGE, "run: --model DIR is required");
     if (!n_seqs) return cli_error(CLI_USAGE, "run: --tokens is required, or --prompt (e.g. --tokens 1,2,3)");
+    if (cli_tp_check_env(tp)) return CLI_USAGE;
 
     /* --prompt texts go through the model directory's tokenizer.json */
     rlx_tokenizer *tok = NULL;
@@ -186,23 +189,27 @@ static int cmd_run(int argc, char **argv) {
     if ((rc = load_profile(profile_path, l.weights, &profile))) goto out;
     if (fusion_set) profile.fusion_policy = fusion; /* the command line wins over the file */
     l.profile = &profile;
+    l.tp = (int)tp;
     if ((rc = cli_llama_build(&l, n_seqs, max_len, !all_logits, dev))) goto out;
 
-    rlx_session *sess = NULL;
-    rlx_status s = rlx_session_create(l.model, &sess);
     double t0 = cli_now();
-    if (!s) s = rlx_session_prefill(sess, tokens, total, lens, n_seqs, NULL);
+    rlx_status s = cli_llama_prefill(&l, tokens, total, lens, n_seqs);
     double dt = cli_now() - t0;
     int64_t rows = 0, V = 0;
     float *logits = NULL;
-    if (!s) s = rlx_session_output_shape(sess, &rows, &V);
-    if (!s && !(logits = malloc((size_t)rows * (size_t)V * sizeof(float)))) s = RLX_ERR_OUT_OF_MEMORY;
-    if (!s) s = rlx_session_output_to_host(sess, logits, (size_t)rows * (size_t)V);
+    if (!s) s = cli_llama_output(&l, &logits, &rows, &V);
+    char tps[96] = "";
+    if (tp > 1)
+        snprintf(tps, sizeof tps, ", tp %lld (%s)", (long long)tp,
+                 l.group.n == 1 ? "one process per rank" : "one process, a thread per rank");
     if (s) {
         rc = cli_status_error(s, "prefill");
+    } else if (!cli_tp_prints(&l)) {
+        printf("rlx run: rank %d of %d: %lld tokens, %.1f ms (rank 0 prints the results)\n", l.group.first_rank, l.group.world,
+               (long long)total, dt * 1e3);
     } else {
-        printf("rlx run: %s, %d sequence%s, %lld tokens, device %s, %.1f ms\n", model_dir, n_seqs, n_seqs > 1 ? "s" : "",
-               (long long)total, rlx_device_kind_name(rlx_model_device(l.model)), dt * 1e3);
+        printf("rlx run: %s, %d sequence%s, %lld tokens, device %s%s, %.1f ms\n", model_dir, n_seqs, n_seqs > 1 ? "s" : "",
+               (long long)total, rlx_device_kind_name(rlx_model_device(l.model)), tps, dt * 1e3);
         int64_t start = 0;
         for (int q = 0; q < n_seqs; q++) {
             int64_t row = all_logits ? start + lens[q] - 1 : q;
@@ -219,7 +226,6 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     free(logits);
-    rlx_session_destroy(sess);
 out:
     cli_llama_close(&l);
     free(tokens);
@@ -333,6 +339,9 @@ const cli_command cli_cmd_run = {
     "                         the tokenizer's post-processor says); repeat for a batch, mix with --tokens\n"
     "  --truncate             cut prompts longer than max_position_embeddings instead of refusing them\n"
     "  --device D             auto|cpu|cuda|simt (default auto: cuda when a GPU is present)\n"
+    "  --tp N                 tensor parallelism over N ranks: N GPUs (NCCL), or N in-process ranks on cpu/simt;\n"
+    "                         with RLX_WORLD_SIZE (or WORLD_SIZE) set, this process is one rank of that job\n"
+    "                         (RLX_RANK, RLX_LOCAL_RANK, RLX_NCCL_ID or RLX_NCCL_ID_FILE; docs/tensor-parallel.md)\n"
     "  --profile F.rlx.toml   compile profile (default: the model directory's llama32.rlx.toml)\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"
     "  --all-logits           logits at every position, not only the last\n"

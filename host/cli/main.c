@@ -131,12 +131,41 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
     bp.device = dev;
     bp.profile = l->profile;
     bp.plan_only = l->plan_only;
+    if (l->tp > 1) {
+        s = cli_tp_from_env(l->tp) ? rlx__tp_group_create_env(l->flow, l->weights, &bp, NULL, &l->group)
+                                   : rlx__tp_group_create(l->flow, l->weights, &bp, l->tp, NULL, &l->group);
+        if (s) return cli_status_error(s, "building the tensor-parallel model");
+        l->model = l->group.r[0].model;
+        return CLI_OK;
+    }
     if ((s = rlx_model_build(l->flow, l->weights, &bp, &l->model))) return cli_status_error(s, "building the model");
     return CLI_OK;
 }
 
+rlx_status cli_llama_prefill(cli_llama *l, const int32_t *tokens, int64_t n, const int64_t *lens, int64_t n_seqs) {
+    if (l->tp > 1) return rlx__tp_group_prefill(&l->group, tokens, n, lens, n_seqs, 0);
+    if (!l->session) {
+        rlx_status s = rlx_session_create(l->model, &l->session);
+        if (s) return s;
+    }
+    return rlx_session_prefill(l->session, tokens, n, lens, n_seqs, NULL);
+}
+
+rlx_status cli_llama_output(cli_llama *l, float **logits, int64_t *rows, int64_t *cols) {
+    *logits = NULL;
+    rlx_session *s = l->tp > 1 ? l->group.r[0].session : l->session;
+    rlx_status st = rlx_session_output_shape(s, rows, cols);
+    if (!st && !(*logits = malloc((size_t)(*rows * *cols) * sizeof(float) + 1))) st = RLX_ERR_OUT_OF_MEMORY;
+    if (!st) st = l->tp > 1 ? rlx__tp_group_output(&l->group, *logits, (size_t)(*rows * *cols))
+                            : rlx_session_output_to_host(s, *logits, (size_t)(*rows * *cols));
+    if (st) free(*logits), *logits = NULL;
+    return st;
+}
+
 void cli_llama_close(cli_llama *l) {
-    rlx_model_destroy(l->model);
+    rlx_session_destroy(l->session);
+    if (l->tp > 1) rlx__tp_group_free(&l->group); /* the ranks' models with it */
+    else rlx_model_destroy(l->model);
     rlx_flow_destroy(l->flow);
     rlx_weights_destroy(l->weights);
     memset(l, 0, sizeof *l);

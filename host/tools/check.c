@@ -2,6 +2,7 @@
  * bounds, NaN-poisoned outputs, guard bytes after every output), and whole models on the device
  * against the CPU reference. */
 #include "tools/check.h"
+#include "tools/tp.h"
 #include "runtime/cpu_ref.h"
 #include "rlx/weights.h"
 
@@ -595,25 +596,44 @@ void rlx__compare_logits(const float *got, const float *ref, int64_t rows, int64
     *argmax_agree = rows ? (double)agree / (double)rows : 1;
 }
 
-static rlx_status run_once(const rlx_flow *f, const rlx_weights *w, const rlx_build_params *p, const int32_t *tok,
+/* tp 0: one model; tp >= 1: that many ranks in this process (tools/tp.h), rank 0's logits. */
+static rlx_status run_once(const rlx_flow *f, const rlx_weights *w, const rlx_build_params *p, int tp, const int32_t *tok,
                            int64_t T, const int64_t *lens, int64_t n_seqs, float **out, int64_t *rows, int64_t *cols,
                            rlx_device_kind *used) {
     rlx_model *m = NULL;
     rlx_session *s = NULL;
-    rlx_status st = rlx_model_build(f, w, p, &m);
-    if (!st) st = rlx_session_create(m, &s);
-    if (!st) st = rlx_session_prefill(s, tok, T, lens, n_seqs, NULL);
+    rlx__tp_group g;
+    memset(&g, 0, sizeof g);
+    rlx_status st;
+    if (tp >= 1) {
+        st = rlx__tp_group_create(f, w, p, tp, NULL, &g);
+        if (!st) st = rlx__tp_group_prefill(&g, tok, T, lens, n_seqs, 0);
+        if (!st) s = g.r[0].session, m = g.r[0].model;
+    } else {
+        st = rlx_model_build(f, w, p, &m);
+        if (!st) st = rlx_session_create(m, &s);
+        if (!st) st = rlx_session_prefill(s, tok, T, lens, n_seqs, NULL);
+    }
     if (!st) st = rlx_session_output_shape(s, rows, cols);
     if (!st && !(*out = malloc(sizeof(float) * (size_t)(*rows * *cols)))) st = RLX_ERR_OUT_OF_MEMORY;
-    if (!st) st = rlx_session_output_to_host(s, *out, (size_t)(*rows * *cols));
+    if (!st) st = tp >= 1 ? rlx__tp_group_output(&g, *out, (size_t)(*rows * *cols)) : rlx_session_output_to_host(s, *out, (size_t)(*rows * *cols));
     if (m) *used = rlx_model_device(m);
-    rlx_session_destroy(s);
-    rlx_model_destroy(m);
+    if (tp >= 1) {
+        rlx__tp_group_free(&g);
+    } else {
+        rlx_session_destroy(s);
+        rlx_model_destroy(m);
+    }
     return st;
 }
 
 rlx_status rlx__check_model(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *dev_params,
                             const int64_t *lens, int64_t n_seqs, uint64_t seed, const char *label, rlx__check_report *r) {
+    return rlx__check_model_tp(flow, w, dev_params, 0, lens, n_seqs, seed, label, r);
+}
+
+rlx_status rlx__check_model_tp(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *dev_params, int tp,
+                               const int64_t *lens, int64_t n_seqs, uint64_t seed, const char *label, rlx__check_report *r) {
     int64_t T = 0;
     for (int64_t q = 0; q < n_seqs; q++) T += lens[q];
     int32_t *tok = malloc(sizeof(int32_t) * (size_t)(T ? T : 1));
@@ -634,13 +654,18 @@ rlx_status rlx__check_model(const rlx_flow *flow, const rlx_weights *w, const rl
     float *ref = NULL, *got = NULL;
     int64_t rr = 0, rc = 0, gr = 0, gc = 0;
     rlx_device_kind used = RLX_DEVICE_CPU;
-    st = run_once(flow, w, &cpu, tok, T, lens, n_seqs, &ref, &rr, &rc, &used);
-    if (!st) st = run_once(flow, w, dev_params, tok, T, lens, n_seqs, &got, &gr, &gc, &used);
+    st = run_once(flow, w, &cpu, 0, tok, T, lens, n_seqs, &ref, &rr, &rc, &used);
+    if (!st) st = run_once(flow, w, dev_params, tp, tok, T, lens, n_seqs, &got, &gr, &gc, &used);
+    if (!st && (gr != rr || gc != rc))
+        st = rlx__fail(RLX_ERR_INTERNAL, "check: the device output is [%lld x %lld], the reference's [%lld x %lld]", (long long)gr,
+                       (long long)gc, (long long)rr, (long long)rc);
     if (!st) {
         rlx__check_row *row = new_row(r);
         if (row) {
             snprintf(row->op, sizeof row->op, "model");
-            snprintf(row->shape, sizeof row->shape, "%s, %lld tokens in %lld seqs, [%lld x %lld] out", label, (long long)T,
+            char tps[32] = "";
+            if (tp >= 1) snprintf(tps, sizeof tps, ", tp %d", tp);
+            snprintf(row->shape, sizeof row->shape, "%s%s, %lld tokens in %lld seqs, [%lld x %lld] out", label, tps, (long long)T,
                      (long long)n_seqs, (long long)rr, (long long)rc);
             snprintf(row->dtype, sizeof row->dtype, "%s", dev_params->precision == RLX_PRECISION_F32 ? "f32" : "bf16");
             double mc, rel, agree;

@@ -37,6 +37,11 @@ rlx_status rlx__check_model(const rlx_flow *flow, const rlx_weights *w, const rl
                             const int64_t *lens, int64_t n_seqs, uint64_t seed, const char *label,
                             rlx__check_report *r);
 
+/* The same with the device model run as tp ranks in this process (tools/tp.h; tp 0 = one model, as
+ * rlx__check_model), against the unsharded CPU reference. */
+rlx_status rlx__check_model_tp(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *dev_params, int tp,
+                               const int64_t *lens, int64_t n_seqs, uint64_t seed, const char *label, rlx__check_report *r);
+
 /* Compares two [rows, cols] logit sets with the whole-model metrics. */
 void rlx__compare_logits(const float *got, const float *ref, int64_t rows, int64_t cols, double *min_cos,
                          double *rel_err, double *argmax_agree);

@@ -78,7 +78,11 @@ static rlx_status first_failure(const rlx__tp_group *g) {
         if (g->r[i].status && (pick < 0 || (g->r[pick].status == RLX_ERR_COMM && g->r[i].status != RLX_ERR_COMM)))
             pick = i;
     if (pick < 0) return RLX_OK;
-    return rlx__fail(g->r[pick].status, "tp rank %d of %d: %s", pick, g->n, g->r[pick].error);
+    char named[64];
+    snprintf(named, sizeof named, "(rank %d of %d)", g->first_rank + pick, g->world);
+    if (strstr(g->r[pick].error, named))
+        return rlx__fail(g->r[pick].status, "%s", g->r[pick].error); /* names it already */
+    return rlx__fail(g->r[pick].status, "tp rank %d of %d: %s", g->first_rank + pick, g->world, g->r[pick].error);
 }
 
 static void free_ranks(rlx__tp_group *g) {
@@ -93,7 +97,7 @@ static void free_ranks(rlx__tp_group *g) {
         rlx_comm_destroy(g->r[i].comm);
     free(g->r);
     g->r = NULL;
-    g->n = 0;
+    g->n = g->world = 0;
 }
 
 rlx_status rlx__tp_group_create(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *bp, int tp,
@@ -123,7 +127,7 @@ rlx_status rlx__tp_group_create(const rlx_flow *flow, const rlx_weights *w, cons
         g->r = NULL;
         return s;
     }
-    g->n = tp;
+    g->n = g->world = tp;
     g->device = dev;
     for (int i = 0; i < tp; i++) {
         g->r[i].comm = comms[i];
@@ -133,6 +137,32 @@ rlx_status rlx__tp_group_create(const rlx_flow *flow, const rlx_weights *w, cons
     run_all(g, jobs, build_rank);
     free(jobs);
     if ((s = first_failure(g))) free_ranks(g);
+    return s;
+}
+
+rlx_status rlx__tp_group_create_env(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *bp,
+                                    const rlx_comm_params *cp, rlx__tp_group *g) {
+    memset(g, 0, sizeof *g);
+    if (!flow || !w || !bp)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "tp group: flow, weights and build params are required");
+    rlx_comm *c = NULL;
+    rlx_status s = rlx_comm_from_env(cp, &c);
+    if (s) return s;
+    if (!(g->r = rlx__calloc(1, sizeof *g->r, "the tp rank"))) {
+        rlx_comm_destroy(c);
+        return RLX_ERR_OUT_OF_MEMORY;
+    }
+    g->n = 1;
+    g->world = rlx_comm_size(c);
+    g->first_rank = rlx_comm_rank(c);
+    g->device = RLX_DEVICE_CUDA; /* an NCCL rank */
+    g->r[0].comm = c;
+    job j = {.g = g, .rank = 0, .flow = flow, .w = w, .bp = bp};
+    build_rank(&j);
+    if ((s = g->r[0].status)) {
+        s = rlx__fail(s, "tp rank %d of %d: %s", g->first_rank, g->world, g->r[0].error);
+        free_ranks(g);
+    }
     return s;
 }
 

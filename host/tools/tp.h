@@ -23,7 +23,9 @@ typedef struct rlx__tp_rank {
 } rlx__tp_rank;
 
 typedef struct rlx__tp_group {
-    int n;
+    int n;          /* ranks held by this process */
+    int world;      /* ranks of the job */
+    int first_rank; /* rank of r[0]: 0, or this process's rank in a job from the environment */
     rlx_device_kind device;
     rlx__tp_rank *r; /* [n] */
 } rlx__tp_group;
@@ -34,11 +36,15 @@ typedef struct rlx__tp_group {
  * left empty. cp NULL: rlx_comm_default_params(). */
 rlx_status rlx__tp_group_create(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *bp, int tp,
                                 const rlx_comm_params *cp, rlx__tp_group *g);
+/* One rank of a job started one process per GPU (rlx_comm_from_env: RLX_RANK, RLX_WORLD_SIZE, …): the
+ * group holds this process's rank only (n = 1); prefill and output work as above. */
+rlx_status rlx__tp_group_create_env(const rlx_flow *flow, const rlx_weights *w, const rlx_build_params *bp,
+                                    const rlx_comm_params *cp, rlx__tp_group *g);
 /* One prefill on every rank at once; each waits (bounded) for its collectives. timed: record every
  * rank's per-kernel times in r[i].times. Returns as rlx__tp_group_create does. */
 rlx_status rlx__tp_group_prefill(rlx__tp_group *g, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
                                  int64_t n_seqs, int timed);
-/* Rank 0's output (every rank holds the same gathered logits). */
+/* r[0]'s output (every rank holds the same gathered logits). */
 rlx_status rlx__tp_group_output(rlx__tp_group *g, float *dst, size_t capacity);
 void rlx__tp_group_free(rlx__tp_group *g);
 
