@@ -168,6 +168,14 @@ static rlx_status prefill_bad_token(fx *f) {
     X(weights_open_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open", rlx_weights_open(f->dir, NULL))                 \
     X(weights_open_file_null_path, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_file", rlx_weights_open_file(NULL, &f->ow)) \
     X(weights_open_file_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_file", rlx_weights_open_file("x", NULL))     \
+    X(weights_open_default_params, RLX_OK, NULL, VALUE_IS(rlx_weights_open_default_params().read_into_memory, 0))          \
+    X(weights_open_ex_null_path, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_ex", rlx_weights_open_ex(NULL, NULL, &f->ow)) \
+    X(weights_open_ex_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_ex", rlx_weights_open_ex(f->dir, NULL, NULL))  \
+    X(weights_open_ex_missing_path, RLX_ERR_IO, "nope", rlx_weights_open_ex("/nope/nope", NULL, &f->ow))                   \
+    X(weights_open_ex_bad_flag, RLX_ERR_INVALID_ARGUMENT, "check_finite",                                                  \
+      rlx_weights_open_ex(f->dir, &(rlx_weights_open_params){.check_finite = 7}, &f->ow))                                  \
+    X(weights_check_finite_null, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_check_finite", rlx_weights_check_finite(NULL))     \
+    X(weights_check_finite_ok, RLX_OK, NULL, rlx_weights_check_finite(f->w))                                               \
     X(weights_create_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_create", rlx_weights_create(NULL))                   \
     X(weights_add_null_set, RLX_ERR_INVALID_ARGUMENT, "rlx_weights_add",                                                   \
       rlx_weights_add(NULL, "a", RLX_DTYPE_F32, 1, (int64_t[]){1}, (float[]){1}))                                          \

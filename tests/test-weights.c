@@ -454,3 +454,157 @@ Test(weights, add_to_an_opened_file_set) {
     rlx_weights_destroy(w);
     free(dir);
 }
+
+/* ---- the mmap contract ------------------------------------------------------------------------ */
+
+#include "rlx/flow.h"
+#include <math.h>
+#include <unistd.h>
+
+/* A one-layer LLaMA saved as g_dir/<sub>; returns its config. */
+static rlx_llama_config save_tiny(const char *sub) {
+    rlx_llama_config c = {.vocab_size = 64, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 1,
+                          .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .rms_norm_eps = 1e-5,
+                          .max_position_embeddings = 64, .tie_word_embeddings = 1,
+                          .rope = {.head_dim = 8, .max_positions = 64, .theta = 10000}};
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&c, 5, RLX_DTYPE_BF16, &w), RLX_OK, "%s", rlx_last_error());
+    char *dir = sub_path(sub, NULL);
+    cr_assert_eq(rlx_weights_save_dir(w, dir), RLX_OK, "%s", rlx_last_error());
+    free(dir);
+    rlx_weights_destroy(w);
+    return c;
+}
+
+/* Builds the tiny model from w and runs one prefill: its status, and the logits in out[64]. */
+static rlx_status build_and_run(const rlx_llama_config *c, const rlx_weights *w, float *out) {
+    rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+    rp.seq = 4;
+    rlx_flow *f;
+    cr_assert_eq(rlx_llama_flow(c, &rp, &f), RLX_OK, "%s", rlx_last_error());
+    rlx_model *m = NULL;
+    rlx_status s = rlx_model_build(f, w, NULL, &m);
+    rlx_session *ss = NULL;
+    const int32_t tok[3] = {1, 2, 3};
+    if (!s) s = rlx_session_create(m, &ss);
+    if (!s) s = rlx_session_prefill(ss, tok, 3, NULL, 1, NULL);
+    if (!s) s = rlx_session_output_to_host(ss, out, 64);
+    rlx_session_destroy(ss);
+    rlx_model_destroy(m);
+    rlx_flow_destroy(f);
+    return s;
+}
+
+/* The probe's case: model.safetensors truncated between rlx_weights_open and rlx_model_build.
+ * Before the check this was SIGBUS inside the conversion; now every reader of the mapping
+ * refuses first, naming the file and both sizes. */
+Test(weights, truncated_between_open_and_build_is_an_error) {
+    rlx_llama_config c = save_tiny("t");
+    char *dir = sub_path("t", NULL), *file = sub_path("t", "model.safetensors");
+    rlx_weights *w;
+    cr_assert_eq(rlx_weights_open(dir, &w), RLX_OK, "%s", rlx_last_error());
+    struct stat st;
+    cr_assert_eq(stat(file, &st), 0);
+    cr_assert_eq(truncate(file, st.st_size / 3), 0);
+    float out[64];
+    cr_expect_eq(build_and_run(&c, w, out), RLX_ERR_IO);
+    cr_expect(strstr(rlx_last_error(), "model.safetensors: the file shrank from"), "%s", rlx_last_error());
+    cr_expect(strstr(rlx_last_error(), "read_into_memory"), "%s", rlx_last_error());
+    char *copy = sub_path("copy.safetensors", NULL);
+    cr_expect_eq(rlx_weights_save_file(w, copy), RLX_ERR_IO);
+    cr_expect(strstr(rlx_last_error(), "shrank"), "%s", rlx_last_error());
+    cr_expect_eq(rlx_weights_check_finite(w), RLX_ERR_IO);
+    rlx_weights_destroy(w);
+    free(copy);
+    free(dir);
+    free(file);
+}
+
+/* read_into_memory: the set no longer depends on the file at all. */
+Test(weights, read_into_memory_survives_the_file) {
+    rlx_llama_config c = save_tiny("m");
+    char *dir = sub_path("m", NULL), *file = sub_path("m", "model.safetensors");
+    rlx_weights *mapped, *copied;
+    cr_assert_eq(rlx_weights_open(dir, &mapped), RLX_OK, "%s", rlx_last_error());
+    float ref[64], got[64];
+    cr_assert_eq(build_and_run(&c, mapped, ref), RLX_OK, "%s", rlx_last_error());
+    rlx_weights_destroy(mapped);
+    rlx_weights_open_params p = rlx_weights_open_default_params();
+    cr_expect_eq(p.read_into_memory, 0);
+    cr_expect_eq(p.check_finite, 0);
+    p.read_into_memory = 1;
+    cr_assert_eq(rlx_weights_open_ex(dir, &p, &copied), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(truncate(file, 0), 0);
+    cr_assert_eq(unlink(file), 0);
+    cr_expect_eq(build_and_run(&c, copied, got), RLX_OK, "%s", rlx_last_error());
+    cr_expect(!memcmp(ref, got, sizeof ref), "the copy computes something else than the mapping did");
+    rlx_weights_destroy(copied);
+    /* a file path works as rlx_weights_open_file; bad flags are refused */
+    rlx_weights *one;
+    char *f2 = sub_path("one.safetensors", NULL);
+    rlx_weights *mem = make_set(3, (const char *const[]){"a", "b"}, 2);
+    cr_assert_eq(rlx_weights_save_file(mem, f2), RLX_OK, "%s", rlx_last_error());
+    rlx_weights_destroy(mem);
+    cr_expect_eq(rlx_weights_open_ex(f2, &p, &one), RLX_OK, "%s", rlx_last_error());
+    cr_expect_eq(rlx_weights_count(one), 2);
+    rlx_weights_destroy(one);
+    p.read_into_memory = 2;
+    one = (rlx_weights *)1;
+    cr_expect_eq(rlx_weights_open_ex(f2, &p, &one), RLX_ERR_INVALID_ARGUMENT);
+    cr_expect_null(one);
+    cr_expect_eq(rlx_weights_open_ex(f2, NULL, &one), RLX_OK, "%s", rlx_last_error());
+    rlx_weights_destroy(one);
+    free(f2);
+    free(dir);
+    free(file);
+}
+
+/* The optional weight check names the first non-finite tensor (name order), its file, the count
+ * and the first element; each float dtype's NaN and infinity patterns are recognised. */
+Test(weights, check_finite_names_the_first_nonfinite_tensor) {
+    rlx_weights *w;
+    cr_assert_eq(rlx_weights_create(&w), RLX_OK);
+    const float ok[4] = {1, -2, 3e38f, -0.0f};
+    const float bad[4] = {1, INFINITY, NAN, -INFINITY};
+    const int64_t shape[1] = {4};
+    cr_assert_eq(rlx_weights_add(w, "a.fine", RLX_DTYPE_F32, 1, shape, ok), RLX_OK);
+    cr_expect_eq(rlx_weights_check_finite(w), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(rlx_weights_add(w, "z.bad", RLX_DTYPE_F32, 1, shape, bad), RLX_OK);
+    const uint16_t bf[3] = {0x3f80, 0x3f80, 0xff80}; /* 1, 1, -inf */
+    const int64_t s3[1] = {3};
+    cr_assert_eq(rlx_weights_add(w, "m.bf16", RLX_DTYPE_BF16, 1, s3, bf), RLX_OK);
+    cr_expect_eq(rlx_weights_check_finite(w), RLX_ERR_FORMAT);
+    cr_expect(strstr(rlx_last_error(), "tensor 'm.bf16' (BF16) holds 1 non-finite value of 3; the first is element 2 (infinity)"), "%s",
+              rlx_last_error());
+    /* saved, then opened with the check: the open fails, naming the file */
+    char *dir = sub_path("nan", NULL);
+    cr_assert_eq(rlx_weights_set_config_json(w, "{}"), RLX_OK);
+    cr_assert_eq(rlx_weights_save_dir(w, dir), RLX_OK, "%s", rlx_last_error());
+    rlx_weights_destroy(w);
+    rlx_weights_open_params p = rlx_weights_open_default_params();
+    p.check_finite = 1;
+    w = (rlx_weights *)1;
+    cr_expect_eq(rlx_weights_open_ex(dir, &p, &w), RLX_ERR_FORMAT);
+    cr_expect_null(w);
+    cr_expect(strstr(rlx_last_error(), "nan/model.safetensors: tensor 'm.bf16'"), "%s", rlx_last_error());
+    /* without the check it opens (the check is optional) */
+    cr_expect_eq(rlx_weights_open(dir, &w), RLX_OK, "%s", rlx_last_error());
+    rlx_weights_destroy(w);
+    /* f16: a NaN, and the F32 tensor's first bad element */
+    cr_assert_eq(rlx_weights_create(&w), RLX_OK);
+    const uint16_t h[2] = {0x3c00, 0x7e00};
+    const int64_t s2[1] = {2};
+    cr_assert_eq(rlx_weights_add(w, "h", RLX_DTYPE_F16, 1, s2, h), RLX_OK);
+    cr_expect_eq(rlx_weights_check_finite(w), RLX_ERR_FORMAT);
+    cr_expect(strstr(rlx_last_error(), "tensor 'h' (F16) holds 1 non-finite value of 2; the first is element 1 (NaN)"), "%s",
+              rlx_last_error());
+    rlx_weights_destroy(w);
+    cr_assert_eq(rlx_weights_create(&w), RLX_OK);
+    cr_assert_eq(rlx_weights_add(w, "f", RLX_DTYPE_F32, 1, shape, bad), RLX_OK);
+    cr_expect_eq(rlx_weights_check_finite(w), RLX_ERR_FORMAT);
+    cr_expect(strstr(rlx_last_error(), "tensor 'f' (F32) holds 3 non-finite values of 4; the first is element 1 (infinity)"), "%s",
+              rlx_last_error());
+    rlx_weights_destroy(w);
+    cr_expect_eq(rlx_weights_check_finite(NULL), RLX_ERR_INVALID_ARGUMENT);
+    free(dir);
+}

@@ -1,4 +1,4 @@
-/* safetensors: read-only mmap, validation and writing.
+/* safetensors: read-only mmap (or a copy in memory), validation and writing.
  *
  * Validation follows the reference implementation (the Rust `safetensors` crate): u64 LE header
  * length N, N <= 100,000,000, 8 + N <= file length, UTF-8 JSON object (whitespace around it is
@@ -363,13 +363,41 @@ done:
 
 void rlx__st_close(rlx__st_file *f) {
     if (!f) return;
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->map && f->owned) free((void *)f->map);
+    else if (f->map) {
+        munmap((void *)f->map, f->size);
+        close(f->fd);
+    }
     rlx__st_free_tensors(f->tensors, f->count);
     free(f->path);
     memset(f, 0, sizeof *f);
 }
 
-rlx_status rlx__st_open(const char *path, rlx__st_file *f) {
+/* Reads size bytes of fd into a fresh buffer; a file that shrinks meanwhile is an error. */
+static rlx_status read_whole(const char *path, int fd, size_t size, unsigned char **out) {
+    unsigned char *buf = rlx__malloc(size, "a checkpoint file read into memory");
+    if (!buf) return RLX_ERR_OUT_OF_MEMORY;
+    size_t got = 0;
+    while (got < size) {
+        size_t chunk = size - got < ((size_t)1 << 30) ? size - got : ((size_t)1 << 30);
+        ssize_t r = pread(fd, buf + got, chunk, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            free(buf);
+            if (r == 0)
+                return rlx__fail(RLX_ERR_IO, "%s: the file shrank while it was read (%zu of %zu bytes)", path, got, size);
+            return rlx__fail(RLX_ERR_IO, "%s: read failed at byte %zu: %s", path, got, strerror(e));
+        }
+        got += (size_t)r;
+    }
+    *out = buf;
+    return RLX_OK;
+}
+
+rlx_status rlx__st_open(const char *path, rlx__st_file *f) { return rlx__st_open_ex(path, 0, f); }
+
+rlx_status rlx__st_open_ex(const char *path, int read_into_memory, rlx__st_file *f) {
     memset(f, 0, sizeof *f);
     /* O_NONBLOCK: a FIFO planted where a shard should be must fail the S_ISREG check below,
      * not hang in open(); regular files ignore the flag. */
@@ -394,23 +422,50 @@ rlx_status rlx__st_open(const char *path, rlx__st_file *f) {
         size_t n, ds;
         return rlx__st_parse(path, tiny, size, &t, &n, &ds);
     }
-    /* MAP_PRIVATE + PROT_READ: the checkpoint can never be written through the views. A file
-     * truncated by someone else while mapped would fault on access; nothing portable prevents
-     * that, and checkpoints are not edited in place in practice. */
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return rlx__fail(RLX_ERR_IO, "%s: cannot mmap %zu bytes: %s", path, size, strerror(e));
-    rlx_status s = rlx__st_parse(path, map, size, &f->tensors, &f->count, &f->data_start);
+    const unsigned char *map;
+    if (read_into_memory) {
+        /* A private copy: nothing done to the file after this can reach the set. */
+        unsigned char *buf = NULL;
+        rlx_status rs = read_whole(path, fd, size, &buf);
+        close(fd);
+        if (rs) return rs;
+        map = buf;
+        f->owned = 1;
+        f->fd = -1;
+    } else {
+        /* MAP_PRIVATE + PROT_READ: the checkpoint can never be written through the views. A file
+         * truncated while mapped faults on access (SIGBUS): the descriptor stays open so that
+         * rlx__st_check_intact can see a size change before the data is read (weights.h). */
+        void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+        int e = errno;
+        if (m == MAP_FAILED) {
+            close(fd);
+            return rlx__fail(RLX_ERR_IO, "%s: cannot mmap %zu bytes: %s", path, size, strerror(e));
+        }
+        map = m;
+        f->fd = fd;
+    }
     f->map = map;
     f->size = size;
+    rlx_status s = rlx__st_parse(path, map, size, &f->tensors, &f->count, &f->data_start);
     if (!s) {
         f->path = rlx__strdup(path);
         if (!f->path) s = RLX_ERR_OUT_OF_MEMORY;
     }
     if (s) rlx__st_close(f);
     return s;
+}
+
+rlx_status rlx__st_check_intact(const rlx__st_file *f) {
+    if (!f->map || f->owned) return RLX_OK;
+    struct stat st;
+    if (fstat(f->fd, &st) != 0) return rlx__fail(RLX_ERR_IO, "%s: cannot stat the open file: %s", f->path, strerror(errno));
+    if ((uint64_t)st.st_size < (uint64_t)f->size)
+        return rlx__fail(RLX_ERR_IO,
+                         "%s: the file shrank from %zu to %lld bytes since it was opened; a mapped checkpoint must stay intact while "
+                         "open (open it with rlx_weights_open_params.read_into_memory when it may change)",
+                         f->path, f->size, (long long)st.st_size);
+    return RLX_OK;
 }
 
 // ---- writing ---------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ typedef struct rlx__st_tensor {
 
 typedef struct rlx__st_file {
     char *path;                   /* owned copy of the path it was opened from */
-    const unsigned char *map;     /* read-only mapping of the whole file */
+    const unsigned char *map;     /* read-only mapping of the whole file, or its copy (owned) */
+    int owned;                    /* 1: map is a malloc'd copy (read into memory) */
+    int fd;                       /* mapped files: the open descriptor (rlx__st_check_intact) */
     size_t size;                  /* file length in bytes */
     size_t data_start;            /* 8 + N */
     rlx__st_tensor *tensors;      /* sorted by name (strcmp) */
@@ -44,6 +46,16 @@ rlx_status rlx__st_parse(const char *path, const unsigned char *buf, size_t len,
 
 /* mmaps path read-only and parses it. On failure *f is left zeroed. */
 rlx_status rlx__st_open(const char *path, rlx__st_file *f);
+/* Same, or with read_into_memory the whole file is read into a buffer of its own (nothing done to
+ * the file afterwards can reach the tensors). */
+rlx_status rlx__st_open_ex(const char *path, int read_into_memory, rlx__st_file *f);
+/* A mapped file still has the size it was opened with (RLX_ERR_IO naming it and both sizes if
+ * it shrank: reading the mapping past the new end would raise SIGBUS). Copies always pass. */
+rlx_status rlx__st_check_intact(const rlx__st_file *f);
+
+/* Every mapped file of w is intact (rlx__st_check_intact): called before tensor data is read
+ * (rlx_model_build, rlx_weights_save_file, rlx_weights_check_finite). */
+rlx_status rlx__weights_check_intact(const rlx_weights *w);
 /* Unmaps and frees; a zeroed file is fine. */
 void rlx__st_close(rlx__st_file *f);
 void rlx__st_free_tensors(rlx__st_tensor *t, size_t n);

@@ -36,6 +36,7 @@ struct rlx_weights {
     size_t nfiles;
     w_entry *e;         /* sorted by name */
     size_t count, cap;
+    int read_into_memory; /* files opened from now on are read into memory, not mapped */
 };
 
 static const char memory_file[] = "<memory>";
@@ -198,7 +199,7 @@ static rlx_status add_file(rlx_weights *w, const char *path, rlx__st_file **adde
     rlx__st_file *files = realloc(w->files, bytes);
     if (!files) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory for the file table");
     w->files = files;
-    rlx_status s = rlx__st_open(path, &w->files[w->nfiles]);
+    rlx_status s = rlx__st_open_ex(path, w->read_into_memory, &w->files[w->nfiles]);
     if (s) return s;
     *added = &w->files[w->nfiles++];
     return RLX_OK;
@@ -248,13 +249,11 @@ static rlx_status new_with_origin(const char *origin, rlx_weights **out) {
     return RLX_OK;
 }
 
-rlx_status rlx_weights_open_file(const char *path, rlx_weights **out) {
-    if (!out || !path)
-        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_file: NULL argument");
-    *out = NULL;
+static rlx_status open_one_file(const char *path, const rlx_weights_open_params *p, rlx_weights **out) {
     rlx_weights *w;
     rlx_status s = new_with_origin(path, &w);
     if (s) return s;
+    w->read_into_memory = p->read_into_memory;
     rlx__st_file *f = NULL;
     s = add_file(w, path, &f);
     if (!s) s = append_file(w, f);
@@ -401,10 +400,7 @@ done:
     return s;
 }
 
-rlx_status rlx_weights_open(const char *model_dir, rlx_weights **out) {
-    if (!out || !model_dir)
-        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open: NULL argument");
-    *out = NULL;
+static rlx_status open_dir(const char *model_dir, const rlx_weights_open_params *p, rlx_weights **out) {
     /* Trailing slashes would double up in every path we print. */
     size_t dl = strlen(model_dir);
     while (dl > 1 && model_dir[dl - 1] == '/') dl--;
@@ -419,6 +415,7 @@ rlx_status rlx_weights_open(const char *model_dir, rlx_weights **out) {
     if (s) goto fail;
     w->dir = dir;
     dir = NULL;
+    w->read_into_memory = p->read_into_memory;
 
     struct stat st;
     if (stat(w->dir, &st) != 0) {
@@ -479,6 +476,106 @@ fail:
     free(dir);
     rlx_weights_destroy(w);
     return s;
+}
+
+rlx_weights_open_params rlx_weights_open_default_params(void) {
+    rlx_weights_open_params p = {.read_into_memory = 0, .check_finite = 0};
+    return p;
+}
+
+/* Opens a directory or one file with p, then checks what p asks for. */
+static rlx_status open_with(const char *path, int dir, const rlx_weights_open_params *params, rlx_weights **out) {
+    const rlx_weights_open_params p = params ? *params : rlx_weights_open_default_params();
+    if ((p.read_into_memory | p.check_finite) & ~1)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_ex: read_into_memory and check_finite are 0 or 1");
+    rlx_weights *w = NULL;
+    rlx_status s = dir ? open_dir(path, &p, &w) : open_one_file(path, &p, &w);
+    if (!s && p.check_finite) s = rlx_weights_check_finite(w);
+    if (s) {
+        rlx_weights_destroy(w);
+        return s;
+    }
+    *out = w;
+    return RLX_OK;
+}
+
+rlx_status rlx_weights_open(const char *model_dir, rlx_weights **out) {
+    if (!out || !model_dir) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open: NULL argument");
+    *out = NULL;
+    return open_with(model_dir, 1, NULL, out);
+}
+
+rlx_status rlx_weights_open_file(const char *path, rlx_weights **out) {
+    if (!out || !path) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_file: NULL argument");
+    *out = NULL;
+    return open_with(path, 0, NULL, out);
+}
+
+rlx_status rlx_weights_open_ex(const char *path, const rlx_weights_open_params *params, rlx_weights **out) {
+    if (!out || !path) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_open_ex: NULL argument");
+    *out = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) return rlx__fail(RLX_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    return open_with(path, S_ISDIR(st.st_mode), params, out);
+}
+
+// ---- checks --------------------------------------------------------------------------------
+
+/* Index of the first NaN or infinity among n elements of a float dtype, and how many there are. */
+static size_t first_nonfinite(const void *data, rlx_dtype dtype, size_t n, size_t *count, int *is_nan) {
+    const unsigned char *p = data;
+    size_t first = n;
+    *count = 0;
+    for (size_t i = 0; i < n; i++) {
+        int bad, nan;
+        if (dtype == RLX_DTYPE_F32) {
+            uint32_t u;
+            memcpy(&u, p + 4 * i, 4);
+            bad = (u & 0x7f800000u) == 0x7f800000u;
+            nan = bad && (u & 0x007fffffu);
+        } else {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2);
+            /* f16: 5 exponent bits; bf16: f32's 8 */
+            const uint16_t exp = dtype == RLX_DTYPE_F16 ? 0x7c00u : 0x7f80u;
+            bad = (h & exp) == exp;
+            nan = bad && (h & (uint16_t)~(exp | 0x8000u));
+        }
+        if (!bad) continue;
+        if (first == n) {
+            first = i;
+            *is_nan = nan;
+        }
+        (*count)++;
+    }
+    return first;
+}
+
+rlx_status rlx_weights_check_finite(const rlx_weights *w) {
+    if (!w) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_check_finite: weights are NULL");
+    rlx_status s = rlx__weights_check_intact(w);
+    if (s) return s;
+    for (size_t i = 0; i < w->count; i++) {
+        const rlx_tensor_view *v = &w->e[i].v;
+        if (!rlx_dtype_is_float_weight(v->dtype)) continue; /* buffers rlx never computes with */
+        const size_t n = v->nbytes / rlx_dtype_size(v->dtype);
+        size_t count;
+        int is_nan = 0;
+        const size_t first = first_nonfinite(v->data, v->dtype, n, &count, &is_nan);
+        if (first < n)
+            return rlx__fail(RLX_ERR_FORMAT, "%s: tensor '%s' (%s) holds %zu non-finite value%s of %zu; the first is element %zu (%s)",
+                             v->file, v->name, rlx_dtype_name(v->dtype), count, count > 1 ? "s" : "", n, first,
+                             is_nan ? "NaN" : "infinity");
+    }
+    return RLX_OK;
+}
+
+rlx_status rlx__weights_check_intact(const rlx_weights *w) {
+    for (size_t i = 0; w && i < w->nfiles; i++) {
+        rlx_status s = rlx__st_check_intact(&w->files[i]);
+        if (s) return s;
+    }
+    return RLX_OK;
 }
 
 // ---- in-memory sets --------------------------------------------------------------------------
@@ -629,6 +726,8 @@ const char *rlx_weights_config_json(const rlx_weights *w) { return w ? w->config
 
 rlx_status rlx_weights_save_file(const rlx_weights *w, const char *path) {
     if (!w || !path) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_save_file: NULL argument");
+    rlx_status cs = rlx__weights_check_intact(w); /* the mapped data is about to be read */
+    if (cs) return cs;
     rlx_tensor_view *views = rlx__calloc(w->count, sizeof *views, "tensor views");
     if (!views) return RLX_ERR_OUT_OF_MEMORY;
     for (size_t i = 0; i < w->count; i++) views[i] = w->e[i].v;

@@ -6,6 +6,7 @@
 #include "model/stages.h"
 #include "model/tiers.h"
 #include "rlx/weights.h"
+#include "io/safetensors.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -486,6 +487,9 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         s = rlx__fail(RLX_ERR_BUILD, "flow '%s' has no token_embed stage", flow->name);
         goto fail;
     }
+    /* Tensor data is read from here on: a mapped file truncated since it was opened would fault
+     * (SIGBUS) instead of failing (the mmap contract, rlx/weights.h). */
+    if (!p.plan_only && (s = rlx__weights_check_intact(w))) goto fail;
     /* tensor parallelism: this rank's part of the resolved list (widths and weights per rank) */
     if (m->comm && (s = rlx__dist_shard(m, m->tp_rank, m->tp_size))) goto fail;
     /* after the split: it wants each attention read by its o_proj alone */

@@ -1,13 +1,24 @@
 /* rlx — checkpoints: Hugging Face model directories and safetensors files.
  *
- * A weights handle maps tensor names to typed, shaped views. Files are mmapped read-only;
- * views stay valid until rlx_weights_destroy (adding tensors does not move earlier views).
- * Every view's data is aligned to its element size, so it can be read through a typed pointer
- * (a tensor stored unaligned in a file, which the reference writer never produces, is copied
- * once at open). Tensors of every whole-byte safetensors dtype are held (rlx_dtype); models compute
- * with F32, F16 and BF16 weights, and a build refuses a stage that needs a tensor of another type,
- * naming it. Handles are not thread-safe for mutation;
- * concurrent lookups on a handle nobody mutates are fine.
+ * A weights handle maps tensor names to typed, shaped views. Views stay valid until
+ * rlx_weights_destroy (adding tensors does not move earlier views). Every view's data is aligned
+ * to its element size, so it can be read through a typed pointer (a tensor stored unaligned in a
+ * file, which the reference writer never produces, is copied once at open). Supported dtypes:
+ * F32, F16, BF16. Handles are not thread-safe for mutation; concurrent lookups on a handle nobody
+ * mutates are fine.
+ *
+ * The mmap contract. By default every file is mapped read-only (MAP_PRIVATE) and tensor data is
+ * read through the mapping when it is used: by rlx_model_build (conversion and upload), by
+ * rlx_weights_save_file and rlx_weights_check_finite, and by whoever reads a view. The files must
+ * therefore stay intact while the set is open. Replacing a file (a new file renamed over it, as
+ * rlx_weights_save_file and most tools do) is safe: the mapping keeps the old one. Truncating or
+ * rewriting a file in place is not: reading a mapped page past the file's new end raises SIGBUS
+ * in the reading process, which no library can turn into a status. rlx checks before it reads
+ * (rlx_model_build, rlx_weights_save_file, rlx_weights_check_finite) that every mapped file
+ * still has its size at open, and fails with RLX_ERR_IO naming the file and both sizes
+ * otherwise; a truncation during the read itself cannot be caught. When the files may change
+ * while open, open with rlx_weights_open_params.read_into_memory = 1: each file is read into
+ * host memory at open (its size in RAM) and nothing depends on it afterwards.
  */
 #ifndef RLX_WEIGHTS_H
 #define RLX_WEIGHTS_H
@@ -44,6 +55,28 @@ RLX_API rlx_status rlx_weights_open(const char *model_dir, rlx_weights **out);
 
 /* Opens one .safetensors file (no config). */
 RLX_API rlx_status rlx_weights_open_file(const char *path, rlx_weights **out);
+
+typedef struct rlx_weights_open_params {
+    int read_into_memory; /* 0 (default): files are mapped (the mmap contract above); 1: each file
+                             is read into host memory at open, so later changes to it cannot
+                             reach the set (costs the files' size in RAM, and the read time) */
+    int check_finite;     /* 0 (default); 1: rlx_weights_check_finite runs at open, and the first
+                             tensor holding a NaN or an infinity fails the open */
+} rlx_weights_open_params;
+
+RLX_API rlx_weights_open_params rlx_weights_open_default_params(void);
+
+/* rlx_weights_open (path a model directory) or rlx_weights_open_file (path a file) with params
+ * (NULL = the defaults: what those two functions do). Fields other than 0 or 1 are
+ * RLX_ERR_INVALID_ARGUMENT. */
+RLX_API rlx_status rlx_weights_open_ex(const char *path, const rlx_weights_open_params *params,
+                                       rlx_weights **out);
+
+/* Scans every F32/F16/BF16 tensor (each byte once, in name order) and fails on the first holding
+ * a NaN or an infinity: RLX_ERR_FORMAT "<file>: tensor '<name>' (BF16) holds 3 non-finite values
+ * of 4096; the first is element 17 (NaN)". Tensors of other dtypes (buffers no stage computes
+ * with) are skipped. */
+RLX_API rlx_status rlx_weights_check_finite(const rlx_weights *w);
 
 /* An empty in-memory set, to be filled with rlx_weights_add (random weights, tests). */
 RLX_API rlx_status rlx_weights_create(rlx_weights **out);

@@ -1,6 +1,7 @@
-/* A .safetensors file through the public API: rlx_weights_open_file, every lookup, then the
- * save round trip — what was read is written with rlx_weights_save_file and read back, and must
- * come back the same (names, dtypes, shapes, bytes). */
+/* A .safetensors file through the public API: rlx_weights_open_file, every lookup, the same file
+ * read into memory (rlx_weights_open_ex) and the finite check on both, then the save round trip —
+ * what was read is written with rlx_weights_save_file and read back, and must come back the same
+ * (names, dtypes, shapes, bytes). */
 #include "rlx/weights.h"
 #include "fuzz_util.h"
 
@@ -38,6 +39,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(rlx_weights_get(w, v.name, &g) == RLX_OK && g.data == v.data);
         FUZZ_CHECK(rlx_weights_has(w, v.name, NULL) == 1);
     }
+    /* read into memory, the same file gives the same set; the finite check runs on it */
+    rlx_weights_open_params op = rlx_weights_open_default_params();
+    op.read_into_memory = 1;
+    rlx_weights *m = NULL;
+    FUZZ_CHECK(rlx_weights_open_ex(in, &op, &m) == RLX_OK);
+    same_sets(w, m);
+    rlx_status fs = rlx_weights_check_finite(m);
+    FUZZ_CHECK(fs == RLX_OK || (fs == RLX_ERR_FORMAT && strstr(rlx_last_error(), "non-finite")));
+    FUZZ_CHECK(rlx_weights_check_finite(w) == fs);
+    rlx_weights_destroy(m);
     rlx_status ss = rlx_weights_save_file(w, out);
     FUZZ_CHECK(ss == RLX_OK);
     rlx_weights *r = NULL;
