@@ -31,10 +31,12 @@ status=0
 for t in $targets; do
   mkdir -p "build-fuzz/corpus/$t"
   echo "fuzz: $t for ${seconds}s"
+  # Run inside build-fuzz/, where the targets were compiled: a target may find files beside its
+  # source through a relative __FILE__.
   # shellcheck disable=SC2086
-  if ! ASAN_OPTIONS=detect_leaks=1 "build-fuzz/fuzz-$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-      -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$t-" ${RLX_FUZZ_ARGS:-} \
-      "build-fuzz/corpus/$t" "tests/fuzz/corpus/$t" 2> "build-fuzz/$t.log"; then
+  if ! (cd build-fuzz && ASAN_OPTIONS=detect_leaks=1 "./fuzz-$t" -max_total_time="$seconds" -timeout=60 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix="artifacts/$t-" ${RLX_FUZZ_ARGS:-} \
+      "corpus/$t" "../tests/fuzz/corpus/$t" 2> "$t.log"); then
     echo "fuzz: $t FAILED (build-fuzz/$t.log, input in build-fuzz/artifacts/)" >&2
     grep -E "ERROR|runtime error|invariant" "build-fuzz/$t.log" | head -5 >&2
     status=1
