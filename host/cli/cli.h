@@ -9,6 +9,7 @@
 #include "rlx/weights.h"
 #include "tools/tp.h"
 
+#include <jansson.h>
 #include <stdint.h>
 
 /* Exit codes (scripts depend on them). */
@@ -31,6 +32,14 @@ int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max,
  * a usage error and returns NULL when it is missing. */
 int cli_is_opt(const char *arg, const char *name);
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name);
+
+/* --json (run, embed, check): the command prints one JSON document on stdout instead of its text;
+ * errors stay one line on stderr, and a command that fails prints no document. cli_json_print
+ * writes doc on one line (floats with 9 significant digits: a float32 reads back exactly), takes it over and
+ * returns CLI_OK, or CLI_RUNTIME when doc is NULL (out of memory) or cannot be written.
+ * cli_json_real: a number, or null for NaN and infinities (JSON has neither). */
+int cli_json_print(json_t *doc);
+json_t *cli_json_real(double v);
 
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
@@ -79,7 +88,7 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_cmd_run, cli_cmd_plan, cli_cmd_demo, cli_cmd_embed, cli_cmd_check,
-    cli_cmd_bench, cli_cmd_tokenize;
+    cli_cmd_bench, cli_cmd_tokenize, cli_cmd_version;
 
 /* Text prompts (cmd_tokenize.c): opens DIR's tokenizer.json (a clear error when it is missing)
  * and encodes n texts into packed ids (free with rlx_free) and lens; max_length 0 = no

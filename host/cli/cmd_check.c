@@ -21,15 +21,46 @@ static void print_rows(const rlx__check_report *r, int from, const char *dtype) 
     }
 }
 
+/* --json: every row, with the dtype each ran in: rows [0, bf16_end) are the bf16 kernel pass,
+ * [bf16_end, f32_end) the f32 pass, the model row names its own. */
+static json_t *rows_json(const rlx__check_report *r, int bf16_end, int f32_end) {
+    json_t *rows = json_array();
+    for (int i = 0; i < r->n; i++) {
+        const rlx__check_row *x = &r->rows[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "op", json_string(x->op));
+        json_object_set_new(o, "shape", json_string(x->shape));
+        json_object_set_new(o, "dtype", json_string(i < bf16_end ? "bf16" : i < f32_end ? "f32" : x->dtype));
+        json_object_set_new(o, "pass", json_boolean(x->pass));
+        json_object_set_new(o, "nmse", cli_json_real(x->nmse));
+        if (!strcmp(x->op, "model")) {
+            /* whole model: max|Δ|/max|ref|, min per-position cosine, argmax agreement (fraction) */
+            json_object_set_new(o, "rel_err", cli_json_real(x->max_err));
+            json_object_set_new(o, "min_cosine", cli_json_real(x->extra));
+            json_object_set_new(o, "argmax_agreement", cli_json_real(x->extra2));
+        } else {
+            json_object_set_new(o, "max_err", cli_json_real(x->max_err));
+            json_object_set_new(o, "bound", cli_json_real(x->bound));
+        }
+        if (!x->pass && x->note[0]) json_object_set_new(o, "note", json_string(x->note));
+        json_array_append_new(rows, o);
+    }
+    return rows;
+}
+
 static int cmd_check(int argc, char **argv) {
     const char *model_dir = NULL, *profile_path = NULL;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
-    int fusion_set = 0;
+    int fusion_set = 0, json = 0;
     int64_t tp = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = NULL;
+        if (!strcmp(a, "--json")) {
+            json = 1;
+            continue;
+        }
         if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion") || !strcmp(a, "--profile") ||
              !strcmp(a, "--tp")) &&
             i + 1 < argc)
@@ -102,15 +133,27 @@ static int cmd_check(int argc, char **argv) {
         if ((rc = cli_llama_open(model_dir, &l))) goto out_model;
         have_model = 1;
     }
-    printf("rlx check: device %s (%s)\n", rlx_device_kind_name(dev), desc);
+    json_t *doc = NULL;
+    if (json) {
+        doc = json_object();
+        json_object_set_new(doc, "command", json_string("check"));
+        json_object_set_new(doc, "rlx_version", json_string(rlx_version_string()));
+        json_object_set_new(doc, "device", json_string(rlx_device_kind_name(dev)));
+        json_object_set_new(doc, "device_name", json_string(desc));
+        json_object_set_new(doc, "model", json_string(model_dir ? model_dir : "built-in tiny llama"));
+    } else {
+        printf("rlx check: device %s (%s)\n", rlx_device_kind_name(dev), desc);
+    }
 
     rlx__check_report r = {0};
-    printf("%-11s %-58s %-5s %10s %10s %10s  %s\n", "op", "shape", "dtype", "NMSE", "max err", "bound", "result");
+    if (!json) printf("%-11s %-58s %-5s %10s %10s %10s  %s\n", "op", "shape", "dtype", "NMSE", "max err", "bound", "result");
+    int pass_end[2] = {0, 0};
     const rlx_kdtype dts[2] = {RLX_K_BF16, RLX_K_F32};
     for (int i = 0; i < 2 && rc == CLI_OK; i++) {
         int from = r.n;
         s = rlx__check_kernels(dev, dts[i], 1234 + (uint64_t)i, &r);
-        print_rows(&r, from, dts[i] == RLX_K_F32 ? "f32" : "bf16");
+        pass_end[i] = r.n;
+        if (!json) print_rows(&r, from, dts[i] == RLX_K_F32 ? "f32" : "bf16");
         if (s) rc = cli_status_error(s, "check");
     }
     if (rc == CLI_OK) {
@@ -147,16 +190,26 @@ static int cmd_check(int argc, char **argv) {
         if (!s) s = rlx__check_model(flow, w, &bp, lens, 3, 99, label, &r);
         /* --tp N: the same model as N ranks (one thread each) against the unsharded reference */
         if (!s && tp > 1) s = rlx__check_model_tp(flow, w, &bp, (int)tp, lens, 3, 99, label, &r);
-        print_rows(&r, from, "bf16");
+        if (!json) print_rows(&r, from, "bf16");
         if (s) rc = cli_status_error(s, "check: whole model");
         rlx_flow_destroy(flow);
         if (!have_model) rlx_weights_destroy(w);
     }
 out:
     if (rc == CLI_OK) {
-        printf("%d checks, %d failed\n", r.n, r.failed);
-        if (r.failed) rc = CLI_RUNTIME;
+        if (json) {
+            json_object_set_new(doc, "checks", rows_json(&r, pass_end[0], pass_end[1]));
+            json_object_set_new(doc, "n_checks", json_integer(r.n));
+            json_object_set_new(doc, "failed", json_integer(r.failed));
+            json_object_set_new(doc, "pass", json_boolean(r.failed == 0));
+            rc = cli_json_print(doc);
+            doc = NULL;
+        } else {
+            printf("%d checks, %d failed\n", r.n, r.failed);
+        }
+        if (rc == CLI_OK && r.failed) rc = CLI_RUNTIME;
     }
+    json_decref(doc);
     rlx__check_report_free(&r);
 out_model:
     if (have_model) cli_llama_close(&l);
@@ -175,5 +228,9 @@ const cli_command cli_cmd_check = {
     "  --fusion fused|none    fusion policy (over the profile's)\n"
     "  --profile F.rlx.toml   compile profile\n"
     "  --tp N                 also check the model as N tensor-parallel ranks in this process (N GPUs over\n"
-    "                         NCCL on cuda, N in-process ranks on simt) against the unsharded reference\n",
+    "                         NCCL on cuda, N in-process ranks on simt) against the unsharded reference\n"
+
+    "  --json                 print one JSON document instead of the table: device, device_name, model,\n"
+    "                         checks[] {op, shape, dtype, pass, nmse, max_err, bound | rel_err, min_cosine,\n"
+    "                         argmax_agreement, note}, n_checks, failed, pass (exit 1 still when a check fails)\n",
 };

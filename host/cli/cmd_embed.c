@@ -1,7 +1,7 @@
 /* rlx embed: sentence embeddings from a BERT or NomicBERT checkpoint.
  *
  *   rlx embed --model DIR --tokens 101,2023,102 | --text TEXT [...] [--token-types 0,0,0 ...]
- *             [--pool cls|mean|none] [--normalize] [--out F.npy] [--device auto|cpu|cuda|simt]
+ *             [--pool cls|mean|none] [--normalize] [--out F.npy] [--device auto|cpu|cuda|simt] [--json]
  *
  * Sequences of different lengths are packed, not padded; rlx computes the positions. A
  * sentence-transformers directory's modules.json decides pooling and normalization (as
@@ -92,7 +92,7 @@ static int cmd_embed(int argc, char **argv) {
     const char *model_dir = NULL, *out_path = NULL, *v;
     const char *tok_args[MAX_SEQS], *tt_args[MAX_SEQS];
     int is_text[MAX_SEQS]; /* tok_args[s] is a --text, not ids */
-    int n_seqs = 0, n_tt = 0, n_texts = 0, normalize = -1, pool_given = 0, ignore_modules = 0, truncate = 0;
+    int n_seqs = 0, n_tt = 0, n_texts = 0, normalize = -1, pool_given = 0, ignore_modules = 0, truncate = 0, json = 0;
     rlx_pool pool = RLX_POOL_MEAN;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -129,6 +129,8 @@ static int cmd_embed(int argc, char **argv) {
             normalize = 0;
         } else if (!strcmp(a, "--ignore-modules")) {
             ignore_modules = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
         } else if (cli_is_opt(a, "--out")) {
             if (!(out_path = cli_opt_value(argc, argv, &i, "--out"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--device")) {
@@ -221,13 +223,16 @@ static int cmd_embed(int argc, char **argv) {
         goto out;
     }
     char pool_from[320] = "", norm_from[64] = "";
+    const char *pool_src = "--pool", *norm_src = normalize < 0 ? "default" : "flag"; /* for --json */
     if (!pool_given) {
         if (st.has_pooling) pool = st.pool, snprintf(pool_from, sizeof pool_from, " (from %s)", st.pool_source);
         else snprintf(pool_from, sizeof pool_from, " (default)");
+        pool_src = st.has_pooling ? st.pool_source : "default";
     }
     if (normalize < 0) {
         normalize = st.normalize;
         if (normalize) snprintf(norm_from, sizeof norm_from, " (modules.json: Normalize)");
+        if (normalize) norm_src = "modules.json";
     }
 
     rlx_encoder_recipe_params rp = rlx_encoder_recipe_default_params();
@@ -261,8 +266,46 @@ static int cmd_embed(int argc, char **argv) {
         rc = cli_status_error(s, "prefill");
         goto out;
     }
+    if (out_path) {
+        int64_t shape[2] = {rows, H};
+        if ((s = rlx__npy_write_f32(out_path, emb, 2, shape))) {
+            rc = cli_status_error(s, "--out");
+            goto out;
+        }
+    }
+    const char *arch = cfg.arch == RLX_ENCODER_NOMIC_BERT ? "nomic_bert" : "bert";
+    if (json) {
+        json_t *doc = json_object(), *rows_j = json_array();
+        json_object_set_new(doc, "command", json_string("embed"));
+        json_object_set_new(doc, "rlx_version", json_string(rlx_version_string()));
+        json_object_set_new(doc, "model", json_string(model_dir));
+        json_object_set_new(doc, "arch", json_string(arch));
+        json_object_set_new(doc, "hidden", json_integer(cfg.hidden_size));
+        json_object_set_new(doc, "layers", json_integer(cfg.num_hidden_layers));
+        json_object_set_new(doc, "pool", json_string(rlx_pool_name(pool)));
+        json_object_set_new(doc, "pool_from", json_string(pool_src));
+        json_object_set_new(doc, "normalized", json_boolean(normalize));
+        json_object_set_new(doc, "normalized_from", json_string(norm_src));
+        json_object_set_new(doc, "device", json_string(rlx_device_kind_name(rlx_model_device(model))));
+        json_object_set_new(doc, "tokens", json_integer(total));
+        json_t *lens_j = json_array();
+        for (int q = 0; q < n_seqs; q++) json_array_append_new(lens_j, json_integer(lens[q]));
+        json_object_set_new(doc, "seq_lens", lens_j);
+        json_object_set_new(doc, "ms", cli_json_real(dt * 1e3));
+        json_object_set_new(doc, "shape", json_pack("[II]", (json_int_t)rows, (json_int_t)H));
+        json_object_set_new(doc, "out", out_path ? json_string(out_path) : json_null());
+        /* every row in full: [sequences, hidden], or [tokens, hidden] with --pool none */
+        for (int64_t r = 0; r < rows; r++) {
+            json_t *row = json_array();
+            for (int64_t c = 0; c < H; c++) json_array_append_new(row, cli_json_real(emb[r * H + c]));
+            json_array_append_new(rows_j, row);
+        }
+        json_object_set_new(doc, "embeddings", rows_j);
+        rc = cli_json_print(doc);
+        goto out;
+    }
     printf("rlx embed: %s (%s, hidden %lld, %lld layers), %d sequence%s, %lld tokens, pool %s%s%s%s, device %s, %.1f ms\n", model_dir,
-           cfg.arch == RLX_ENCODER_NOMIC_BERT ? "nomic_bert" : "bert", (long long)cfg.hidden_size, (long long)cfg.num_hidden_layers,
+           arch, (long long)cfg.hidden_size, (long long)cfg.num_hidden_layers,
            n_seqs, n_seqs > 1 ? "s" : "", (long long)total, rlx_pool_name(pool), pool_from, normalize ? ", L2-normalized" : "",
            norm_from, rlx_device_kind_name(rlx_model_device(model)), dt * 1e3);
     /* A short summary: the norm and first values of each row (at most 16 rows). */
@@ -281,11 +324,7 @@ static int cmd_embed(int argc, char **argv) {
         printf("%s]\n", H > 4 ? ", ..." : "");
     }
     if (rows > 16) printf("... %lld more rows\n", (long long)(rows - 16));
-    if (out_path) {
-        int64_t shape[2] = {rows, H};
-        if ((s = rlx__npy_write_f32(out_path, emb, 2, shape))) rc = cli_status_error(s, "--out");
-        else printf("embeddings [%lld, %lld] float32 written to %s\n", (long long)rows, (long long)H, out_path);
-    }
+    if (out_path) printf("embeddings [%lld, %lld] float32 written to %s\n", (long long)rows, (long long)H, out_path);
 out:
     free(emb);
     rlx_session_destroy(sess);
@@ -316,5 +355,8 @@ const cli_command cli_cmd_embed = {
     "  --no-normalize         do not, even when modules.json lists Normalize\n"
     "  --ignore-modules       ignore modules.json and 1_Pooling: the encoder alone (mean pool unless --pool)\n"
     "  --out F.npy            write float32 [sequences, hidden] ([tokens, hidden] with --pool none)\n"
-    "  --device D             auto|cpu|cuda|simt\n",
+    "  --device D             auto|cpu|cuda|simt\n"
+    "  --json                 print one JSON document instead of the text: model, arch, hidden, layers, pool,\n"
+    "                         pool_from, normalized, normalized_from, device, tokens, seq_lens, ms, shape, out,\n"
+    "                         embeddings (every row)\n",
 };

@@ -18,13 +18,22 @@ static int by_logit_desc(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-/* tok (may be NULL): also print each id's decoded text */
-static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokenizer *tok) {
+/* The k largest logits of a row, largest first (ties: smaller id first); *n = min(k, V).
+ * NULL when out of memory. */
+static idx_val *top_k_of(const float *row, int64_t V, int64_t k, int64_t *n) {
     idx_val *all = malloc((size_t)V * sizeof *all);
-    if (!all) return;
+    if (!all) return NULL;
     for (int64_t i = 0; i < V; i++) all[i] = (idx_val){i, row[i]};
     qsort(all, (size_t)V, sizeof *all, by_logit_desc);
-    for (int64_t i = 0; i < k && i < V; i++) {
+    *n = k < V ? k : V;
+    return all;
+}
+
+/* tok (may be NULL): also print each id's decoded text */
+static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokenizer *tok) {
+    idx_val *all = top_k_of(row, V, k, &k);
+    if (!all) return;
+    for (int64_t i = 0; i < k; i++) {
         printf("  %2lld  id %-8lld logit %.6f", (long long)i + 1, (long long)all[i].id, all[i].v);
         char *text = NULL;
         int32_t id = (int32_t)all[i].id;
@@ -41,6 +50,26 @@ static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokeni
         putchar('\n');
     }
     free(all);
+}
+
+/* --json: [{id, logit, text (with a tokenizer)}], or NULL when out of memory. */
+static json_t *top_k_json(const float *row, int64_t V, int64_t k, const rlx_tokenizer *tok) {
+    idx_val *all = top_k_of(row, V, k, &k);
+    json_t *a = all ? json_array() : NULL;
+    for (int64_t i = 0; a && i < k; i++) {
+        json_t *e = json_pack("{sIso}", "id", (json_int_t)all[i].id, "logit", cli_json_real(all[i].v));
+        char *text = NULL;
+        int32_t id = (int32_t)all[i].id;
+        if (e && tok && rlx_tokenizer_decode(tok, &id, 1, 0, &text, NULL) == RLX_OK)
+            json_object_set_new(e, "text", json_string(text));
+        rlx_free(text);
+        if (!e || json_array_append_new(a, e)) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    free(all);
+    return a;
 }
 
 /* --profile FILE, or the model directory's llama32.rlx.toml, or the prefill preset. A bad file
@@ -60,7 +89,7 @@ static int cmd_run(int argc, char **argv) {
     int is_prompt[MAX_SEQS]; /* token_args[s] is a --prompt text, not ids */
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0;
-    int n_seqs = 0, n_prompts = 0, all_logits = 0, truncate = 0;
+    int n_seqs = 0, n_prompts = 0, all_logits = 0, truncate = 0, json = 0;
     int64_t top_k = 5, tp = 1;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -95,6 +124,8 @@ static int cmd_run(int argc, char **argv) {
             if (!(logits_out = cli_opt_value(argc, argv, &i, "--logits-out"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--top-k")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--top-k")) || cli_parse_count("--top-k", v, 0, 1 << 20, &top_k)) return CLI_USAGE;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
         } else {
             return cli_error(CLI_USAGE, "run: unknown option '%s' (rlx run --help lists them)", a);
         }
@@ -207,6 +238,36 @@ static int cmd_run(int argc, char **argv) {
     } else if (!cli_tp_prints(&l)) {
         printf("rlx run: rank %d of %d: %lld tokens, %.1f ms (rank 0 prints the results)\n", l.group.first_rank, l.group.world,
                (long long)total, dt * 1e3);
+    } else if (json) {
+        int64_t shape[2] = {rows, V};
+        if (logits_out && (s = rlx__npy_write_f32(logits_out, logits, 2, shape))) {
+            rc = cli_status_error(s, "--logits-out");
+        } else {
+            json_t *doc = json_object(), *seqs = json_array();
+            json_object_set_new(doc, "command", json_string("run"));
+            json_object_set_new(doc, "rlx_version", json_string(rlx_version_string()));
+            json_object_set_new(doc, "model", json_string(model_dir));
+            json_object_set_new(doc, "device", json_string(rlx_device_kind_name(rlx_model_device(l.model))));
+            json_object_set_new(doc, "tokens", json_integer(total));
+            json_object_set_new(doc, "tp", json_integer(tp));
+            json_object_set_new(doc, "ms", cli_json_real(dt * 1e3));
+            json_object_set_new(doc, "logits_shape", json_pack("[II]", (json_int_t)rows, (json_int_t)V));
+            json_object_set_new(doc, "logits_out", logits_out ? json_string(logits_out) : json_null());
+            int64_t start = 0;
+            for (int q = 0; q < n_seqs && doc; q++) {
+                /* the next-token logits of sequence q: its row, or its last position's with --all-logits */
+                int64_t row = all_logits ? start + lens[q] - 1 : q;
+                json_t *top = top_k_json(logits + row * V, V, top_k, tok);
+                if (!top || json_array_append_new(seqs, json_pack("{sIso}", "tokens", (json_int_t)lens[q], "top_k", top))) {
+                    json_decref(doc);
+                    doc = NULL;
+                }
+                start += lens[q];
+            }
+            if (doc) json_object_set_new(doc, "sequences", seqs);
+            else json_decref(seqs);
+            rc = cli_json_print(doc);
+        }
     } else {
         printf("rlx run: %s, %d sequence%s, %lld tokens, device %s%s, %.1f ms\n", model_dir, n_seqs, n_seqs > 1 ? "s" : "",
                (long long)total, rlx_device_kind_name(rlx_model_device(l.model)), tps, dt * 1e3);
@@ -346,7 +407,9 @@ const cli_command cli_cmd_run = {
     "  --fusion fused|none    fusion policy (over the profile's)\n"
     "  --all-logits           logits at every position, not only the last\n"
     "  --logits-out F.npy     write the logits as float32 .npy ([sequences|tokens, vocab])\n"
-    "  --top-k N              next tokens printed per sequence (default 5)\n",
+    "  --top-k N              next tokens printed per sequence (default 5)\n"
+    "  --json                 print one JSON document instead of the text: model, device, tokens, ms,\n"
+    "                         logits_shape, logits_out, sequences[] {tokens, top_k[] {id, logit, text}}\n",
 };
 
 const cli_command cli_cmd_plan = {

@@ -5,6 +5,7 @@
 #endif
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,15 @@ int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max,
     if (!text || !*text || *end || errno || v < min || v > max)
         return cli_error(CLI_USAGE, "%s: '%s' is not an integer in [%lld, %lld]", opt, text ? text : "", (long long)min, (long long)max);
     *out = v;
+    return CLI_OK;
+}
+
+json_t *cli_json_real(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+int cli_json_print(json_t *doc) {
+    int bad = !doc || json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(9)) != 0;
+    json_decref(doc);
+    if (bad || fputc('\n', stdout) == EOF || fflush(stdout) != 0) return cli_error(CLI_RUNTIME, "--json: could not write the document");
     return CLI_OK;
 }
 
@@ -188,8 +198,8 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name) {
 }
 
 /* Every command, in the order `rlx help` lists them. */
-static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_plan,  &cli_cmd_check,   &cli_cmd_bench,
-                                              &cli_cmd_embed, &cli_cmd_tokenize, &cli_cmd_demo};
+static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_plan,     &cli_cmd_check, &cli_cmd_bench,
+                                              &cli_cmd_embed, &cli_cmd_tokenize, &cli_cmd_demo,  &cli_cmd_version};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static const cli_command *find_command(const char *name) {
@@ -201,7 +211,6 @@ static const cli_command *find_command(const char *name) {
 static void usage(FILE *f) {
     fprintf(f, "usage: rlx <command> [options]      (rlx <command> --help for its options)\n\ncommands:\n");
     for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-9s %s\n", commands[i]->name, commands[i]->summary);
-    fprintf(f, "  %-9s %s\n", "version", "print the library version");
     fprintf(f, "  %-9s %s\n", "help", "this list, or `rlx help <command>`");
     fprintf(f, "\nexit codes: 0 success, 1 model or runtime error, 2 usage error\n");
 }
@@ -213,10 +222,7 @@ int main(int argc, char **argv) {
 #endif
     if (argc < 2) return cli_error(CLI_USAGE, "no command given (rlx help lists them)");
     const char *name = argv[1];
-    if (!strcmp(name, "version") || !strcmp(name, "--version")) {
-        printf("rlx %s\n", rlx_version_string());
-        return CLI_OK;
-    }
+    if (!strcmp(name, "--version")) name = "version";
     if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
         if (argc > 2) {
             const cli_command *c = find_command(argv[2]);

@@ -69,7 +69,9 @@ rlx_status rlx__fail_prefix(rlx_status status, const char *fmt, ...) {
     return status;
 }
 
-const char *rlx_version_string(void) { return "0.1.0"; }
+unsigned rlx_version(void) { return RLX_VERSION; }
+
+const char *rlx_version_string(void) { return RLX_VERSION_STRING; }
 
 /* One table: name and size of every rlx_dtype, in enum order. */
 static const struct {

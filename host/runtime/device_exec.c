@@ -33,6 +33,11 @@ const rlx__device_ops *rlx__device_ops_for(rlx_device_kind kind) {
     }
 }
 
+int rlx_device_compiled(rlx_device_kind kind) {
+    if (kind == RLX_DEVICE_CPU || kind == RLX_DEVICE_AUTO) return 1;
+    return rlx__device_ops_for(kind) != NULL;
+}
+
 /* ---- model ----------------------------------------------------------------------------------------- */
 
 void rlx__dev_model_free(rlx__dev_model *dm) {

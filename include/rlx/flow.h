@@ -165,6 +165,10 @@ typedef enum rlx_device_kind {
 } rlx_device_kind;
 
 RLX_API const char *rlx_device_kind_name(rlx_device_kind kind);
+/* 1 when this build can make models for kind, else 0: cpu and auto always; cuda when the library
+ * was compiled with CUDA (whether a GPU is present is rlx_model_build's to say:
+ * RLX_ERR_NO_DEVICE); simt when the program links the simt test device and installed it. */
+RLX_API int rlx_device_compiled(rlx_device_kind kind);
 
 typedef struct rlx_build_params {
     rlx_device_kind device; /* default RLX_DEVICE_CPU */
@@ -244,6 +248,7 @@ RLX_API rlx_status rlx_session_output_shape(const rlx_session *session, int64_t 
                                             int64_t *cols);
 /* Copies the last prefill's output to host memory (capacity in floats). */
 RLX_API rlx_status rlx_session_output_to_host(rlx_session *session, float *dst, size_t capacity);
+
 
 #ifdef __cplusplus
 }

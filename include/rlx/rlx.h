@@ -15,15 +15,25 @@
 extern "C" {
 #endif
 
-#if defined(RLX_BUILDING_SHARED)
+/* The library is compiled with hidden visibility; RLX_API marks what it exports (librlx.so's
+ * version script, rlx.map, exports exactly the functions these headers declare). For users of
+ * the headers the attribute is harmless. */
+#if defined(__GNUC__) || defined(__clang__)
 #define RLX_API __attribute__((visibility("default")))
 #else
 #define RLX_API
 #endif
 
+/* The version of these headers. This is the one place it is written: CMake reads it from here
+ * for the project, the SONAME (librlx.so.MAJOR), rlxConfigVersion.cmake and rlx.pc. */
 #define RLX_VERSION_MAJOR 0
 #define RLX_VERSION_MINOR 1
 #define RLX_VERSION_PATCH 0
+/* MAJOR·10000 + MINOR·100 + PATCH, comparable with rlx_version(). */
+#define RLX_VERSION (RLX_VERSION_MAJOR * 10000 + RLX_VERSION_MINOR * 100 + RLX_VERSION_PATCH)
+#define RLX__STR2(x) #x
+#define RLX__STR(x) RLX__STR2(x)
+#define RLX_VERSION_STRING RLX__STR(RLX_VERSION_MAJOR) "." RLX__STR(RLX_VERSION_MINOR) "." RLX__STR(RLX_VERSION_PATCH)
 
 /* One table for every status: enum value, short name, message.
  * Values are only ever appended. */
@@ -66,6 +76,11 @@ RLX_API const char *rlx_last_error(void);
 /* Clears the last error of this thread. */
 RLX_API void rlx_clear_error(void);
 
+/* The version of the library that is running, RLX_VERSION's encoding: a program can check
+ * that the librlx.so it loaded is at least the one it was compiled against
+ * (rlx_version() / 10000 == RLX_VERSION_MAJOR, rlx_version() >= RLX_VERSION). */
+RLX_API unsigned rlx_version(void);
+/* The same as text, "0.1.0" (RLX_VERSION_STRING of the library's build). */
 RLX_API const char *rlx_version_string(void);
 
 /* Element types of tensors. Values are only ever appended. rlx computes with F32, F16 and BF16
