@@ -126,6 +126,7 @@ const rlx__device_ops *rlx__cuda_device_ops(void);
 typedef struct rlx__dev_model {
     const rlx__device_ops *ops;
     rlx__device *dev;
+    int ordinal;      /* the device's ordinal (rlx_build_params.cuda_device) */
     rlx__plan plan;
     void **wptr;      /* [n_weights + derived] device copies (NULL for weights no kernel reads) */
     int n_wptr;
@@ -175,6 +176,8 @@ void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s);
 rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream,
                             double *kernel_ms);
 void rlx__dev_graph_stats(const rlx__dev_session *s, rlx__graph_stats *out);
+/* The output where it lives: its buffer and element type (no copy, no synchronization). */
+const void *rlx__dev_output_ptr(const rlx_model *m, const rlx__dev_session *s, rlx_dtype *dtype);
 /* Copies the output to host (synchronizes the stream). */
 rlx_status rlx__dev_output(const rlx_model *m, rlx__dev_session *s, float *dst, int64_t rows, int64_t cols,
                            void *stream);

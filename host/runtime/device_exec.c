@@ -250,6 +250,7 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
     rlx__dev_model *dm = rlx__calloc(1, sizeof *dm, "a device model");
     if (!dm) return RLX_ERR_OUT_OF_MEMORY;
     dm->ops = ops;
+    dm->ordinal = ordinal;
     rlx_status s = ops->open(ordinal, &dm->dev);
     if (s) goto fail;
     if ((s = rlx__plan_build(m, policy, act, &dm->plan))) goto fail;
@@ -632,13 +633,20 @@ out:
     return st;
 }
 
+const void *rlx__dev_output_ptr(const rlx_model *m, const rlx__dev_session *s, rlx_dtype *dtype) {
+    const rlx__dev_model *dm = m->dev;
+    *dtype = dm->plan.output_f32 || dm->plan.act_dtype == RLX_K_F32 ? RLX_DTYPE_F32 : RLX_DTYPE_BF16;
+    return bptr(m, s, dm->plan.output_buf);
+}
+
 rlx_status rlx__dev_output(const rlx_model *m, rlx__dev_session *s, float *dst, int64_t rows, int64_t cols, void *stream) {
     const rlx__dev_model *dm = m->dev;
     size_t n = (size_t)rows * (size_t)cols;
-    const void *src = bptr(m, s, dm->plan.output_buf);
+    rlx_dtype dt;
+    const void *src = rlx__dev_output_ptr(m, s, &dt);
     rlx_status st = dm->ops->bind(dm->dev);
     if (st) return st;
-    if (dm->plan.output_f32 || dm->plan.act_dtype == RLX_K_F32) {
+    if (dt == RLX_DTYPE_F32) {
         st = dm->ops->d2h_sync(dm->dev, dst, src, n * sizeof(float), stream);
     } else {
         uint16_t *h = rlx__malloc(n * sizeof(uint16_t), "the output copy");

@@ -204,6 +204,33 @@ rlx_status rlx_session_output_shape(const rlx_session *s, int64_t *rows, int64_t
     return RLX_OK;
 }
 
+rlx_status rlx_session_output_view(const rlx_session *s, rlx_output_view *out) {
+    if (!s || !out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_view: NULL argument");
+    if (!s->rows) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "no prefill has run on this session");
+    if (s->dev.broken) return rlx__fail(RLX_ERR_SESSION_BROKEN, "rlx_session_output_view: the session is broken by an earlier device fault");
+    rlx_output_view v = {.rows = s->rows, .cols = s->cols, .device = rlx_model_device(s->model), .stream = s->stream};
+    if (s->model->dev) {
+        v.data = rlx__dev_output_ptr(s->model, &s->dev, &v.dtype);
+        v.device_ordinal = s->model->dev->ordinal;
+    } else {
+        v.data = s->output;
+        v.dtype = RLX_DTYPE_F32;
+    }
+    *out = v;
+    return RLX_OK;
+}
+
+rlx_status rlx_session_synchronize(rlx_session *s) {
+    if (!s) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_synchronize: session is NULL");
+    if (!s->model->dev || !s->rows) return RLX_OK; /* CPU prefills return finished; nothing ran yet */
+    const rlx__dev_model *dm = s->model->dev;
+    /* the model's device current first: a NULL stream is that device's default stream */
+    rlx_status st = dm->ops->bind(dm->dev);
+    if (!st) st = dm->ops->sync(dm->dev, s->stream);
+    if (st == RLX_ERR_SESSION_BROKEN) s->dev.broken = 1;
+    return st;
+}
+
 rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacity) {
     if (!s || !dst) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_to_host: NULL argument");
     rlx_status st = output_ready(s, "rlx_session_output_to_host");

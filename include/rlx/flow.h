@@ -249,6 +249,24 @@ RLX_API rlx_status rlx_session_output_shape(const rlx_session *session, int64_t 
 /* Copies the last prefill's output to host memory (capacity in floats). */
 RLX_API rlx_status rlx_session_output_to_host(rlx_session *session, float *dst, size_t capacity);
 
+/* The last prefill's output where it lives, for use without a copy (DLPack, a server's kernels). */
+typedef struct rlx_output_view {
+    const void *data;       /* rows × cols elements, row-major, contiguous; read-only */
+    rlx_dtype dtype;        /* RLX_DTYPE_F32, or RLX_DTYPE_BF16 on bf16 device models */
+    int64_t rows, cols;     /* as rlx_session_output_shape */
+    rlx_device_kind device; /* RLX_DEVICE_CUDA: device memory; CPU and SIMT: host memory */
+    int device_ordinal;     /* CUDA device ordinal (rlx_build_params.cuda_device); 0 elsewhere */
+    void *stream;           /* the stream the prefill was enqueued on: the data is complete once the
+                               work on it is (rlx_session_synchronize waits for it) */
+} rlx_output_view;
+
+/* Fills *out for the last prefill; no copy, no synchronization. The data stays valid and unchanged
+ * until the next prefill on this session or rlx_session_destroy. RLX_ERR_INVALID_ARGUMENT before
+ * any prefill. */
+RLX_API rlx_status rlx_session_output_view(const rlx_session *session, rlx_output_view *out);
+/* Blocks until the work of the last prefill on this session has completed on its stream (device
+ * models); returns at once for CPU models and before any prefill. */
+RLX_API rlx_status rlx_session_synchronize(rlx_session *session);
 
 #ifdef __cplusplus
 }
