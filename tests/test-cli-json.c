@@ -152,7 +152,7 @@ Test(cli_json, embed_json_holds_every_row) {
 
 /* The whole check, in the reverse thread order (ctest's rlx-check-simt-forward runs the table
  * form in the forward order): every row is there with its numbers, and they pass. */
-Test(cli_json, check_json_reports_every_row, .timeout = 300) {
+Test(cli_json, check_json_reports_every_row) {
     cr_assert_eq(rlx_env("RLX_SIMT_ORDER=reverse", "check --device simt --json"), 0, "%s", err_text);
     json_t *doc = parse_stdout("check");
     cr_expect_str_eq(json_string_value(json_object_get(doc, "device")), "simt");
