@@ -3,7 +3,7 @@
 # install it from NVIDIA; without it rlx builds its CPU path only).
 set -euo pipefail
 pkgs=(cmake ninja-build pkg-config gcc g++ libjansson-dev libcriterion-dev libboost-context-dev
-      libtomlplusplus-dev libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev)
+      libtomlplusplus-dev libpcre2-dev libutf8proc-dev clang libclang-rt-14-dev python3 python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,8 @@
 # Quick start, step 2: build and run the whole test suite — a warnings-as-errors build (unit,
 # simt in both thread orders, nvcc compile checks, examples); a Release build (-O3 warns where
 # -O2 does not) in the GPU session's configuration (sm_90a only, no Criterion)
-# with the tests that need no Criterion; then the suite under AddressSanitizer +
+# with the tests that need no Criterion; the Python package's tests in a fresh virtualenv
+# (scripts/test-python.sh; RLX_TEST_PYTHON=0 skips them); then the suite under AddressSanitizer +
 # UndefinedBehaviorSanitizer with a short smoke run of every fuzz target (RLX_TEST_SANITIZE=0
 # skips it, RLX_TEST_RELEASE=0 the Release build).
 set -euo pipefail
@@ -13,6 +14,10 @@ jobs=$(nproc)
 cmake -S . -B build-test -G Ninja -DRLX_WERROR=ON
 cmake --build build-test -j "$jobs"
 (cd build-test && ctest --output-on-failure -j "$jobs")
+# The Python package in a fresh virtualenv against an install of that build (RLX_TEST_PYTHON=0 skips it).
+if [ "${RLX_TEST_PYTHON:-1}" != 0 ]; then
+  scripts/test-python.sh build-test
+fi
 if [ "${RLX_TEST_RELEASE:-1}" != 0 ]; then
   cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DRLX_WERROR=ON -DRLX_CUDA_ARCHS=90a -DRLX_CRITERION=OFF
   cmake --build build-release -j "$jobs"

@@ -16,8 +16,8 @@ extern "C" {
 #endif
 
 /* The library is compiled with hidden visibility; RLX_API marks what it exports (librlx.so's
- * version script, rlx.map, exports exactly the functions these headers declare). For users of
- * the headers the attribute is harmless. */
+ * version script, cmake/librlx.map, exports exactly the functions these headers declare). For
+ * users of the headers the attribute is harmless. */
 #if defined(__GNUC__) || defined(__clang__)
 #define RLX_API __attribute__((visibility("default")))
 #else
@@ -25,7 +25,8 @@ extern "C" {
 #endif
 
 /* The version of these headers. This is the one place it is written: CMake reads it from here
- * for the project, the SONAME (librlx.so.MAJOR), rlxConfigVersion.cmake and rlx.pc. */
+ * for the project, the SONAME (librlx.so.MAJOR.MINOR while MAJOR is 0: a 0.x minor release may
+ * change the ABI; librlx.so.MAJOR after), rlxConfigVersion.cmake and rlx.pc. */
 #define RLX_VERSION_MAJOR 0
 #define RLX_VERSION_MINOR 1
 #define RLX_VERSION_PATCH 0
@@ -76,9 +77,10 @@ RLX_API const char *rlx_last_error(void);
 /* Clears the last error of this thread. */
 RLX_API void rlx_clear_error(void);
 
-/* The version of the library that is running, RLX_VERSION's encoding: a program can check
- * that the librlx.so it loaded is at least the one it was compiled against
- * (rlx_version() / 10000 == RLX_VERSION_MAJOR, rlx_version() >= RLX_VERSION). */
+/* The version of the library that is running, RLX_VERSION's encoding: a program can check that
+ * the librlx.so it loaded has the ABI it was compiled against (rlx_version() / 100 ==
+ * RLX_VERSION / 100 while the major is 0, rlx_version() / 10000 == RLX_VERSION_MAJOR after) and is
+ * at least as new (rlx_version() >= RLX_VERSION). */
 RLX_API unsigned rlx_version(void);
 /* The same as text, "0.1.0" (RLX_VERSION_STRING of the library's build). */
 RLX_API const char *rlx_version_string(void);

@@ -1,0 +1,481 @@
+"""rlx: Python bindings for rlx, the GPU-first transformer prefill runtime.
+
+ctypes over librlx.so (no compiler at install time). The library is found through RLX_LIBRARY,
+a copy bundled in the package, pkg-config's libdir for rlx, or the system loader, in that order.
+
+    import rlx
+    logits = rlx.run("Llama-3.2-1B", [[128000, 791, 6864]])           # numpy [sequences, vocab]
+    emb = rlx.embed("bge-small", [[101, 2023, 102]], normalize=True)   # numpy [sequences, hidden]
+
+    w = rlx.Weights("Llama-3.2-1B")
+    m = rlx.Model.llama(w, batch=4, seq=2048, device="cuda")
+    s = m.session()
+    s.prefill([[1, 2, 3], [4, 5]])
+    s.output()                      # numpy float32, a host copy
+    torch.from_dlpack(s.output_view())   # no copy: the device buffer (valid until the next prefill)
+
+Every rlx failure raises RlxError, whose message is rlx_last_error()'s text.
+"""
+
+import ctypes
+import json
+import os
+
+import numpy as np
+
+from . import _capi
+from ._dlpack import OutputView
+
+__all__ = ["RlxError", "Weights", "Model", "Session", "OutputView", "run", "embed", "version", "devices",
+           "library_path"]
+
+__version__ = "0.1.0"
+
+_lib = _capi.load()
+
+
+class RlxError(RuntimeError):
+    """An rlx call failed. status: the rlx_status value; name: its symbolic name
+    ("RLX_ERR_IO"); message: rlx_last_error()'s text, naming the file, tensor, key or bytes."""
+
+    def __init__(self, status, message):
+        self.status = int(status)
+        self.name = _lib.rlx_status_name(self.status).decode()
+        self.message = message
+        super().__init__("%s: %s" % (self.name, message))
+
+
+def _check(status, what=None):
+    if status != _capi.RLX_OK:
+        msg = _lib.rlx_last_error().decode(errors="replace") or _lib.rlx_status_string(status).decode()
+        raise RlxError(status, "%s: %s" % (what, msg) if what else msg)
+
+
+def _enum(table, value, what):
+    if isinstance(value, int) and value in table.values():
+        return value
+    try:
+        return table[value]
+    except (KeyError, TypeError):
+        raise ValueError("%s: %r is not one of %s" % (what, value, ", ".join(table))) from None
+
+
+def version():
+    """The library's version string, e.g. "0.1.0"."""
+    return _lib.rlx_version_string().decode()
+
+
+def devices():
+    """The devices this librlx.so was built with: ["cpu"] or ["cpu", "cuda"] ("simt", the test
+    device, lives in the rlx command, not in the library)."""
+    return [n for n, k in _capi.DEVICES.items() if k != _capi.DEVICE_AUTO and _lib.rlx_device_compiled(k)]
+
+
+def library_path():
+    """The librlx.so this package loaded."""
+    return _lib.rlx_path
+
+
+def _take_text(ptr):
+    """Text the library allocated (free with rlx_free)."""
+    try:
+        return ctypes.string_at(ptr).decode() if ptr else ""
+    finally:
+        _lib.rlx_free(ptr)
+
+
+# ---- weights ---------------------------------------------------------------------------------------
+
+_NUMPY_OF = {_capi.DTYPE_F32: np.float32, _capi.DTYPE_F16: np.float16, _capi.DTYPE_I32: np.int32}
+
+
+class Weights:
+    """A checkpoint: a Hugging Face model directory (config.json + safetensors, sharded or not)
+    or one .safetensors file, memory-mapped. w["name"] is a numpy copy of one tensor (bf16 comes
+    back as float32)."""
+
+    def __init__(self, path):
+        self._h = ctypes.c_void_p()
+        path = os.fspath(path)
+        opener = _lib.rlx_weights_open if os.path.isdir(path) else _lib.rlx_weights_open_file
+        _check(opener(path.encode(), ctypes.byref(self._h)))
+        self.path = path
+
+    @classmethod
+    def random_llama(cls, config="tiny", seed=0, dtype="bf16"):
+        """Seeded random weights for a built-in Llama shape ("tiny", "llama-3.2-1b", ...), with a
+        config.json: a model to try without a download."""
+        cfg = _capi.LlamaConfig()
+        _check(_lib.rlx_llama_builtin_config(config.encode(), ctypes.byref(cfg)))
+        dt = _enum({"f32": _capi.DTYPE_F32, "f16": _capi.DTYPE_F16, "bf16": _capi.DTYPE_BF16}, dtype, "dtype")
+        self = cls.__new__(cls)
+        self._h = ctypes.c_void_p()
+        _check(_lib.rlx_llama_random_weights(ctypes.byref(cfg), seed, dt, ctypes.byref(self._h)))
+        self.path = None
+        return self
+
+    def _handle(self):
+        if not self._h:
+            raise ValueError("rlx.Weights: closed")
+        return self._h
+
+    def close(self):
+        if getattr(self, "_h", None):
+            _lib.rlx_weights_destroy(self._h)
+            self._h = None
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def config_json(self):
+        """config.json's text, or None."""
+        t = _lib.rlx_weights_config_json(self._handle())
+        return t.decode() if t is not None else None
+
+    @property
+    def config(self):
+        """config.json parsed (a dict), or None."""
+        t = self.config_json
+        return json.loads(t) if t is not None else None
+
+    def __len__(self):
+        return _lib.rlx_weights_count(self._handle())
+
+    def names(self):
+        v = _capi.TensorView()
+        out = []
+        for i in range(len(self)):
+            _check(_lib.rlx_weights_at(self._handle(), i, ctypes.byref(v)))
+            out.append(v.name.decode())
+        return out
+
+    def __contains__(self, name):
+        return name in self.names()
+
+    def __getitem__(self, name):
+        v = _capi.TensorView()
+        status = _lib.rlx_weights_get(self._handle(), name.encode(), ctypes.byref(v))
+        if status != _capi.RLX_OK:
+            msg = _lib.rlx_last_error().decode(errors="replace")
+            raise KeyError(name) if status == _capi.RLX_ERR_MISSING_WEIGHT else RlxError(status, msg)
+        shape = tuple(v.shape[i] for i in range(v.ndim))
+        n = int(np.prod(shape, dtype=np.int64))
+        if v.dtype in _NUMPY_OF:
+            raw = ctypes.string_at(v.data, v.nbytes) if n else b""
+            return np.frombuffer(raw, dtype=_NUMPY_OF[v.dtype]).reshape(shape).copy()
+        if v.dtype == _capi.DTYPE_BF16:
+            out = np.empty(shape, dtype=np.float32)
+            if n:
+                _lib.rlx_convert_to_f32(out.ctypes.data, v.data, v.dtype, n)
+            return out
+        raise RlxError(_capi.RLX_ERR_UNSUPPORTED, "tensor %s: dtype %s has no numpy reading here" %
+                       (name, _lib.rlx_dtype_name(v.dtype).decode()))
+
+
+# ---- models ----------------------------------------------------------------------------------------
+
+def _build_params(device, fusion, precision, cuda_device, threads):
+    bp = _lib.rlx_build_default_params()
+    bp.device = _enum(_capi.DEVICES, device, "device")
+    if fusion is not None:
+        bp.fusion = _enum(_capi.FUSIONS, fusion, "fusion")
+    if precision is not None:
+        bp.precision = _enum(_capi.PRECISIONS, precision, "precision")
+    bp.cuda_device = int(cuda_device)
+    bp.threads = int(threads)
+    return bp
+
+
+class Model:
+    """A built model: immutable, shareable; run it through sessions (Model.session())."""
+
+    def __init__(self):
+        raise TypeError("use rlx.Model.llama(...) or rlx.Model.encoder(...)")
+
+    @classmethod
+    def _from_flow(cls, flow, weights, bp, keep):
+        self = cls.__new__(cls)
+        self._h = ctypes.c_void_p()
+        try:
+            _check(_lib.rlx_model_build(flow, weights._handle(), ctypes.byref(bp), ctypes.byref(self._h)), "building the model")
+        finally:
+            _lib.rlx_flow_destroy(flow)
+        self._keep = keep
+        return self
+
+    @classmethod
+    def llama(cls, weights, batch=1, seq=None, all_logits=False, device="auto", fusion=None, precision=None,
+              profile=None, cuda_device=0, threads=0):
+        """A Llama 3.x causal LM from a checkpoint's config.json, with capacity batch × seq per
+        prefill (seq None: max_position_embeddings, at most 2048). Logits of the last position of
+        each sequence, or of every position with all_logits. profile: a *.rlx.toml path; None
+        takes the checkpoint's llama32.rlx.toml when there is one (as `rlx run` does), else the
+        prefill preset; fusion then applies over it."""
+        bp = _build_params(device, fusion, precision, cuda_device, threads)
+        cfg = _capi.LlamaConfig()
+        text = weights.config_json
+        if text is None:
+            raise RlxError(_capi.RLX_ERR_CONFIG, "the weights have no config.json")
+        _check(_lib.rlx_llama_config_parse(text.encode(), b"config.json", ctypes.byref(cfg)), "reading the config")
+        rp = _lib.rlx_llama_recipe_default_params()
+        if seq is None:
+            seq = min(cfg.max_position_embeddings, 2048)
+        rp.batch, rp.seq, rp.last_token_logits = int(batch), int(seq), 0 if all_logits else 1
+        flow = ctypes.c_void_p()
+        _check(_lib.rlx_llama_flow(ctypes.byref(cfg), ctypes.byref(rp), ctypes.byref(flow)), "assembling the flow")
+        prof = _capi.Profile()
+        if profile is not None:
+            st = _lib.rlx_profile_load(os.fsencode(profile), ctypes.byref(prof))
+        else:
+            st = _lib.rlx_profile_near(weights._handle(), b"llama32", ctypes.byref(prof))
+        if st != _capi.RLX_OK:
+            _lib.rlx_flow_destroy(flow)
+            _check(st, "profile")
+        if fusion is not None:
+            prof.fusion_policy = bp.fusion  # the argument wins over the file, as --fusion does
+        bp.profile = ctypes.pointer(prof)
+        m = cls._from_flow(flow, weights, bp, (prof,))
+        m.vocab_size = cfg.vocab_size
+        return m
+
+    @classmethod
+    def encoder(cls, weights, batch=1, seq=None, pool="mean", normalize=False, device="auto", fusion=None,
+                precision=None, cuda_device=0, threads=0):
+        """A BERT or NomicBERT encoder from a checkpoint's config.json: pooled embeddings
+        [sequences, hidden] (pool "cls" or "mean"), or every token's [tokens, hidden] ("none").
+        Capacity batch × seq (seq None: max_position_embeddings, at most 2048)."""
+        bp = _build_params(device, fusion, precision, cuda_device, threads)
+        pool = _enum(_capi.POOLS, pool, "pool")
+        cfg = _capi.EncoderConfig()
+        _check(_lib.rlx_encoder_config_from_weights(weights._handle(), None, ctypes.byref(cfg)), "reading the config")
+        rp = _lib.rlx_encoder_recipe_default_params()
+        if seq is None:
+            seq = min(cfg.max_position_embeddings, 2048)
+        rp.batch, rp.seq, rp.pool = int(batch), int(seq), pool
+        rp.normalize = 1 if normalize else 0
+        flow = ctypes.c_void_p()
+        _check(_lib.rlx_encoder_flow(ctypes.byref(cfg), ctypes.byref(rp), ctypes.byref(flow)), "assembling the flow")
+        m = cls._from_flow(flow, weights, bp, ())
+        m.vocab_size = cfg.vocab_size
+        m.type_vocab_size = cfg.type_vocab_size
+        return m
+
+    def _handle(self):
+        if not self._h:
+            raise ValueError("rlx.Model: closed")
+        return self._h
+
+    def close(self):
+        if getattr(self, "_h", None):
+            _lib.rlx_model_destroy(self._h)
+            self._h = None
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def device(self):
+        """"cpu" or "cuda" (auto resolved)."""
+        return _lib.rlx_device_kind_name(_lib.rlx_model_device(self._handle())).decode()
+
+    @property
+    def device_name(self):
+        return _lib.rlx_model_device_name(self._handle()).decode()
+
+    @property
+    def output_width(self):
+        return _lib.rlx_model_output_width(self._handle())
+
+    @property
+    def max_tokens(self):
+        return _lib.rlx_model_max_tokens(self._handle())
+
+    @property
+    def max_sequences(self):
+        return _lib.rlx_model_max_sequences(self._handle())
+
+    def plan(self):
+        """The kernel plan as text (rlx plan's)."""
+        p = ctypes.c_void_p()
+        _check(_lib.rlx_model_format_plan(self._handle(), ctypes.byref(p)))
+        return _take_text(p)
+
+    def session(self):
+        return Session(self)
+
+
+# ---- sessions --------------------------------------------------------------------------------------
+
+def _pack(seqs, what):
+    """A list of sequences (each a list or 1-D array of ids), or one 1-D sequence, packed:
+    (int32 array, int64 lengths)."""
+    if isinstance(seqs, np.ndarray) and seqs.ndim == 1 or (len(seqs) and np.isscalar(seqs[0])):
+        seqs = [seqs]
+    parts = []
+    for i, s in enumerate(seqs):
+        a = np.asarray(s)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError("%s: sequence %d is not a non-empty list of ids" % (what, i))
+        if a.dtype.kind not in "iu":
+            raise ValueError("%s: sequence %d holds %s, not integer ids" % (what, i, a.dtype))
+        if a.min() < 0 or a.max() > 2**31 - 1:
+            raise ValueError("%s: sequence %d has an id outside [0, 2^31)" % (what, i))
+        parts.append(a.astype(np.int32))
+    if not parts:
+        raise ValueError("%s: no sequences" % what)
+    return np.ascontiguousarray(np.concatenate(parts)), np.array([len(p) for p in parts], dtype=np.int64)
+
+
+class Session:
+    """Per-request state of a model: run prefills, read outputs. Not for concurrent use; make one
+    session per thread (a model serves many)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._h = ctypes.c_void_p()
+        self._generation = 0
+        self._exports = 0  # DLPack tensors alive that alias this session's output
+        self._closing = False
+        _check(_lib.rlx_session_create(model._handle(), ctypes.byref(self._h)))
+
+    def _handle(self):
+        if not self._h or self._closing:
+            raise ValueError("rlx.Session: closed")
+        return self._h
+
+    def close(self):
+        """Frees the session; while a DLPack export of its output is alive, only once that
+        export is released."""
+        if getattr(self, "_h", None):
+            if self._exports:
+                self._closing = True
+                return
+            _lib.rlx_session_destroy(self._h)
+            self._h = None
+
+    def _export_acquired(self):
+        self._exports += 1
+
+    def _export_released(self):
+        self._exports -= 1
+        if not self._exports and self._closing:
+            self._closing = False
+            self.close()
+
+    __del__ = close
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def prefill(self, tokens, token_types=None, stream=None):
+        """Runs one prefill. tokens: a list of sequences (lists or 1-D arrays of ids), packed one
+        after another, or one sequence. token_types: the same shape (encoders with a token-type
+        table). stream: a cudaStream_t as an int (e.g. torch.cuda.current_stream().cuda_stream)
+        for cuda models; None is the default stream. Device work is only enqueued; output()
+        waits for it, output_view() does not. Returns self."""
+        ids, lens = _pack(tokens, "tokens")
+        p_ids = ids.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        p_lens = lens.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+        st = ctypes.c_void_p(stream) if stream else None
+        if token_types is None:
+            status = _lib.rlx_session_prefill(self._handle(), p_ids, len(ids), p_lens, len(lens), st)
+        else:
+            tt, tt_lens = _pack(token_types, "token_types")
+            if not np.array_equal(tt_lens, lens):
+                raise ValueError("token_types: lengths %s differ from the tokens' %s" % (tt_lens.tolist(), lens.tolist()))
+            named = _capi.NamedIds(b"token_type_ids", tt.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), len(tt))
+            batch = _capi.PrefillBatch(p_ids, len(ids), p_lens, len(lens), ctypes.pointer(named), 1)
+            status = _lib.rlx_session_prefill_ex(self._handle(), ctypes.byref(batch), st)
+        self._generation += 1
+        _check(status, "prefill")
+        self.seq_lens = lens
+        return self
+
+    @property
+    def output_shape(self):
+        r, c = ctypes.c_int64(), ctypes.c_int64()
+        _check(_lib.rlx_session_output_shape(self._handle(), ctypes.byref(r), ctypes.byref(c)))
+        return (r.value, c.value)
+
+    def output(self):
+        """The last prefill's output as a new numpy float32 array [rows, cols] (waits for the
+        device)."""
+        rows, cols = self.output_shape
+        out = np.empty((rows, cols), dtype=np.float32)
+        _check(_lib.rlx_session_output_to_host(self._handle(), out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                               out.size))
+        return out
+
+    def output_view(self):
+        """The last prefill's output where it lives, without a copy, for DLPack consumers
+        (torch.from_dlpack, numpy.from_dlpack for CPU models). It aliases the session's buffer:
+        the next prefill on this session overwrites it (the view then refuses to export)."""
+        v = _capi.OutputView()
+        _check(_lib.rlx_session_output_view(self._handle(), ctypes.byref(v)))
+        return OutputView(self, v, self._generation)
+
+    def synchronize(self):
+        """Waits for the last prefill's device work (nothing to wait for on the CPU)."""
+        _check(_lib.rlx_session_synchronize(self._handle()))
+
+    def __call__(self, tokens, token_types=None):
+        """prefill, then output()."""
+        return self.prefill(tokens, token_types).output()
+
+
+# ---- one-call forms --------------------------------------------------------------------------------
+
+def run(model_dir, tokens, all_logits=False, device="auto", fusion=None, profile=None):
+    """What `rlx run --model DIR --tokens ... [--all-logits] --logits-out F` computes: the logits
+    as float32 [sequences, vocab] (last positions), or [tokens, vocab] with all_logits. The model
+    is built with exactly the prompts' capacity."""
+    ids, lens = _pack(tokens, "tokens")
+    seqs = np.split(ids, np.cumsum(lens)[:-1])
+    with Weights(model_dir) as w:
+        with Model.llama(w, batch=len(lens), seq=int(lens.max()), all_logits=all_logits, device=device, fusion=fusion,
+                         profile=profile) as m:
+            with m.session() as s:
+                return s(seqs)
+
+
+def _pooling_from_dir(model_dir):
+    """sentence-transformers: DIR/1_Pooling/config.json names the pooling (as `rlx embed`)."""
+    path = os.path.join(model_dir, "1_Pooling", "config.json")
+    if not os.path.exists(path):
+        return "mean"
+    with open(path) as f:
+        cfg = json.load(f)
+    modes = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
+    on = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True]
+    if len(on) != 1 or on[0] not in modes:
+        raise RlxError(_capi.RLX_ERR_UNSUPPORTED, "%s: pooling %s is not one rlx implements (cls or mean); pass pool='cls' or 'mean'" %
+                       (path, " and ".join(on) or "none"))
+    return modes[on[0]]
+
+
+def embed(model_dir, tokens, token_types=None, pool=None, normalize=False, device="auto"):
+    """What `rlx embed --model DIR --tokens ... [--pool P] [--normalize] --out F` computes:
+    float32 [sequences, hidden] (pool "none": [tokens, hidden]). pool None: the directory's
+    1_Pooling/config.json, else mean."""
+    ids, lens = _pack(tokens, "tokens")
+    seqs = np.split(ids, np.cumsum(lens)[:-1])
+    if pool is None:
+        pool = _pooling_from_dir(os.fspath(model_dir))
+    with Weights(model_dir) as w:
+        with Model.encoder(w, batch=len(lens), seq=int(lens.max()), pool=pool, normalize=normalize, device=device) as m:
+            with m.session() as s:
+                return s(seqs, token_types)
