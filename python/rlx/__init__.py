@@ -26,8 +26,8 @@ import numpy as np
 from . import _capi
 from ._dlpack import OutputView
 
-__all__ = ["RlxError", "Weights", "Model", "Session", "OutputView", "run", "embed", "version", "devices",
-           "library_path"]
+__all__ = ["RlxError", "Weights", "Model", "Session", "OutputView", "run", "embed", "sentence_transformers",
+           "version", "devices", "library_path"]
 
 __version__ = "0.1.0"
 
@@ -452,30 +452,35 @@ def run(model_dir, tokens, all_logits=False, device="auto", fusion=None, profile
                 return s(seqs)
 
 
-def _pooling_from_dir(model_dir):
-    """sentence-transformers: DIR/1_Pooling/config.json names the pooling (as `rlx embed`)."""
-    path = os.path.join(model_dir, "1_Pooling", "config.json")
-    if not os.path.exists(path):
-        return "mean"
-    with open(path) as f:
-        cfg = json.load(f)
-    modes = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
-    on = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True]
-    if len(on) != 1 or on[0] not in modes:
-        raise RlxError(_capi.RLX_ERR_UNSUPPORTED, "%s: pooling %s is not one rlx implements (cls or mean); pass pool='cls' or 'mean'" %
-                       (path, " and ".join(on) or "none"))
-    return modes[on[0]]
+def sentence_transformers(model_dir):
+    """What a sentence-transformers directory's modules.json (or a lone 1_Pooling/config.json)
+    asks for, as `rlx embed` reads it: {"transformer_path", "pool" (None: no Pooling module),
+    "pool_source", "normalize"}. A module rlx cannot run raises RlxError naming it."""
+    st = _capi.StPipeline()
+    _check(_lib.rlx_sentence_transformers_read(os.fsencode(model_dir), ctypes.byref(st)),
+           "reading the sentence-transformers modules")
+    names = {v: k for k, v in _capi.POOLS.items()}
+    return {"transformer_path": st.transformer_path.decode(), "pool": names[st.pool] if st.has_pooling else None,
+            "pool_source": st.pool_source.decode() if st.has_pooling else None, "normalize": bool(st.normalize)}
 
 
-def embed(model_dir, tokens, token_types=None, pool=None, normalize=False, device="auto"):
-    """What `rlx embed --model DIR --tokens ... [--pool P] [--normalize] --out F` computes:
-    float32 [sequences, hidden] (pool "none": [tokens, hidden]). pool None: the directory's
-    1_Pooling/config.json, else mean."""
+def embed(model_dir, tokens, token_types=None, pool=None, normalize=None, device="auto", ignore_modules=False):
+    """What `rlx embed --model DIR --tokens ... --out F` computes: float32 [sequences, hidden]
+    (pool "none": [tokens, hidden]). As the command does, a sentence-transformers directory's
+    modules.json picks the encoder's folder, the pooling (pool None) and the L2 normalization
+    (normalize None), unless ignore_modules; without one, mean pooling and no normalization."""
     ids, lens = _pack(tokens, "tokens")
     seqs = np.split(ids, np.cumsum(lens)[:-1])
+    model_dir = os.fspath(model_dir)
+    st = {"transformer_path": "", "pool": None, "normalize": False}
+    if not ignore_modules:
+        st = sentence_transformers(model_dir)
     if pool is None:
-        pool = _pooling_from_dir(os.fspath(model_dir))
-    with Weights(model_dir) as w:
+        pool = st["pool"] or "mean"
+    if normalize is None:
+        normalize = st["normalize"]
+    weights_dir = os.path.join(model_dir, st["transformer_path"]) if st["transformer_path"] else model_dir
+    with Weights(weights_dir) as w:
         with Model.encoder(w, batch=len(lens), seq=int(lens.max()), pool=pool, normalize=normalize, device=device) as m:
             with m.session() as s:
                 return s(seqs, token_types)

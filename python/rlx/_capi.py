@@ -91,6 +91,11 @@ class EncoderConfig(ctypes.Structure):  # rlx_encoder_config (encoder.h)
                 ("mlp_fc2_bias", ctypes.c_int), ("prefix", ctypes.c_char * 64)]
 
 
+class StPipeline(ctypes.Structure):  # rlx_st_pipeline (encoder.h)
+    _fields_ = [("has_modules", ctypes.c_int), ("transformer_path", ctypes.c_char * 256), ("has_pooling", ctypes.c_int),
+                ("pool", c_enum), ("pool_source", ctypes.c_char * 256), ("normalize", ctypes.c_int)]
+
+
 class EncoderRecipeParams(ctypes.Structure):  # rlx_encoder_recipe_params (encoder.h)
     _fields_ = [("batch", ctypes.c_int64), ("seq", ctypes.c_int64), ("pool", c_enum), ("normalize", ctypes.c_int)]
 
@@ -125,7 +130,7 @@ CONSTANTS = {"RLX_OK": RLX_OK, "RLX_ERR_INVALID_ARGUMENT": RLX_ERR_INVALID_ARGUM
 # The structs the ABI check holds to the headers: ctypes class -> C type name.
 STRUCTS = {RopeParams: "rlx_rope_params", LlamaConfig: "rlx_llama_config", LlamaRecipeParams: "rlx_llama_recipe_params",
            Profile: "rlx_profile", BuildParams: "rlx_build_params", TensorView: "rlx_tensor_view",
-           EncoderConfig: "rlx_encoder_config", EncoderRecipeParams: "rlx_encoder_recipe_params",
+           EncoderConfig: "rlx_encoder_config", StPipeline: "rlx_st_pipeline", EncoderRecipeParams: "rlx_encoder_recipe_params",
            NamedIds: "rlx_named_ids", PrefillBatch: "rlx_prefill_batch", OutputView: "rlx_output_view"}
 
 P = ctypes.POINTER
@@ -182,6 +187,7 @@ FUNCTIONS = {
     "rlx_profile_near": (c_status, [vp, ctypes.c_char_p, P(Profile)]),
     # encoder.h
     "rlx_encoder_config_from_weights": (c_status, [vp, ctypes.c_char_p, P(EncoderConfig)]),
+    "rlx_sentence_transformers_read": (c_status, [ctypes.c_char_p, P(StPipeline)]),
     "rlx_encoder_recipe_default_params": (EncoderRecipeParams, []),
     "rlx_encoder_flow": (c_status, [P(EncoderConfig), P(EncoderRecipeParams), P(vp)]),
     "rlx_session_prefill_ex": (c_status, [vp, P(PrefillBatch), vp]),

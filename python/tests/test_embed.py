@@ -54,3 +54,28 @@ def test_embed_normalized_and_against_transformers(fixtures, cli, tmp_path):
     unit = rlx.embed(d, seqs, token_types=types, pool="mean", normalize=True, device="cpu")
     assert np.allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)
     assert np.array_equal(unit, cli_embed(cli, d, seqs, types, "mean", tmp_path, normalize=True))
+
+
+def test_sentence_transformers_directory_as_the_cli_reads_it(fixtures, cli, tmp_path):
+    """No pool or normalize given: modules.json decides, for the package as for `rlx embed`, and
+    the result is what SentenceTransformer.encode computed."""
+    import json
+    d = os.path.join(fixtures, "bert", "st_legacy_bert_f32")
+    st = rlx.sentence_transformers(d)
+    assert st["pool"] in ("cls", "mean") and st["pool_source"]
+    with open(os.path.join(d, "inputs.json")) as f:
+        inputs = json.load(f)
+    ids, mask = np.array(inputs["input_ids"]), np.array(inputs["attention_mask"])
+    seqs = [row[m == 1].tolist() for row, m in zip(ids, mask)]
+    out = tmp_path / "st.npy"
+    args = ["embed", "--model", d, "--device", "cpu", "--out", out]
+    for s in seqs:
+        args += ["--tokens", ids_arg(s)]
+    cli(*args)
+    got = rlx.embed(d, seqs, device="cpu")
+    assert np.array_equal(got, np.load(out))
+    ref = np.load(os.path.join(d, "sentence_embedding.npy"))
+    assert got.shape == ref.shape and np.abs(got - ref).max() / np.abs(ref).max() <= 1e-4
+    assert st["normalize"] == bool(np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5))
+    raw = rlx.embed(d, seqs, device="cpu", ignore_modules=True)  # the encoder alone: mean, unnormalized
+    assert np.array_equal(raw, rlx.embed(d, seqs, device="cpu", pool="mean", normalize=False))
