@@ -5,7 +5,7 @@ mirrored constant its value, and the library exports every function the package 
 loads under the package's ABI check. Standard library only (no numpy), so ctest runs it in every
 build: a header change that breaks the package fails here.
 
-  check_python_abi.py CC INCLUDE_DIR LIBRLX_SO
+  check_python_abi.py CC INCLUDE_DIR LIBRLX_SO|-
 """
 import ctypes
 import importlib.util
@@ -61,14 +61,15 @@ for line in filter(None, out):
         if capi.CONSTANTS[rest[0]] != int(rest[1]):
             fail.append("%s is %s in C, %d in the mirror" % (rest[0], rest[1], capi.CONSTANTS[rest[0]]))
 
-os.environ["RLX_LIBRARY"] = lib
-try:
-    capi.load()
-except ImportError as e:
-    fail.append(str(e))
+if lib != "-":  # "-": a sanitized build, whose library python cannot load
+    os.environ["RLX_LIBRARY"] = lib
+    try:
+        capi.load()
+    except ImportError as e:
+        fail.append(str(e))
 
 for f in fail:
     print("FAIL:", f)
-print("python ABI: %d structs, %d fields, %d constants, %d functions checked, %d failed" %
-      (len(capi.STRUCTS), n_fields, len(capi.CONSTANTS), len(capi.FUNCTIONS), len(fail)))
+print("python ABI: %d structs, %d fields, %d constants, %s functions checked, %d failed" %
+      (len(capi.STRUCTS), n_fields, len(capi.CONSTANTS), len(capi.FUNCTIONS) if lib != "-" else "no", len(fail)))
 sys.exit(1 if fail else 0)
