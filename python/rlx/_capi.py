@@ -68,7 +68,8 @@ class Profile(ctypes.Structure):  # struct rlx_profile (profile.h)
     _fields_ = [("source", ctypes.c_char * RLX_PROFILE_SOURCE_MAX), ("fusion_policy", c_enum), ("target", c_enum),
                 ("assert_clean", ctypes.c_int), ("dce", ctypes.c_int), ("constant_folding", ctypes.c_int),
                 ("verbose", ctypes.c_int), ("compute", c_enum), ("mixed", c_enum),
-                ("attention_block_q", ctypes.c_int), ("gemm_workspace_mb", ctypes.c_int), ("cuda_graphs", ctypes.c_int)]
+                ("attention_block_q", ctypes.c_int), ("gemm_workspace_mb", ctypes.c_int), ("cuda_graphs", ctypes.c_int),
+                ("gemm_autotune", ctypes.c_int), ("prune_last_layer", ctypes.c_int)]
 
 
 class BuildParams(ctypes.Structure):  # rlx_build_params (flow.h)
