@@ -409,7 +409,7 @@ const cli_command cli_cmd_run = {
     "  --logits-out F.npy     write the logits as float32 .npy ([sequences|tokens, vocab])\n"
     "  --top-k N              next tokens printed per sequence (default 5)\n"
     "  --json                 print one JSON document instead of the text: model, device, tokens, ms,\n"
-    "                         logits_shape, logits_out, sequences[] {tokens, top_k[] {id, logit, text}}\n",
+    "                         tp, logits_shape, logits_out, sequences[] {tokens, top_k[] {id, logit, text}}\n",
 };
 
 const cli_command cli_cmd_plan = {
