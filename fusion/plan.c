@@ -347,7 +347,8 @@ static void emit_pattern(planner *pl, const pattern *pt) {
         const int64_t K = m->list.values[pt->x].cols;
         int gamma = pt->norm >= 0 ? stage_w(m, pt->norm, 0) : -1;
         int w = add_dweight(pl, src, pt->n_lin, gamma, rows, K);
-        int packed = add_buf(pl, RLX__ROWS_TOKENS, rows, 0);
+        /* as many rows as the GEMM's input: one per token, or one per sequence in a pruned last layer */
+        int packed = add_buf(pl, m->list.values[pt->x].rows, rows, 0);
         rlx__kernel *g = add_kernel(pl, RLX__K_GEMM, S(pl, pt->lin[0]));
         if (!g) return;
         g->in[0] = pt->x;

@@ -91,6 +91,11 @@ static void expect_bitwise(const rlx_llama_config *c, const rlx_weights *w, rlx_
         int gathers = 0;
         for (int i = 0; i < p->n; i++) gathers += p->k[i].kind == RLX__K_LAST_TOKEN;
         cr_expect_eq(gathers, 2, "%s: %d last_token kernels", what, gathers);
+        /* every GEMM has as many rows as its input (a packed GEMM of the pruned layer included) */
+        for (int i = 0; i < p->n; i++)
+            if (p->k[i].kind == RLX__K_GEMM)
+                cr_expect_eq(p->buf[p->k[i].out].rows, p->buf[p->k[i].in[0]].rows, "%s: GEMM %d (%s) rows %d, input rows %d",
+                             what, i, p->k[i].st->name, (int)p->buf[p->k[i].out].rows, (int)p->buf[p->k[i].in[0]].rows);
     }
     free(a);
     free(b);
