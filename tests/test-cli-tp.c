@@ -133,9 +133,24 @@ Test(cli_tp, bench_tp_table_on_the_cpu, .timeout = 120) {
     free(dir);
 }
 
+Test(cli_tp, plan_of_one_rank) {
+    char a[1200];
+    snprintf(a, sizeof a, "plan --model %s --seq 16 --tp 4 --rank 3", fixture("gqa_tied_f32"));
+    cr_assert_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(out_text, "tp: rank 3 of 4") &&
+                  strstr(out_text, "1 of 4 query heads, 1 of 2 kv heads, replicated"),
+              "%s", out_text);
+    cr_expect(strstr(out_text, "all_reduce") && strstr(out_text, "[4 tp ranks]") &&
+                  strstr(out_text, "clean: no standalone"),
+              "%s", out_text);
+    snprintf(a, sizeof a, "plan --model %s --tp 2 --rank 2", fixture("gqa_tied_f32"));
+    cr_expect_eq(rlx(a), 2);
+    expect_one_line_error();
+}
+
 Test(cli_tp, usage_lists_tp) {
-    const char *cmds[] = {"run", "check", "bench"};
-    for (int i = 0; i < 3; i++) {
+    const char *cmds[] = {"run", "check", "bench", "plan"};
+    for (int i = 0; i < 4; i++) {
         char a[64];
         snprintf(a, sizeof a, "%s --help", cmds[i]);
         cr_expect_eq(rlx(a), 0);

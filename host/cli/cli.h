@@ -55,6 +55,8 @@ typedef struct cli_llama {
     int plan_only;              /* build for `rlx plan`: nothing prepared, nothing runs */
     int tp;                     /* set before cli_llama_build: tensor-parallel ranks (0 or 1: none) */
     rlx__tp_group group;        /* tp > 1: the ranks (model is rank r[0]'s, owned by the group) */
+    int plan_rank;              /* plan_only with tp > 1: the rank whose plan is built */
+    rlx_comm **plan_comms;      /* its in-process group (a plan needs only the rank and world size) */
 } cli_llama;
 /* --fusion fused|none */
 int cli_parse_fusion(const char *text, rlx_fusion_policy *out);

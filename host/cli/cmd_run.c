@@ -311,13 +311,17 @@ static void print_unused(const rlx_model *m, const rlx_weights *w) {
 
 static int cmd_plan(int argc, char **argv) {
     const char *model_dir = NULL, *profile_path = NULL, *v;
-    int64_t batch = 1, seq = 0;
+    int64_t batch = 1, seq = 0, tp = 1, rank = 0;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0, assert_clean = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_opt(a, "--model")) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--tp")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--tp")) || cli_parse_tp(v, &tp)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--rank")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--rank")) || cli_parse_count("--rank", v, 0, 1023, &rank)) return CLI_USAGE;
         } else if (cli_is_opt(a, "--batch")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--batch")) || cli_parse_count("--batch", v, 1, 1 << 16, &batch)) return CLI_USAGE;
         } else if (cli_is_opt(a, "--seq")) {
@@ -334,9 +338,12 @@ static int cmd_plan(int argc, char **argv) {
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "plan: --model DIR is required");
+    if (rank >= tp) return cli_error(CLI_USAGE, "plan: --rank %lld of --tp %lld (ranks are 0..tp-1)", (long long)rank, (long long)tp);
     cli_llama l;
     int rc = cli_llama_open(model_dir, &l);
     if (rc) return rc;
+    l.tp = (int)tp;
+    l.plan_rank = (int)rank;
     if (!seq) seq = l.cfg.max_position_embeddings < 2048 ? l.cfg.max_position_embeddings : 2048;
     if (seq > l.cfg.max_position_embeddings) {
         cli_llama_close(&l);
@@ -423,5 +430,7 @@ const cli_command cli_cmd_plan = {
     "  --seq S                tokens per sequence of the capacity (default: max_position_embeddings, at most 2048)\n"
     "  --profile F.rlx.toml   compile profile\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"
-    "  --assert-clean         fail (exit 1) when a norm, rope or add runs as a pass of its own\n",
+    "  --assert-clean         fail (exit 1) when a norm, rope or add runs as a pass of its own\n"
+    "  --tp N                 the plan of one of N tensor-parallel ranks (its heads, columns, collectives)\n"
+    "  --rank R               which rank's plan with --tp (default 0)\n",
 };

@@ -141,6 +141,14 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
     bp.device = dev;
     bp.profile = l->profile;
     bp.plan_only = l->plan_only;
+    if (l->tp > 1 && l->plan_only) {
+        /* one rank's plan: it needs only its rank and the world size, so in-process communicators do */
+        if (!(l->plan_comms = calloc((size_t)l->tp, sizeof *l->plan_comms))) return cli_error(CLI_RUNTIME, "out of memory");
+        if ((s = rlx_comm_local_group(l->tp, NULL, l->plan_comms))) return cli_status_error(s, "--tp");
+        bp.comm = l->plan_comms[l->plan_rank];
+        if ((s = rlx_model_build(l->flow, l->weights, &bp, &l->model))) return cli_status_error(s, "building the model");
+        return CLI_OK;
+    }
     if (l->tp > 1) {
         s = cli_tp_from_env(l->tp) ? rlx__tp_group_create_env(l->flow, l->weights, &bp, NULL, &l->group)
                                    : rlx__tp_group_create(l->flow, l->weights, &bp, l->tp, NULL, &l->group);
@@ -174,8 +182,10 @@ rlx_status cli_llama_output(cli_llama *l, float **logits, int64_t *rows, int64_t
 
 void cli_llama_close(cli_llama *l) {
     rlx_session_destroy(l->session);
-    if (l->tp > 1) rlx__tp_group_free(&l->group); /* the ranks' models with it */
+    if (l->tp > 1 && !l->plan_only) rlx__tp_group_free(&l->group); /* the ranks' models with it */
     else rlx_model_destroy(l->model);
+    for (int i = 0; l->plan_comms && i < l->tp; i++) rlx_comm_destroy(l->plan_comms[i]);
+    free(l->plan_comms);
     rlx_flow_destroy(l->flow);
     rlx_weights_destroy(l->weights);
     memset(l, 0, sizeof *l);
