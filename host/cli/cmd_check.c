@@ -1,7 +1,10 @@
 /* rlx check: validates an install — every kernel on random awkward shapes and a whole model on the
- * device, against the CPU reference, with the bounds of NUMERICS.md. Exit 1 on any failure. */
+ * device, against the CPU reference. Kernels: the bounds of NUMERICS.md; the whole model (a LLaMA,
+ * BERT or NomicBERT directory, or a built-in tiny LLaMA): the error budget of docs/numerics.md,
+ * printed with the row. Exit 1 on any failure. */
 #include "tools/check.h"
 #include "cli/cli.h"
+#include "rlx/encoder.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +14,18 @@ static void print_rows(const rlx__check_report *r, int from, const char *dtype) 
     for (int i = from; i < r->n; i++) {
         const rlx__check_row *x = &r->rows[i];
         if (!strcmp(x->op, "model")) {
-            printf("%-11s %-58s %-5s %10.3e %10.3e  cos>=%.3f argmax %5.1f%%  %s\n", x->op, x->shape, x->dtype, x->nmse,
-                   x->max_err, x->extra, 100 * x->extra2, x->pass ? "pass" : "FAIL");
+            printf("%-11s %s\n", x->op, x->shape);
+            printf("            %-17s min cosine %.6f (1-cos %.3g <= %.3g), max|d|/max|ref| %.3g <= %.3g", x->dtype, x->min_cos,
+                   1 - x->min_cos, 1 - x->cos_bound, x->rel, x->rel_bound);
+            if (x->argmax)
+                printf(", argmax %lld/%lld at decisive positions (of %lld)", (long long)x->agree, (long long)x->decisive, (long long)x->rows);
+            printf("  %s\n", x->pass ? "pass" : "FAIL");
+            if (x->naive_cos < 1 || x->naive_rel > 0)
+                printf("            bound: 2 x the same model run naively in %s on the CPU (its worst 1-cos %.3g, max|d|/max|ref| %.3g), "
+                       "%lld layers\n",
+                       x->dtype, 1 - x->naive_cos, x->naive_rel, (long long)x->layers);
+            else
+                printf("            bound: the %s accumulation floor of %lld layers (docs/numerics.md)\n", x->dtype, (long long)x->layers);
         } else {
             printf("%-11s %-58s %-5s %10.3e %10.3e %10.1e  %s\n", x->op, x->shape, dtype, x->nmse, x->max_err, x->bound,
                    x->pass ? "pass" : "FAIL");
@@ -22,7 +35,7 @@ static void print_rows(const rlx__check_report *r, int from, const char *dtype) 
 }
 
 /* --json: every row, with the dtype each ran in: rows [0, bf16_end) are the bf16 kernel pass,
- * [bf16_end, f32_end) the f32 pass, the model row names its own. */
+ * [bf16_end, f32_end) the f32 pass, the model rows name their own. */
 static json_t *rows_json(const rlx__check_report *r, int bf16_end, int f32_end) {
     json_t *rows = json_array();
     for (int i = 0; i < r->n; i++) {
@@ -34,10 +47,21 @@ static json_t *rows_json(const rlx__check_report *r, int bf16_end, int f32_end) 
         json_object_set_new(o, "pass", json_boolean(x->pass));
         json_object_set_new(o, "nmse", cli_json_real(x->nmse));
         if (!strcmp(x->op, "model")) {
-            /* whole model: max|Δ|/max|ref|, min per-position cosine, argmax agreement (fraction) */
-            json_object_set_new(o, "rel_err", cli_json_real(x->max_err));
-            json_object_set_new(o, "min_cosine", cli_json_real(x->extra));
-            json_object_set_new(o, "argmax_agreement", cli_json_real(x->extra2));
+            /* whole model (docs/numerics.md): max|Δ|/max|ref| and the worst per-position cosine with
+             * the bounds applied, the naive emulation's own errors they came from, and the argmax
+             * agreement over the decisive positions (fraction; 1 when there are none) */
+            json_object_set_new(o, "layers", json_integer(x->layers));
+            json_object_set_new(o, "rel_err", cli_json_real(x->rel));
+            json_object_set_new(o, "rel_err_bound", cli_json_real(x->rel_bound));
+            json_object_set_new(o, "min_cosine", cli_json_real(x->min_cos));
+            json_object_set_new(o, "min_cosine_bound", cli_json_real(x->cos_bound));
+            json_object_set_new(o, "naive_min_cosine", cli_json_real(x->naive_cos));
+            json_object_set_new(o, "naive_rel_err", cli_json_real(x->naive_rel));
+            if (x->argmax) {
+                json_object_set_new(o, "argmax_agreement", cli_json_real(x->decisive ? (double)x->agree / (double)x->decisive : 1.0));
+                json_object_set_new(o, "decisive_positions", json_integer(x->decisive));
+                json_object_set_new(o, "positions", json_integer(x->rows));
+            }
         } else {
             json_object_set_new(o, "max_err", cli_json_real(x->max_err));
             json_object_set_new(o, "bound", cli_json_real(x->bound));
@@ -48,41 +72,105 @@ static json_t *rows_json(const rlx__check_report *r, int bf16_end, int f32_end) 
     return rows;
 }
 
+/* The whole model to check: DIR's (LLaMA or encoder) or the built-in tiny LLaMA. Opened before
+ * the kernel checks run, so a wrong --model fails in a second, not after minutes. */
+typedef struct check_target {
+    rlx_weights *w;
+    rlx_flow *flow;
+    char label[1200];
+    int64_t lens[3];
+    rlx__model_check mc;
+} check_target;
+
+static void target_close(check_target *t) {
+    rlx_flow_destroy(t->flow);
+    rlx_weights_destroy(t->w);
+    memset(t, 0, sizeof *t);
+}
+
+static int target_open(const char *model_dir, check_target *t) {
+    memset(t, 0, sizeof *t);
+    rlx_status s = RLX_OK;
+    t->lens[0] = 33, t->lens[1] = 1, t->lens[2] = 17;
+    t->mc = (rlx__model_check){.lens = t->lens, .n_seqs = 3, .seed = 99, .label = t->label, .argmax = 1};
+    if (model_dir && (s = rlx_weights_open(model_dir, &t->w))) return cli_status_error(s, "loading the model");
+    if (model_dir && rlx_config_is_encoder(rlx_weights_config_json(t->w))) {
+        rlx_encoder_config cfg;
+        if ((s = rlx_encoder_config_from_weights(t->w, NULL, &cfg))) {
+            target_close(t);
+            return cli_status_error(s, "reading the config");
+        }
+        for (int q = 0; q < 3; q++)
+            if (t->lens[q] > cfg.max_position_embeddings) t->lens[q] = cfg.max_position_embeddings;
+        rlx_encoder_recipe_params rp = rlx_encoder_recipe_default_params();
+        rp.batch = 3;
+        rp.seq = t->lens[0];
+        rp.pool = RLX_POOL_NONE; /* every position's hidden state */
+        s = rlx_encoder_flow(&cfg, &rp, &t->flow);
+        t->mc.argmax = 0;
+        t->mc.type_vocab = cfg.type_vocab_size;
+        snprintf(t->label, sizeof t->label, "%s (%s, hidden states)", model_dir, cfg.arch == RLX_ENCODER_NOMIC_BERT ? "nomic_bert" : "bert");
+    } else {
+        rlx_llama_config cfg;
+        if (model_dir) {
+            char src[1100];
+            snprintf(src, sizeof src, "%s/config.json", model_dir);
+            if (!rlx_weights_config_json(t->w)) {
+                target_close(t);
+                return cli_error(CLI_RUNTIME, "%s: missing", src);
+            }
+            if ((s = rlx_llama_config_parse(rlx_weights_config_json(t->w), src, &cfg))) {
+                target_close(t);
+                return cli_status_error(s, "reading the config");
+            }
+            snprintf(t->label, sizeof t->label, "%s (llama, all-position logits)", model_dir);
+        } else {
+            s = rlx_llama_builtin_config("tiny", &cfg);
+            if (!s) s = rlx_llama_random_weights(&cfg, 42, RLX_DTYPE_BF16, &t->w);
+            snprintf(t->label, sizeof t->label, "built-in tiny llama (all-position logits)");
+        }
+        for (int q = 0; q < 3 && !s; q++)
+            if (t->lens[q] > cfg.max_position_embeddings) t->lens[q] = cfg.max_position_embeddings;
+        rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+        rp.batch = 3;
+        rp.seq = t->lens[0];
+        rp.last_token_logits = 0;
+        if (!s) s = rlx_llama_flow(&cfg, &rp, &t->flow);
+    }
+    if (s) {
+        target_close(t);
+        return cli_status_error(s, "check: assembling the model");
+    }
+    t->mc.flow = t->flow, t->mc.w = t->w;
+    return CLI_OK;
+}
+
 static int cmd_check(int argc, char **argv) {
-    const char *model_dir = NULL, *profile_path = NULL;
+    const char *model_dir = NULL, *profile_path = NULL, *v;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0, json = 0;
     int64_t tp = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char *v = NULL;
         if (!strcmp(a, "--json")) {
             json = 1;
-            continue;
-        }
-        if ((!strcmp(a, "--model") || !strcmp(a, "--device") || !strcmp(a, "--fusion") || !strcmp(a, "--profile") ||
-             !strcmp(a, "--tp")) &&
-            i + 1 < argc)
-            v = argv[++i];
-        else if (!strncmp(a, "--tp=", 5)) v = a + 5, a = "--tp";
-        else if (!strncmp(a, "--model=", 8)) v = a + 8, a = "--model";
-        else if (!strncmp(a, "--profile=", 10)) v = a + 10, a = "--profile";
-        else if (!strncmp(a, "--device=", 9)) v = a + 9, a = "--device";
-        else if (!strncmp(a, "--fusion=", 9)) v = a + 9, a = "--fusion";
-        else return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (rlx check --help lists them)", a);
-        if (!strcmp(a, "--model")) model_dir = v;
-        else if (!strcmp(a, "--profile")) profile_path = v;
-        else if (!strcmp(a, "--device")) {
-            if (cli_parse_device(v, &dev)) return CLI_USAGE;
-            if (dev == RLX_DEVICE_CPU) return cli_error(CLI_USAGE, "check: --device must be a device (cuda or simt): the CPU is the reference");
-        } else if (!strcmp(a, "--fusion")) {
-            if (cli_parse_fusion(v, &fusion)) return CLI_USAGE;
-            fusion_set = 1;
-        } else if (!strcmp(a, "--tp")) {
-            if (cli_parse_tp(v, &tp)) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--tp")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--tp")) || cli_parse_tp(v, &tp)) return CLI_USAGE;
             if (tp > 1 && cli_tp_from_env(tp))
                 return cli_error(CLI_USAGE, "check: --tp runs every rank in this process; unset RLX_WORLD_SIZE/WORLD_SIZE");
+        } else if (cli_is_opt(a, "--model")) {
+            if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--profile")) {
+            if (!(profile_path = cli_opt_value(argc, argv, &i, "--profile"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--device")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
+            if (dev == RLX_DEVICE_CPU) return cli_error(CLI_USAGE, "check: --device must be a device (cuda or simt): the CPU is the reference");
+        } else if (cli_is_opt(a, "--fusion")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
+            fusion_set = 1;
+        } else {
+            return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (rlx check --help lists them)", a);
         }
     }
     rlx_profile profile;
@@ -91,10 +179,6 @@ static int cmd_check(int argc, char **argv) {
         if (ps) return cli_error(ps == RLX_ERR_OUT_OF_MEMORY ? CLI_RUNTIME : CLI_USAGE, "--profile: %s", rlx_last_error());
         if (fusion_set) profile.fusion_policy = fusion;
     }
-    cli_llama l;
-    memset(&l, 0, sizeof l);
-    int have_model = 0;
-    int rc = CLI_OK;
     if (dev == RLX_DEVICE_AUTO) {
         /* The GPU when one opens, else the simt test device, and the user is told why: a broken
          * CUDA install must not "pass" on the CPU emulator unnoticed. --device cuda never falls
@@ -115,24 +199,16 @@ static int cmd_check(int argc, char **argv) {
         rlx_clear_error();
     }
     const rlx__device_ops *ops = rlx__device_ops_for(dev);
+    if (!ops) return cli_error(CLI_RUNTIME, "check: device '%s' is not available in this build", rlx_device_kind_name(dev));
     rlx__device *d = NULL;
-    rlx_status s = RLX_OK;
-    if (!ops) {
-        rc = cli_error(CLI_RUNTIME, "check: device '%s' is not available in this build", rlx_device_kind_name(dev));
-        goto out_model;
-    }
-    if ((s = ops->open(0, &d))) {
-        rc = cli_status_error(s, "check");
-        goto out_model;
-    }
+    rlx_status s = ops->open(0, &d);
+    if (s) return cli_status_error(s, "check");
     char desc[300];
     snprintf(desc, sizeof desc, "%s", ops->describe(d));
     ops->close(d);
-    /* The model before the kernel checks: a wrong --model fails in a second, not after minutes. */
-    if (model_dir) {
-        if ((rc = cli_llama_open(model_dir, &l))) goto out_model;
-        have_model = 1;
-    }
+    check_target t;
+    int rc = target_open(model_dir, &t);
+    if (rc) return rc;
     json_t *doc = NULL;
     if (json) {
         doc = json_object();
@@ -157,45 +233,21 @@ static int cmd_check(int argc, char **argv) {
         if (s) rc = cli_status_error(s, "check");
     }
     if (rc == CLI_OK) {
-        rlx_llama_config cfg;
-        rlx_weights *w = NULL;
-        rlx_flow *flow = NULL;
-        char label[160];
-        if (have_model) {
-            w = l.weights;
-            cfg = l.cfg;
-            snprintf(label, sizeof label, "%s", model_dir);
-        } else {
-            s = rlx_llama_builtin_config("tiny", &cfg);
-            if (!s) s = rlx_llama_random_weights(&cfg, 42, RLX_DTYPE_BF16, &w);
-            if (s) {
-                rc = cli_status_error(s, "check");
-                goto out;
-            }
-            snprintf(label, sizeof label, "built-in tiny llama");
-        }
-        int64_t lens[3] = {33, 1, 17};
-        for (int q = 0; q < 3; q++)
-            if (lens[q] > cfg.max_position_embeddings) lens[q] = cfg.max_position_embeddings;
-        rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
-        rp.batch = 3;
-        rp.seq = lens[0];
-        rp.last_token_logits = 0;
-        s = rlx_llama_flow(&cfg, &rp, &flow);
         rlx_build_params bp = rlx_build_default_params();
         bp.device = dev;
         bp.fusion = fusion;
         if (profile_path) bp.profile = &profile; /* its fusion policy, --fusion applied over it */
+        t.mc.dev = &bp;
         int from = r.n;
-        if (!s) s = rlx__check_model(flow, w, &bp, lens, 3, 99, label, &r);
+        s = rlx__check_model_ex(&t.mc, &r);
         /* --tp N: the same model as N ranks (one thread each) against the unsharded reference */
-        if (!s && tp > 1) s = rlx__check_model_tp(flow, w, &bp, (int)tp, lens, 3, 99, label, &r);
-        if (!json) print_rows(&r, from, "bf16");
+        if (!s && tp > 1) {
+            t.mc.tp = (int)tp;
+            s = rlx__check_model_ex(&t.mc, &r);
+        }
+        if (!json) print_rows(&r, from, "");
         if (s) rc = cli_status_error(s, "check: whole model");
-        rlx_flow_destroy(flow);
-        if (!have_model) rlx_weights_destroy(w);
     }
-out:
     if (rc == CLI_OK) {
         if (json) {
             json_object_set_new(doc, "checks", rows_json(&r, pass_end[0], pass_end[1]));
@@ -211,8 +263,7 @@ out:
     }
     json_decref(doc);
     rlx__check_report_free(&r);
-out_model:
-    if (have_model) cli_llama_close(&l);
+    target_close(&t);
     return rc;
 }
 
@@ -222,15 +273,16 @@ const cli_command cli_cmd_check = {
     .summary = "every kernel and a whole model on the device against the CPU reference",
     .usage =
     "usage: rlx check [--model DIR] [options]\n"
-    "  --model DIR            also check this model end to end (default: kernels and a built-in model)\n"
+    "  --model DIR            also check this model end to end: LLaMA (logits) or BERT/NomicBERT (hidden states)\n"
+    "                         (default: kernels and a built-in tiny LLaMA)\n"
     "  --device cuda|simt     device to check (default: cuda when it opens, else simt, saying why;\n"
     "                         --device cuda never falls back)\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"
     "  --profile F.rlx.toml   compile profile\n"
     "  --tp N                 also check the model as N tensor-parallel ranks in this process (N GPUs over\n"
     "                         NCCL on cuda, N in-process ranks on simt) against the unsharded reference\n"
-
     "  --json                 print one JSON document instead of the table: device, device_name, model,\n"
-    "                         checks[] {op, shape, dtype, pass, nmse, max_err, bound | rel_err, min_cosine,\n"
-    "                         argmax_agreement, note}, n_checks, failed, pass (exit 1 still when a check fails)\n",
+    "                         checks[] {op, shape, dtype, pass, nmse, max_err, bound | layers, rel_err, rel_err_bound,\n"
+    "                         min_cosine, min_cosine_bound, naive_min_cosine, naive_rel_err, argmax_agreement,\n"
+    "                         decisive_positions, positions, note}, n_checks, failed, pass (exit 1 still when a check fails)\n",
 };

@@ -228,6 +228,16 @@ static rlx_status parse_root(const char *src, const json_t *root, rlx_encoder_co
     return s ? s : rlx_encoder_config_validate(c, src);
 }
 
+int rlx_config_is_encoder(const char *json_text) {
+    if (!json_text) return 0;
+    json_error_t err;
+    json_t *root = json_loads(json_text, JSON_DECODE_ANY, &err);
+    const json_t *mt = json_is_object(root) ? json_object_get(root, "model_type") : NULL;
+    int yes = json_is_string(mt) && (!strcmp(json_string_value(mt), "bert") || !strcmp(json_string_value(mt), "nomic_bert"));
+    json_decref(root);
+    return yes;
+}
+
 rlx_status rlx_encoder_config_parse(const char *json_text, const char *source, rlx_encoder_config *out) {
     const char *src = source ? source : "config.json";
     if (!json_text || !out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_encoder_config_parse: NULL argument");

@@ -104,6 +104,24 @@ void rlx__slist_remove_stages(rlx__slist *l, const unsigned char *keep) {
     l->n_stages = n;
 }
 
+void rlx__slist_residual_stream(const rlx__slist *l, unsigned char *res) {
+    memset(res, 0, (size_t)l->n_values);
+    for (int i = 0; i < l->n_stages; i++) {
+        const rlx__stage *st = &l->stages[i];
+        if (st->op != RLX__OP_ADD) continue;
+        for (int j = 0; j < 2; j++) {
+            int p = l->values[st->in[j]].producer;
+            if (p >= 0 && l->stages[p].op == RLX__OP_EMBED) res[st->in[j]] = 1;
+        }
+    }
+    /* stages are in order: a residual operand is marked before its add is reached */
+    for (int i = 0; i < l->n_stages; i++) {
+        const rlx__stage *st = &l->stages[i];
+        if ((st->op == RLX__OP_ADD && (res[st->in[0]] || res[st->in[1]])) || (st->op == RLX__OP_LAST_TOKEN && res[st->in[0]]))
+            res[st->out[0]] = 1;
+    }
+}
+
 rlx_status rlx__slist_copy_values(rlx__slist *dst, const rlx__slist *src) {
     memset(dst, 0, sizeof *dst);
     for (int i = 0; i < src->n_values; i++) {

@@ -109,6 +109,12 @@ int rlx__slist_add_stage(rlx__slist *l, const rlx__stage *st);
 rlx_status rlx__slist_format(const rlx__slist *l, char **text);
 /* Drops every stage i with keep[i] == 0 (order kept, producers renumbered); values stay. */
 void rlx__slist_remove_stages(rlx__slist *l, const unsigned char *keep);
+/* The residual stream of a pre-norm network: res[v] = 1 for the token embedding when a residual
+ * add reads it, every add with a residual operand, and the last-token rows of a residual value.
+ * precision.mixed = "auto" keeps exactly these values in f32 on a device (the planner), and the
+ * CPU reference's precision emulation leaves them unrounded; post-LN encoders have none (their
+ * stream is a norm's output). res has n_values entries. */
+void rlx__slist_residual_stream(const rlx__slist *l, unsigned char *res);
 
 /* ---- builder state ------------------------------------------------------------------------ */
 
@@ -186,6 +192,10 @@ struct rlx_model {
     struct rlx_comm *comm; /* tensor parallelism (rlx/dist.h): this rank's communicator, else NULL */
     int tp_rank, tp_size;  /* 0 and 1 without tensor parallelism */
     int pruned_stages;    /* stages passes.prune_last_layer moved onto one row per sequence */
+    /* CPU models only, set by rlx__cpu_emulate (rlx check's error budget): round every stage
+     * output to bf16 except the values marked in emul_keep (weights were rounded once) */
+    int emul_bf16;
+    unsigned char *emul_keep; /* [n_values] or NULL */
 };
 
 /* A session's reference (runtime/build.c); rlx_model_destroy drops one, the last frees. */

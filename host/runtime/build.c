@@ -395,6 +395,7 @@ static void model_free(rlx_model *m) {
     free(m->pass_log);
     for (int i = 0; i < m->n_unused; i++) free(m->unused[i]);
     free(m->unused);
+    free(m->emul_keep);
     free(m);
 }
 

@@ -191,6 +191,23 @@ static double now_ms(void) {
     return 1e3 * (double)ts.tv_sec + 1e-6 * (double)ts.tv_nsec;
 }
 
+static void round_bf16(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = rlx_bf16_to_f32(rlx_f32_to_bf16(x[i]));
+}
+
+rlx_status rlx__cpu_emulate(rlx_model *m, int bf16, int f32_residual) {
+    if (!m || m->device != RLX_DEVICE_CPU || m->plan_only)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx__cpu_emulate: needs a built CPU model");
+    if (!bf16) return RLX_OK; /* f32 is the reference itself */
+    for (int i = 0; i < m->n_weights; i++) round_bf16(m->weights[i].f32, m->weights[i].numel);
+    if (f32_residual) {
+        if (!(m->emul_keep = rlx__malloc((size_t)m->list.n_values + 1, "the emulation's residual mask"))) return RLX_ERR_OUT_OF_MEMORY;
+        rlx__slist_residual_stream(&m->list, m->emul_keep);
+    }
+    m->emul_bf16 = 1;
+    return RLX_OK;
+}
+
 rlx_status rlx__cpu_run(const rlx_model *m, const rlx__batch *b, float **out, int64_t *out_rows, int64_t *out_cols) {
     return rlx__cpu_run_timed(m, b, out, out_rows, out_cols, NULL);
 }
@@ -275,6 +292,12 @@ rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **o
         }
         if (s && (st->op == RLX__OP_ALL_REDUCE || st->op == RLX__OP_ALL_GATHER))
             s = rlx__fail_prefix(s, "stage %s", st->name);
+        if (m->emul_bf16 && s == RLX_OK)
+            for (int k = 0; k < st->n_out; k++) {
+                const int v = st->out[k];
+                if (l->values[v].dtype != RLX_DTYPE_F32 || !buf[v] || (m->emul_keep && m->emul_keep[v])) continue;
+                round_bf16(buf[v], (size_t)value_rows(&l->values[v], b) * (size_t)l->values[v].cols);
+            }
         if (stage_ms) stage_ms[i] = now_ms() - t0;
         for (int k = 0; k < st->n_in; k++) {
             int v = st->in[k];

@@ -18,6 +18,12 @@ rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **o
                               int64_t *cols, double *stage_ms);
 
 
+/* Turns a built CPU model into an emulation of a device precision: bf16 (the only one that
+ * changes anything) rounds every weight once now and every stage output as it is produced, except
+ * the residual stream when f32_residual (precision.mixed = "auto"). Its error against the plain
+ * f32 reference is what `rlx check` budgets a device with (tools/check.c). */
+rlx_status rlx__cpu_emulate(rlx_model *m, int bf16, int f32_residual);
+
 /* CPU reference primitives (plain f32 loops, outputs first). Exposed for the op tests and as
  * the oracle of the device kernels. */
 void rlx__ref_rms_norm(float *y, const float *x, const float *gamma, int64_t rows, int64_t cols,

@@ -141,6 +141,9 @@ RLX_API rlx_status rlx_encoder_config_parse(const char *json_text, const char *s
  * "<dir>/config.json". */
 RLX_API rlx_status rlx_encoder_config_from_weights(const rlx_weights *w, const char *source,
                                                    rlx_encoder_config *out);
+/* 1 when config.json text names an encoder rlx runs (model_type "bert" or "nomic_bert"), else 0
+ * (NULL, malformed, or another model type); records no error. */
+RLX_API int rlx_config_is_encoder(const char *json_text);
 /* Refuses inconsistent or implausible configs with a message naming the key. */
 RLX_API rlx_status rlx_encoder_config_validate(const rlx_encoder_config *cfg, const char *source);
 

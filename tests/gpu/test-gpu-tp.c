@@ -32,8 +32,8 @@ static void check_rows(const rlx__check_report *r, const char *what) {
     for (int i = 0; i < r->n; i++) {
         const rlx__check_row *x = &r->rows[i];
         char line[512];
-        snprintf(line, sizeof line, "%s: %s: cos>=%.5f, max|d|/max|ref| %.3g, argmax %.1f%% %s", what, x->shape,
-                 x->extra, x->max_err, 100 * x->extra2, x->note);
+        snprintf(line, sizeof line, "%s: %s: min cosine %.6f (bound %.6f), max|d|/max|ref| %.3g (bound %.3g), argmax %lld/%lld decisive %s",
+                 what, x->shape, x->min_cos, x->cos_bound, x->max_err, x->rel_bound, (long long)x->agree, (long long)x->decisive, x->note);
         expect(x->pass, line);
     }
 }

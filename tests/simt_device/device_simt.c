@@ -1,6 +1,7 @@
 /* simt device: host memory for device memory, a reference GEMM with the cuBLASLt descriptor's
  * semantics (f32 accumulation, epilogue bias, beta·C, one rounding to the output type), and the
- * rlx_simt_* launchers (the kernels/ sources compiled through the simt harness). */
+ * rlx_simt_* launchers (the kernels/ sources compiled through the simt harness), each behind a
+ * thin wrapper that can plant a numerical error in its output (rlx_simt_device_plant_error). */
 #include "runtime/device.h"
 #include "rlx_simt_device.h"
 #include "rlx/weights.h"
@@ -92,6 +93,161 @@ static rlx_status not_in_capture(const char *what) {
 static rlx_status sbind(rlx__device *d) {
     current_ordinal = d->ordinal;
     return RLX_OK;
+}
+
+/* ---- planted numerical errors: a wrong kernel, on purpose ------------------------------------- */
+
+static char plant_kernel[32];
+static double plant_rel;
+static uint64_t plant_launch;
+
+void rlx_simt_device_plant_error(const char *kernel, double rel) {
+    pthread_mutex_lock(&ctl_lock);
+    snprintf(plant_kernel, sizeof plant_kernel, "%s", kernel && rel != 0 ? kernel : "");
+    plant_rel = kernel ? rel : 0;
+    plant_launch = 0;
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+static uint64_t plant_hash(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* After a launch of `kernel`: when it is the planted one, every element of its output [rows, cols]
+ * (row stride ld) becomes y·(1 ± rel), the sign a hash of the element and the launch. */
+static void plant(const char *kernel, void *y, int dtype_f32, int64_t rows, int64_t cols, int64_t ld) {
+    pthread_mutex_lock(&ctl_lock);
+    const int on = plant_kernel[0] && !strcmp(plant_kernel, kernel);
+    const double rel = plant_rel;
+    const uint64_t launch = on ? plant_launch++ : 0;
+    pthread_mutex_unlock(&ctl_lock);
+    if (!on || !y) return;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            const int64_t i = r * ld + c;
+            const float f = (plant_hash(((uint64_t)i << 20) ^ launch ^ 0x5eedull) & 1) ? (float)(1 + rel) : (float)(1 - rel);
+            if (dtype_f32) ((float *)y)[i] *= f;
+            else ((uint16_t *)y)[i] = rlx_f32_to_bf16(rlx_bf16_to_f32(((uint16_t *)y)[i]) * f);
+        }
+}
+
+#define F32(dt) ((dt) == RLX_K_F32)
+static int64_t n_tokens(const int32_t *seq_start, int64_t n_seqs) { return seq_start[n_seqs]; }
+
+static int p_embed(void *y, const int32_t *t, const void *tab, int64_t T, int64_t H, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_embed(y, t, tab, T, H, dt, st);
+    if (!c) plant("embed", y, F32(dt), T, H, H);
+    return c;
+}
+static int p_rms_norm(void *y, const void *x, const void *g, int64_t rows, int64_t cols, float eps, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_rms_norm(y, x, g, rows, cols, eps, dt, st);
+    if (!c) plant("rms_norm", y, F32(dt), rows, cols, cols);
+    return c;
+}
+static int p_rope(void *y, const void *x, const float *ct, const float *stt, const int32_t *pos, int64_t T, int64_t heads,
+                  int64_t D, int64_t ld, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_rope(y, x, ct, stt, pos, T, heads, D, ld, dt, st);
+    if (!c) plant("rope", y, F32(dt), T, heads * D, ld);
+    return c;
+}
+static int p_attention(void *o, const void *q, const void *k, const void *v, const int32_t *ss, int64_t n_seqs, int64_t max_len,
+                       int64_t heads, int64_t kv, int64_t D, int64_t ldq, int64_t ldkv, int64_t ldo, int causal, float scale,
+                       rlx_kdtype dt, void *st) {
+    int c = rlx_simt_attention(o, q, k, v, ss, n_seqs, max_len, heads, kv, D, ldq, ldkv, ldo, causal, scale, dt, st);
+    if (!c) plant("attention", o, F32(dt), n_tokens(ss, n_seqs), heads * D, ldo);
+    return c;
+}
+static int p_add(void *y, const void *a, const void *b, int64_t n, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_add(y, a, b, n, dt, st);
+    if (!c) plant("add", y, F32(dt), 1, n, n);
+    return c;
+}
+static int p_silu_mul(void *y, const void *g, const void *u, int64_t rows, int64_t cols, int64_t ldg, int64_t ldu, rlx_kdtype dt,
+                      void *st) {
+    int c = rlx_simt_silu_mul(y, g, u, rows, cols, ldg, ldu, dt, st);
+    if (!c) plant("silu_mul", y, F32(dt), rows, cols, cols);
+    return c;
+}
+static int p_last_token(void *y, const void *x, const int32_t *ss, int64_t n, int64_t cols, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_last_token(y, x, ss, n, cols, dt, st);
+    if (!c) plant("last_token", y, F32(dt), n, cols, cols);
+    return c;
+}
+static int p_last_token_rms_norm(void *y, const void *x, const void *g, const int32_t *ss, int64_t n, int64_t cols, float eps,
+                                 rlx_kdtype dt, void *st) {
+    int c = rlx_simt_last_token_rms_norm(y, x, g, ss, n, cols, eps, dt, st);
+    if (!c) plant("last_token_rms_norm", y, F32(dt), n, cols, cols);
+    return c;
+}
+static int p_flash_attention(void *o, const void *qkv, const float *rs, const float *ct, const float *stt, const int32_t *pos,
+                             const int32_t *ss, int64_t n_seqs, int64_t max_len, int64_t heads, int64_t kv, int64_t D, int64_t ld,
+                             int64_t ldo, int causal, int rope, float scale, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_flash_attention(o, qkv, rs, ct, stt, pos, ss, n_seqs, max_len, heads, kv, D, ld, ldo, causal, rope, scale, dt, st);
+    if (!c) plant("flash_attention", o, F32(dt), n_tokens(ss, n_seqs), heads * D, ldo);
+    return c;
+}
+static int p_rope_attention(void *o, const void *qkv, const float *rs, const float *ct, const float *stt, const int32_t *pos,
+                            const int32_t *ss, int64_t n_seqs, int64_t max_len, int64_t heads, int64_t kv, int64_t D, int64_t ld,
+                            int64_t ldo, int causal, int rope, float scale, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_rope_attention(o, qkv, rs, ct, stt, pos, ss, n_seqs, max_len, heads, kv, D, ld, ldo, causal, rope, scale, dt, st);
+    if (!c) plant("rope_attention", o, F32(dt), n_tokens(ss, n_seqs), heads * D, ldo);
+    return c;
+}
+static int p_rms_rowscale(float *s, const void *x, int64_t rows, int64_t cols, float eps, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_rms_rowscale(s, x, rows, cols, eps, dt, st);
+    if (!c) plant("rms_rowscale", s, 1, 1, rows, rows);
+    return c;
+}
+static int p_add_rowscale(void *y, float *s, const void *a, const void *b, int64_t rows, int64_t cols, float eps, rlx_kdtype dt,
+                          void *st) {
+    int c = rlx_simt_add_rowscale(y, s, a, b, rows, cols, eps, dt, st);
+    if (!c) plant("add_rowscale", y, F32(dt), rows, cols, cols);
+    return c;
+}
+static int p_embed_rowscale(void *y, float *s, const int32_t *t, const void *tab, int64_t T, int64_t H, float eps, rlx_kdtype dt,
+                            void *st) {
+    int c = rlx_simt_embed_rowscale(y, s, t, tab, T, H, eps, dt, st);
+    if (!c) plant("embed_rowscale", y, F32(dt), T, H, H);
+    return c;
+}
+static int p_swiglu_scaled(void *y, const void *gu, const float *s, int64_t rows, int64_t I, int64_t ld, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_swiglu_scaled(y, gu, s, rows, I, ld, dt, st);
+    if (!c) plant("swiglu_scaled", y, F32(dt), rows, I, I);
+    return c;
+}
+static int p_layer_norm(void *y, const void *x, const void *r, const void *g, const void *b, int64_t rows, int64_t cols, float eps,
+                        rlx_kdtype dt, void *st) {
+    int c = rlx_simt_layer_norm(y, x, r, g, b, rows, cols, eps, dt, st);
+    if (!c) plant("layer_norm", y, F32(dt), rows, cols, cols);
+    return c;
+}
+static int p_gelu(void *y, const void *x, int64_t n, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_gelu(y, x, n, dt, st);
+    if (!c) plant("gelu", y, F32(dt), 1, n, n);
+    return c;
+}
+static int p_gather_add(void *y, const void *x, const int32_t *ids, const void *tab, int64_t rows, int64_t cols, rlx_kdtype dt,
+                        void *st) {
+    int c = rlx_simt_gather_add(y, x, ids, tab, rows, cols, dt, st);
+    if (!c) plant("gather_add", y, F32(dt), rows, cols, cols);
+    return c;
+}
+static int p_slice_cols(void *y, const void *x, int64_t rows, int64_t xc, int64_t begin, int64_t width, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_slice_cols(y, x, rows, xc, begin, width, dt, st);
+    if (!c) plant("slice_cols", y, F32(dt), rows, width, width);
+    return c;
+}
+static int p_seq_pool(void *y, const void *x, const int32_t *ss, int64_t n, int64_t cols, int mean, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_seq_pool(y, x, ss, n, cols, mean, dt, st);
+    if (!c) plant("seq_pool", y, F32(dt), n, cols, cols);
+    return c;
+}
+static int p_l2_normalize(void *y, const void *x, int64_t rows, int64_t cols, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_l2_normalize(y, x, rows, cols, dt, st);
+    if (!c) plant("l2_normalize", y, F32(dt), rows, cols, cols);
+    return c;
 }
 
 /* Each block remembers its size in a header so free() can give it back to the budget. */
@@ -296,6 +452,7 @@ static rlx_status ref_gemm(int ordinal, const rlx__gemm_desc *g) {
     for (int64_t m = 0; m < g->M; m++)
         for (int64_t j = 0; j < g->N; j++) st_elem(g->d, m * g->ldd + j, out[m * g->N + j], g->out_dtype);
     free(out);
+    plant("gemm", g->d, g->out_dtype == RLX_K_F32, g->M, g->N, g->ldd);
     return RLX_OK;
 }
 
@@ -458,7 +615,7 @@ static const rlx__device_ops simt_ops = {
     .timer_mark = dev_timer_mark,
     .timer_read = dev_timer_read,
     .timer_destroy = dev_timer_destroy,
-    .k = RLX__KERNEL_TABLE(rlx_simt_),
+    .k = RLX__KERNEL_TABLE(p_),
 };
 
 void rlx_simt_device_install(void) { rlx__device_install(&simt_ops); }

@@ -35,6 +35,11 @@ uint64_t rlx_simt_device_heuristic_calls(void);
  * calling thread made the device current (the executor's bind, cudaSetDevice on cuda) and fails
  * otherwise; this counts those failures. */
 uint64_t rlx_simt_device_bind_violations(void);
+/* A planted numerical error: from now on every output element of every launch of `kernel` (a
+ * kernel-table name: "gemm", "flash_attention", "rms_rowscale", "layer_norm", …) is multiplied by
+ * 1 + rel or 1 − rel (a fixed pseudo-random sign per element), as a subtly wrong kernel would be;
+ * kernel NULL or rel 0 removes it. What `rlx check` must catch. */
+void rlx_simt_device_plant_error(const char *kernel, double rel);
 
 #ifdef __cplusplus
 }

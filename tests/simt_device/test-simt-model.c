@@ -43,9 +43,10 @@ Test(simt_model, tiny_llama_matches_cpu_reference) {
             cr_assert_eq(r.n, 1);
             const rlx__check_row *x = &r.rows[0];
             cr_expect(x->pass, "fusion %d precision %d: %s", i, j, x->note);
+            cr_expect_str_eq(x->dtype, prec[j] == RLX_PRECISION_F32 ? "f32" : "bf16");
             if (prec[j] == RLX_PRECISION_F32)
-                cr_expect(x->max_err <= 1e-4 && x->extra2 == 1.0, "f32 device mode: max|d|/max|ref| %.3g, argmax %.3f", x->max_err,
-                          x->extra2);
+                cr_expect(x->max_err <= 1e-4 && x->agree == x->rows, "f32 device mode: max|d|/max|ref| %.3g, argmax %lld of %lld",
+                          x->max_err, (long long)x->agree, (long long)x->rows);
             rlx__check_report_free(&r);
         }
     rlx_flow_destroy(f);
