@@ -444,6 +444,11 @@ static rlx_status prefill_bad_token(fx *f) {
     /* encoder.h: sentence-transformers directories */                                                                     \
     X(st_read_null_dir, RLX_ERR_INVALID_ARGUMENT, "rlx_sentence_transformers_read", rlx_sentence_transformers_read(NULL, &f->st)) \
     X(st_read_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_sentence_transformers_read", rlx_sentence_transformers_read(f->dir, NULL)) \
+    X(config_is_encoder_null, RLX_OK, NULL, VALUE_IS(rlx_config_is_encoder(NULL), 0))                                   \
+    X(config_is_encoder_malformed, RLX_OK, NULL, VALUE_IS(rlx_config_is_encoder("{\"model_type\": "), 0))               \
+    X(config_is_encoder_not_an_object, RLX_OK, NULL, VALUE_IS(rlx_config_is_encoder("[\"bert\"]"), 0))                  \
+    X(config_is_encoder_llama, RLX_OK, NULL, VALUE_IS(rlx_config_is_encoder("{\"model_type\": \"llama\"}"), 0))         \
+    X(config_is_encoder_bert, RLX_OK, NULL, VALUE_IS(rlx_config_is_encoder("{\"model_type\": \"bert\"}"), 1))           \
     X(model_pass_log_null, RLX_OK, NULL, STR_IS(rlx_model_pass_log(NULL), ""))
 
 static rlx_status prefill_null_args(fx *f) { return rlx_session_prefill(f->s, NULL, 4, NULL, 1, NULL); }

@@ -31,7 +31,7 @@ static void expect(int ok, const char *what) {
 static void check_rows(const rlx__check_report *r, const char *what) {
     for (int i = 0; i < r->n; i++) {
         const rlx__check_row *x = &r->rows[i];
-        char line[512];
+        char line[1024];
         snprintf(line, sizeof line, "%s: %s: min cosine %.6f (bound %.6f), max|d|/max|ref| %.3g (bound %.3g), argmax %lld/%lld decisive %s",
                  what, x->shape, x->min_cos, x->cos_bound, x->max_err, x->rel_bound, (long long)x->agree, (long long)x->decisive, x->note);
         expect(x->pass, line);
