@@ -330,6 +330,35 @@ Test(dist_comm, nccl_entry_points_without_a_gpu) {
     }
 }
 
+/* NCCL is loaded with dlopen at the first NCCL call (Criterion runs each test in its own process,
+ * so each test here sees a fresh load). */
+Test(dist_comm, nccl_library_named_but_missing) {
+    if (!rlx_comm_nccl_available()) return; /* no NCCL support built in: nccl_entry_points_without_a_gpu covers it */
+    setenv("RLX_NCCL_LIBRARY", "/nonexistent/libnccl.so.2", 1);
+    rlx_comm_id id;
+    cr_expect_eq(rlx_comm_nccl_unique_id(&id), RLX_ERR_UNSUPPORTED);
+    cr_expect(strstr(rlx_last_error(), "NCCL could not be loaded") && strstr(rlx_last_error(), "/nonexistent/libnccl.so.2") &&
+                  strstr(rlx_last_error(), "RLX_NCCL_LIBRARY"),
+              "%s", rlx_last_error());
+    unsetenv("RLX_NCCL_LIBRARY");
+}
+
+Test(dist_comm, nccl_loads_at_first_use) {
+    if (!rlx_comm_nccl_available()) return;
+    unsetenv("RLX_NCCL_LIBRARY");
+    rlx_comm_id id;
+    memset(&id, 0, sizeof id);
+    rlx_status s = rlx_comm_nccl_unique_id(&id); /* no GPU needed for an id */
+    if (s == RLX_ERR_UNSUPPORTED) {
+        cr_expect(strstr(rlx_last_error(), "NCCL could not be loaded"), "%s", rlx_last_error());
+        return; /* built with nccl.h, the library is not on this machine: said clearly */
+    }
+    cr_expect_eq(s, RLX_OK, "%s", rlx_last_error());
+    int nonzero = 0;
+    for (int i = 0; i < RLX_COMM_ID_BYTES; i++) nonzero |= id.bytes[i];
+    cr_expect(nonzero, "an NCCL unique id of zeros");
+}
+
 /* ---- the file rendezvous -------------------------------------------------------------------------- */
 
 typedef struct rv_ctx {

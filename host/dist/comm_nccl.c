@@ -1,4 +1,4 @@
-/* The NCCL backend of rlx_comm: communicators created non-blocking (ncclConfig_t.blocking = 0) so
+/* The NCCL backend of rlx_comm (NCCL loaded with dlopen at the first NCCL call): communicators created non-blocking (ncclConfig_t.blocking = 0) so
  * that init and every enqueue can be waited on with a bound, the asynchronous error state polled
  * while a rank waits for its stream, and ncclCommAbort when a wait runs out or a peer failed — the
  * watchdog pattern of the serving stacks, without a thread of its own: the waits are the caller's
@@ -12,8 +12,11 @@
 #if defined(RLX_HAVE_NCCL)
 
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <nccl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +27,106 @@
 _Static_assert(sizeof(ncclUniqueId) == RLX_COMM_ID_BYTES, "rlx_comm_id must hold an ncclUniqueId");
 
 const char rlx__nccl_missing[] = "NCCL is present";
+
+/* ---- the library, loaded at the first NCCL call ------------------------------------------------------
+ * librlx.so does not link libnccl: a process holds one libnccl.so.2 (the loader matches by SONAME),
+ * and a hard dependency would impose rlx's on a framework that ships its own (torch). dlopen at first
+ * use takes the one already in the process when there is one, else RLX_NCCL_LIBRARY, the loader's
+ * search, then the library CMake found. nccl.h gives the types only. */
+
+typedef struct nccl_api {
+    ncclResult_t (*GetVersion)(int *);
+    ncclResult_t (*GetUniqueId)(ncclUniqueId *);
+    ncclResult_t (*CommInitRankConfig)(ncclComm_t *, int, ncclUniqueId, int, ncclConfig_t *);
+    ncclResult_t (*CommGetAsyncError)(ncclComm_t, ncclResult_t *);
+    const char *(*GetErrorString)(ncclResult_t);
+    const char *(*GetLastError)(ncclComm_t);
+    ncclResult_t (*CommAbort)(ncclComm_t);
+    ncclResult_t (*CommFinalize)(ncclComm_t);
+    ncclResult_t (*CommDestroy)(ncclComm_t);
+    ncclResult_t (*CommCount)(const ncclComm_t, int *);
+    ncclResult_t (*CommUserRank)(const ncclComm_t, int *);
+    ncclResult_t (*CommCuDevice)(const ncclComm_t, int *);
+    ncclResult_t (*AllReduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
+    ncclResult_t (*AllGather)(const void *, void *, size_t, ncclDataType_t, ncclComm_t, cudaStream_t);
+    ncclResult_t (*GroupStart)(void);
+    ncclResult_t (*GroupEnd)(void);
+} nccl_api;
+
+static nccl_api N;
+static int n_loaded;
+static char n_error[1024];
+static pthread_once_t n_once = PTHREAD_ONCE_INIT;
+
+static void *try_open(const char *path, size_t *len) {
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h && *len < sizeof n_error) {
+        const char *e = dlerror();
+        *len += (size_t)snprintf(n_error + *len, sizeof n_error - *len, "%s%s", *len ? "; " : "", e ? e : path);
+    }
+    return h;
+}
+
+static void load_nccl(void) {
+    size_t len = 0;
+    const char *env = getenv("RLX_NCCL_LIBRARY");
+    void *h = NULL;
+    if (env && *env) {
+        h = try_open(env, &len); /* named explicitly: no fallback */
+    } else {
+        h = try_open("libnccl.so.2", &len);
+#if defined(RLX_NCCL_BUILD_LIBRARY)
+        if (!h) h = try_open(RLX_NCCL_BUILD_LIBRARY, &len);
+#endif
+    }
+    if (!h) {
+        char why[sizeof n_error];
+        snprintf(why, sizeof why, "%s", n_error);
+        snprintf(n_error, sizeof n_error,
+                 "NCCL could not be loaded (%.800s): install NCCL 2.14 or newer, or set RLX_NCCL_LIBRARY to its libnccl.so.2", why);
+        return;
+    }
+    struct {
+        void **slot;
+        const char *name;
+    } syms[] = {
+        {(void **)&N.GetVersion, "ncclGetVersion"},
+        {(void **)&N.GetUniqueId, "ncclGetUniqueId"},
+        {(void **)&N.CommInitRankConfig, "ncclCommInitRankConfig"},
+        {(void **)&N.CommGetAsyncError, "ncclCommGetAsyncError"},
+        {(void **)&N.GetErrorString, "ncclGetErrorString"},
+        {(void **)&N.GetLastError, "ncclGetLastError"},
+        {(void **)&N.CommAbort, "ncclCommAbort"},
+        {(void **)&N.CommFinalize, "ncclCommFinalize"},
+        {(void **)&N.CommDestroy, "ncclCommDestroy"},
+        {(void **)&N.CommCount, "ncclCommCount"},
+        {(void **)&N.CommUserRank, "ncclCommUserRank"},
+        {(void **)&N.CommCuDevice, "ncclCommCuDevice"},
+        {(void **)&N.AllReduce, "ncclAllReduce"},
+        {(void **)&N.AllGather, "ncclAllGather"},
+        {(void **)&N.GroupStart, "ncclGroupStart"},
+        {(void **)&N.GroupEnd, "ncclGroupEnd"},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++)
+        if (!(*syms[i].slot = dlsym(h, syms[i].name))) {
+            snprintf(n_error, sizeof n_error, "the NCCL library loaded (%s) has no %s: NCCL 2.14 or newer is needed",
+                     env && *env ? env : "libnccl.so.2", syms[i].name);
+            return; /* the handle stays open: dlclose under a framework that uses it could unload it */
+        }
+    int v = 0;
+    if (N.GetVersion(&v) != ncclSuccess || v < NCCL_VERSION(2, 14, 0)) {
+        snprintf(n_error, sizeof n_error, "the NCCL library loaded is version %d.%d.%d: rlx needs 2.14 or newer (non-blocking communicators)",
+                 v / 10000, v / 100 % 100, v % 100);
+        return;
+    }
+    n_loaded = 1;
+}
+
+/* RLX_OK once NCCL's functions are bound; RLX_ERR_UNSUPPORTED saying why not. */
+static rlx_status nccl_load(void) {
+    pthread_once(&n_once, load_nccl);
+    return n_loaded ? RLX_OK : rlx__fail(RLX_ERR_UNSUPPORTED, "%s", n_error);
+}
 
 static double now_ms(void) {
     struct timespec ts;
@@ -38,8 +141,8 @@ static void nap(void) {
 }
 
 static rlx_status nccl_fail(ncclResult_t r, ncclComm_t comm, const char *what) {
-    const char *detail = ncclGetLastError(comm);
-    return rlx__fail(RLX_ERR_COMM, "NCCL %s: %s%s%s", what, ncclGetErrorString(r), detail && *detail ? ": " : "",
+    const char *detail = N.GetLastError(comm);
+    return rlx__fail(RLX_ERR_COMM, "NCCL %s: %s%s%s", what, N.GetErrorString(r), detail && *detail ? ": " : "",
                      detail ? detail : "");
 }
 
@@ -55,7 +158,7 @@ static void abort_comm(rlx_comm *c, const char *reason) {
         snprintf(c->reason, sizeof c->reason, "%s", reason);
         if (c->nccl) {
             cudaSetDevice(c->device);
-            ncclCommAbort((ncclComm_t)c->nccl);
+            N.CommAbort((ncclComm_t)c->nccl);
         }
     }
     pthread_mutex_unlock(&c->lock);
@@ -87,19 +190,21 @@ static rlx_status settle(rlx_comm *c, ncclComm_t comm, ncclResult_t r, int timeo
             return rlx__fail(RLX_ERR_COMM, "%s; the communicator was aborted", why);
         }
         nap();
-        if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) break;
+        if (N.CommGetAsyncError(comm, &r) != ncclSuccess) break;
     }
     if (r == ncclSuccess) return RLX_OK;
     rlx_status s = nccl_fail(r, comm, what);
     char why[512];
-    snprintf(why, sizeof why, "rank %d: NCCL %s failed: %s", c->rank, what, ncclGetErrorString(r));
+    snprintf(why, sizeof why, "rank %d: NCCL %s failed: %s", c->rank, what, N.GetErrorString(r));
     abort_comm(c, why);
     return s;
 }
 
 rlx_status rlx__nccl_unique_id(rlx_comm_id *out) {
+    rlx_status s = nccl_load();
+    if (s) return s;
     ncclUniqueId id;
-    ncclResult_t r = ncclGetUniqueId(&id);
+    ncclResult_t r = N.GetUniqueId(&id);
     if (r != ncclSuccess) return nccl_fail(r, NULL, "ncclGetUniqueId");
     memcpy(out->bytes, &id, sizeof id);
     return RLX_OK;
@@ -120,6 +225,7 @@ static rlx_status check_device(int device) {
 
 rlx_status rlx__nccl_init(const rlx_comm_id *id, int size, int rank, int device, int timeout_ms, rlx_comm *c) {
     rlx_status s = check_device(device);
+    if (!s) s = nccl_load();
     if (s) return s;
     cudaSetDevice(device);
     ncclUniqueId uid;
@@ -130,10 +236,10 @@ rlx_status rlx__nccl_init(const rlx_comm_id *id, int size, int rank, int device,
     c->rank = rank;
     c->size = size;
     c->device = device;
-    ncclResult_t r = ncclCommInitRankConfig(&comm, size, uid, rank, &cfg);
+    ncclResult_t r = N.CommInitRankConfig(&comm, size, uid, rank, &cfg);
     if (r != ncclSuccess && r != ncclInProgress) {
         rlx_status e = nccl_fail(r, comm, "ncclCommInitRankConfig");
-        if (comm) ncclCommAbort(comm);
+        if (comm) N.CommAbort(comm);
         return e;
     }
     c->nccl = comm;
@@ -153,13 +259,15 @@ rlx_status rlx__nccl_init_all(int size, const int *devices, int timeout_ms, rlx_
         rlx_status s = check_device(devices ? devices[r] : r);
         if (s) return s;
     }
+    rlx_status ls = nccl_load();
+    if (ls) return ls;
     ncclUniqueId uid;
-    ncclResult_t r = ncclGetUniqueId(&uid);
+    ncclResult_t r = N.GetUniqueId(&uid);
     if (r != ncclSuccess) return nccl_fail(r, NULL, "ncclGetUniqueId");
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
     cfg.blocking = 0;
     /* one thread initialising every rank: the inits must be one group */
-    ncclResult_t gr = ncclGroupStart();
+    ncclResult_t gr = N.GroupStart();
     for (int q = 0; q < size && (gr == ncclSuccess || gr == ncclInProgress); q++) {
         rlx_comm *c = comms[q];
         c->rank = q;
@@ -167,17 +275,17 @@ rlx_status rlx__nccl_init_all(int size, const int *devices, int timeout_ms, rlx_
         c->device = devices ? devices[q] : q;
         cudaSetDevice(c->device);
         ncclComm_t comm = NULL;
-        gr = ncclCommInitRankConfig(&comm, size, uid, q, &cfg);
+        gr = N.CommInitRankConfig(&comm, size, uid, q, &cfg);
         c->nccl = comm;
     }
-    ncclResult_t ge = ncclGroupEnd();
+    ncclResult_t ge = N.GroupEnd();
     if (gr == ncclSuccess || gr == ncclInProgress) gr = ge;
     rlx_status s = RLX_OK;
     if (gr != ncclSuccess && gr != ncclInProgress)
         s = nccl_fail(gr, NULL, "ncclCommInitRankConfig (one process, all ranks)");
     for (int q = 0; q < size && !s; q++) {
         ncclResult_t a = ncclInProgress;
-        if (comms[q]->nccl) ncclCommGetAsyncError((ncclComm_t)comms[q]->nccl, &a);
+        if (comms[q]->nccl) N.CommGetAsyncError((ncclComm_t)comms[q]->nccl, &a);
         s = settle(comms[q], (ncclComm_t)comms[q]->nccl, a, timeout_ms, "init (one process, all ranks)");
     }
     if (s) {
@@ -193,11 +301,13 @@ rlx_status rlx__nccl_init_all(int size, const int *devices, int timeout_ms, rlx_
 }
 
 rlx_status rlx__nccl_wrap(void *nccl_comm, rlx_comm *c) {
+    rlx_status s = nccl_load(); /* the caller's NCCL is in the process already: dlopen finds it */
+    if (s) return s;
     ncclComm_t comm = (ncclComm_t)nccl_comm;
     ncclResult_t r;
-    if ((r = ncclCommCount(comm, &c->size)) != ncclSuccess) return nccl_fail(r, comm, "ncclCommCount");
-    if ((r = ncclCommUserRank(comm, &c->rank)) != ncclSuccess) return nccl_fail(r, comm, "ncclCommUserRank");
-    if ((r = ncclCommCuDevice(comm, &c->device)) != ncclSuccess) return nccl_fail(r, comm, "ncclCommCuDevice");
+    if ((r = N.CommCount(comm, &c->size)) != ncclSuccess) return nccl_fail(r, comm, "ncclCommCount");
+    if ((r = N.CommUserRank(comm, &c->rank)) != ncclSuccess) return nccl_fail(r, comm, "ncclCommUserRank");
+    if ((r = N.CommCuDevice(comm, &c->device)) != ncclSuccess) return nccl_fail(r, comm, "ncclCommCuDevice");
     c->nccl = comm;
     c->owns_nccl = 0;
     return RLX_OK;
@@ -208,16 +318,16 @@ void rlx__nccl_destroy(rlx_comm *c) {
     ncclComm_t comm = (ncclComm_t)c->nccl;
     cudaSetDevice(c->device);
     /* finalize flushes what is in flight; bounded, then destroy (or abort when it does not finish) */
-    ncclResult_t r = ncclCommFinalize(comm);
+    ncclResult_t r = N.CommFinalize(comm);
     const double deadline = now_ms() + c->timeout_ms;
     while (r == ncclInProgress && now_ms() < deadline) {
         nap();
-        if (ncclCommGetAsyncError(comm, &r) != ncclSuccess) break;
+        if (N.CommGetAsyncError(comm, &r) != ncclSuccess) break;
     }
     if (r == ncclSuccess)
-        ncclCommDestroy(comm);
+        N.CommDestroy(comm);
     else
-        ncclCommAbort(comm);
+        N.CommAbort(comm);
     c->nccl = NULL;
 }
 
@@ -225,7 +335,7 @@ rlx_status rlx__nccl_all_reduce(rlx_comm *c, const void *send, void *recv, size_
                                 void *stream) {
     if (is_aborted(c)) return aborted_fail(c, "all_reduce");
     ncclComm_t comm = (ncclComm_t)c->nccl;
-    ncclResult_t r = ncclAllReduce(send, recv, count, nccl_type(dtype), ncclSum, comm, (cudaStream_t)stream);
+    ncclResult_t r = N.AllReduce(send, recv, count, nccl_type(dtype), ncclSum, comm, (cudaStream_t)stream);
     return settle(c, comm, r, c->timeout_ms, "ncclAllReduce");
 }
 
@@ -233,7 +343,7 @@ rlx_status rlx__nccl_all_gather(rlx_comm *c, const void *send, void *recv, size_
                                 void *stream) {
     if (is_aborted(c)) return aborted_fail(c, "all_gather");
     ncclComm_t comm = (ncclComm_t)c->nccl;
-    ncclResult_t r = ncclAllGather(send, recv, count, nccl_type(dtype), comm, (cudaStream_t)stream);
+    ncclResult_t r = N.AllGather(send, recv, count, nccl_type(dtype), comm, (cudaStream_t)stream);
     return settle(c, comm, r, c->timeout_ms, "ncclAllGather");
 }
 
@@ -276,12 +386,12 @@ rlx_status rlx__nccl_synchronize(rlx_comm *c, void *stream) {
             return rlx__fail(RLX_ERR_COMM, "%s; the communicator was aborted", why);
         }
         ncclResult_t a = ncclSuccess;
-        ncclCommGetAsyncError(comm, &a);
+        N.CommGetAsyncError(comm, &a);
         if (a != ncclSuccess && a != ncclInProgress) {
             char why[400];
             snprintf(why, sizeof why,
                      "rank %d: NCCL reported %s while waiting for the prefill's collectives (a peer rank failed?)",
-                     c->rank, ncclGetErrorString(a));
+                     c->rank, N.GetErrorString(a));
             abort_comm(c, why);
             return rlx__fail(RLX_ERR_COMM, "%s; the communicator was aborted", why);
         }
@@ -306,11 +416,11 @@ rlx_status rlx__nccl_abort(rlx_comm *c, const char *reason) {
 rlx_status rlx__nccl_check(rlx_comm *c) {
     if (is_aborted(c)) return aborted_fail(c, "communicator");
     ncclResult_t a = ncclSuccess;
-    ncclResult_t r = ncclCommGetAsyncError((ncclComm_t)c->nccl, &a);
+    ncclResult_t r = N.CommGetAsyncError((ncclComm_t)c->nccl, &a);
     if (r != ncclSuccess) a = r;
     if (a == ncclSuccess || a == ncclInProgress) return RLX_OK;
     char why[400];
-    snprintf(why, sizeof why, "rank %d: NCCL asynchronous error: %s", c->rank, ncclGetErrorString(a));
+    snprintf(why, sizeof why, "rank %d: NCCL asynchronous error: %s", c->rank, N.GetErrorString(a));
     abort_comm(c, why);
     return rlx__fail(RLX_ERR_COMM, "%s; the communicator was aborted", why);
 }

@@ -54,7 +54,10 @@ typedef struct rlx_comm_params {
 
 RLX_API rlx_comm_params rlx_comm_default_params(void);
 
-/* 1 when this build of rlx has NCCL, else 0 (NCCL calls then return RLX_ERR_UNSUPPORTED saying why). */
+/* 1 when this build of rlx has NCCL support, else 0 (NCCL calls then return RLX_ERR_UNSUPPORTED saying
+ * why). libnccl.so.2 itself is loaded at the first NCCL call (dlopen: the one already in the process,
+ * else the RLX_NCCL_LIBRARY path, else the loader's search); when it cannot be, that call returns
+ * RLX_ERR_UNSUPPORTED with the reason. */
 RLX_API int rlx_comm_nccl_available(void);
 
 /* world_size in-process communicators, comms[r] for rank r (comms holds world_size pointers).

@@ -20,7 +20,6 @@ Every rlx failure raises RlxError, whose message is rlx_last_error()'s text.
 import ctypes
 import json
 import os
-import sys
 
 import numpy as np
 
@@ -31,16 +30,6 @@ __all__ = ["RlxError", "Weights", "Model", "Session", "OutputView", "run", "embe
            "version", "devices", "library_path"]
 
 __version__ = "0.1.0"
-
-# A process holds one libnccl.so.2, the first loaded (the loader matches NEEDED entries by SONAME).
-# A librlx.so built with NCCL loaded first would impose its NCCL on torch, whose CUDA library
-# then misses the newer symbols of the NCCL it ships (ImportError on `import torch`); torch
-# first, and librlx.so shares torch's, which is at least as new. RLX_NO_TORCH_PRELOAD=1 skips this.
-if "torch" not in sys.modules and not os.environ.get("RLX_NO_TORCH_PRELOAD"):
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is not None:
-        import torch  # noqa: F401
 
 _lib = _capi.load()
 
