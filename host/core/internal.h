@@ -46,6 +46,17 @@ void rlx__parallel_for(int64_t n, int threads, void (*fn)(int64_t begin, int64_t
                        void *ctx);
 int rlx__cpu_count(void);
 
+/* Progress of a model build's weight preparation, reported in checkpoint bytes through
+ * rlx_build_params.progress (NULL fn: nothing is reported; a NULL progress pointer is fine too).
+ * Called on the building thread only. */
+typedef struct rlx__load_progress {
+    void (*fn)(void *user, uint64_t done_bytes, uint64_t total_bytes);
+    void *user;
+    uint64_t done, total;
+} rlx__load_progress;
+void rlx__load_progress_begin(rlx__load_progress *p, uint64_t total_bytes);
+void rlx__load_progress_add(rlx__load_progress *p, uint64_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
-/* Splitting independent rows of CPU work over threads (the CPU reference, weight conversion). */
+/* Splitting independent rows of CPU work over threads (the CPU reference, weight conversion), and
+ * the progress of a build's weight preparation. */
 #include "core/internal.h"
 
 #include <pthread.h>
@@ -42,4 +43,20 @@ void rlx__parallel_for(int64_t n, int threads, void (*fn)(int64_t, int64_t, void
     fn(task[0].begin, task[0].end, ctx);
     for (int t = 1; t < threads; t++)
         if (joined[t]) pthread_join(tid[t], NULL);
+}
+
+/* ---- build progress ---------------------------------------------------------------------------- */
+
+void rlx__load_progress_begin(rlx__load_progress *p, uint64_t total_bytes) {
+    if (!p || !p->fn) return;
+    p->done = 0;
+    p->total = total_bytes;
+    p->fn(p->user, 0, total_bytes);
+}
+
+void rlx__load_progress_add(rlx__load_progress *p, uint64_t bytes) {
+    if (!p || !p->fn) return;
+    p->done += bytes;
+    if (p->done > p->total) p->done = p->total; /* rounding of per-row shares */
+    p->fn(p->user, p->done, p->total);
 }

@@ -365,25 +365,34 @@ out:
     return s;
 }
 
+rlx__conv rlx__weight_conv(const rlx__weight *w, rlx_dtype out) {
+    if (!w->part) return rlx__conv_of_view(&w->view, out);
+    rlx__conv c;
+    memset(&c, 0, sizeof c);
+    c.out = out;
+    const size_t es = rlx_dtype_size(w->view.dtype);
+    const int64_t stored_rows = w->view.shape[0], ld = w->view.ndim == 2 ? w->view.shape[1] : 1;
+    const int64_t rows = w->shape[0], cols = w->ndim == 2 ? w->shape[1] : 1;
+    int64_t kept = stored_rows - w->row0;
+    kept = kept < 0 ? 0 : kept > rows ? rows : kept;
+    /* only this part's bytes are read: a rank never touches the rest of the mapping */
+    c.cols = cols;
+    if (kept > 0) {
+        rlx__conv_add(&c, (const unsigned char *)w->view.data + ((size_t)w->row0 * (size_t)ld + (size_t)w->col0) * es,
+                      w->view.dtype, kept, cols);
+        c.part[c.n_parts - 1].ld = ld;
+    }
+    if (rows > kept) rlx__conv_add(&c, NULL, w->view.dtype, rows - kept, cols); /* rows past the end: zeros */
+    return c;
+}
+
 void rlx__weight_to_f32(const rlx__weight *w, float *dst) {
-    if (!w->part) {
+    const rlx__conv c = rlx__weight_conv(w, RLX_DTYPE_F32);
+    if (!rlx__conv_supported(&c)) { /* not a float dtype: NaN, impossible to miss */
         rlx_convert_to_f32(dst, w->view.data, w->view.dtype, w->numel);
         return;
     }
-    const size_t es = rlx_dtype_size(w->view.dtype);
-    const unsigned char *src = w->view.data;
-    const int64_t stored_rows = w->view.shape[0], ld = w->view.ndim == 2 ? w->view.shape[1] : 1;
-    const int64_t rows = w->shape[0], cols = w->ndim == 2 ? w->shape[1] : 1;
-    /* only this part's bytes are read: a rank never touches the rest of the mapping */
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t sr = w->row0 + r;
-        float *d = dst + r * cols;
-        if (sr >= stored_rows) {
-            memset(d, 0, (size_t)cols * sizeof(float));
-            continue;
-        }
-        rlx_convert_to_f32(d, src + ((size_t)sr * (size_t)ld + (size_t)w->col0) * es, w->view.dtype, (size_t)cols);
-    }
+    rlx__conv_run(&c, dst, 0, rlx__conv_rows(&c), 0);
 }
 
 double rlx__dist_allreduce_bytes(int64_t tokens, int64_t hidden, int tp, int elem) {

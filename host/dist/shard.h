@@ -18,6 +18,7 @@
 #define RLX_HOST_DIST_SHARD_H
 
 #include "model/stages.h"
+#include "io/convert.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +28,10 @@ extern "C" {
  * collectives, so a one-rank communicator runs the same plan). Logs what it did (pass log). */
 rlx_status rlx__dist_shard(rlx_model *m, int rank, int size);
 
+/* Weight w (its part, when it is one: the rows and columns of the view it keeps, then zero rows
+ * for the vocabulary padding) as a conversion to dtype out (io/convert.h): what the build's CPU
+ * preparation and the device loader run, over all cores, reading only the part's bytes. */
+rlx__conv rlx__weight_conv(const rlx__weight *w, rlx_dtype out);
 /* Converts weight w (its part, when it is one) to f32: dst holds w->numel floats. */
 void rlx__weight_to_f32(const rlx__weight *w, float *dst);
 

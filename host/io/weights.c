@@ -12,6 +12,7 @@
 #include "io/json_util.h"
 #include "core/internal.h"
 #include "io/safetensors.h"
+#include "io/weights_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -580,8 +581,9 @@ rlx_status rlx__weights_check_intact(const rlx_weights *w) {
 
 // ---- in-memory sets --------------------------------------------------------------------------
 
-rlx_status rlx_weights_add(rlx_weights *w, const char *name, rlx_dtype dtype, int ndim,
-                           const int64_t *shape, const void *data) {
+/* rlx_weights_add, and with owned != NULL (== data) the entry takes that buffer instead of a copy. */
+static rlx_status add_tensor(rlx_weights *w, const char *name, rlx_dtype dtype, int ndim,
+                             const int64_t *shape, const void *data, void *owned) {
     if (!w || !name)
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_weights_add: %s is NULL", w ? "name" : "w");
     if (!name[0] || strcmp(name, "__metadata__") == 0)
@@ -614,13 +616,13 @@ rlx_status rlx_weights_add(rlx_weights *w, const char *name, rlx_dtype dtype, in
     rlx_status s = reserve(w, 1);
     if (s) return s;
     char *nm = rlx__strdup(name);
-    void *copy = rlx__malloc(nbytes, "a tensor copy");
+    void *copy = owned ? owned : rlx__malloc(nbytes, "a tensor copy");
     if (!nm || !copy) {
         free(nm);
-        free(copy);
+        if (!owned) free(copy);
         return RLX_ERR_OUT_OF_MEMORY;
     }
-    if (nbytes) memcpy(copy, data, nbytes);
+    if (nbytes && !owned) memcpy(copy, data, nbytes);
     memmove(&w->e[pos + 1], &w->e[pos], (w->count - pos) * sizeof *w->e);
     w_entry *e = &w->e[pos];
     memset(e, 0, sizeof *e);
@@ -635,6 +637,18 @@ rlx_status rlx_weights_add(rlx_weights *w, const char *name, rlx_dtype dtype, in
     e->v.file = memory_file;
     w->count++;
     return RLX_OK;
+}
+
+rlx_status rlx_weights_add(rlx_weights *w, const char *name, rlx_dtype dtype, int ndim,
+                           const int64_t *shape, const void *data) {
+    return add_tensor(w, name, dtype, ndim, shape, data, NULL);
+}
+
+rlx_status rlx__weights_add_owned(rlx_weights *w, const char *name, rlx_dtype dtype, int ndim,
+                                  const int64_t *shape, void *data) {
+    rlx_status s = add_tensor(w, name, dtype, ndim, shape, data, data);
+    if (s) free(data);
+    return s;
 }
 
 rlx_status rlx_weights_set_config_json(rlx_weights *w, const char *json_text) {

@@ -7,6 +7,7 @@
 #include "model/tiers.h"
 #include "rlx/weights.h"
 #include "io/safetensors.h"
+#include "io/convert.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -318,14 +319,25 @@ static void infer(rlx_model *m, problems *pr) {
 
 /* ---- CPU preparation ------------------------------------------------------------------------------ */
 
-static rlx_status prepare_cpu(rlx_model *m) {
+/* Every weight in f32 for the reference, converted in parallel (io/convert.h). */
+static rlx_status prepare_cpu(rlx_model *m, rlx__load_progress *progress) {
+    uint64_t total = 0;
+    for (int i = 0; i < m->n_weights; i++) {
+        const rlx__conv c = rlx__weight_conv(&m->weights[i], RLX_DTYPE_F32);
+        total += rlx__conv_src_bytes(&c); /* a tp rank reads its parts only */
+    }
+    rlx__load_progress_begin(progress, total);
     for (int i = 0; i < m->n_weights; i++) {
         rlx__weight *w = &m->weights[i];
         size_t bytes;
         if (!rlx__mul_size(w->numel, sizeof(float), &bytes)) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "weight '%s' is too large", w->key);
+        const rlx__conv c = rlx__weight_conv(w, RLX_DTYPE_F32);
+        if (!rlx__conv_supported(&c))
+            return rlx__fail(RLX_ERR_INTERNAL, "weight '%s': no conversion of %s to f32", w->key, rlx_dtype_name(w->view.dtype));
         w->f32 = rlx__malloc(bytes, w->key);
         if (!w->f32) return RLX_ERR_OUT_OF_MEMORY;
-        rlx__weight_to_f32(w, w->f32);
+        rlx__conv_run(&c, w->f32, 0, rlx__conv_rows(&c), m->threads);
+        rlx__load_progress_add(progress, rlx__conv_src_bytes(&c));
     }
     return RLX_OK;
 }
@@ -473,6 +485,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     m->comm = p.comm;
     m->tp_rank = p.comm ? rlx_comm_rank(p.comm) : 0;
     m->tp_size = p.comm ? rlx_comm_size(p.comm) : 1;
+    rlx__load_progress progress = {.fn = p.progress, .user = p.progress_user};
     rlx_status s = expand(&m->list, &flow->list);
     if (s) goto fail;
     if ((s = rlx__pass_dce(m))) goto fail;
@@ -509,16 +522,16 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     } else if (p.device == RLX_DEVICE_AUTO) {
         /* cuda when a device is present, else the CPU reference */
         s = rlx__dev_model_prepare(m, RLX_DEVICE_CUDA, p.cuda_device, p.fusion,
-                                   p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16);
+                                   p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16, &progress);
         if (s == RLX_OK) m->device = RLX_DEVICE_CUDA;
         else if (s == RLX_ERR_NO_DEVICE) m->device = RLX_DEVICE_CPU, s = RLX_OK, rlx_clear_error();
         else goto fail;
     } else if (p.device != RLX_DEVICE_CPU) {
         if ((s = rlx__dev_model_prepare(m, p.device, p.cuda_device, p.fusion,
-                                        p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16)))
+                                        p.precision == RLX_PRECISION_F32 ? RLX_K_F32 : RLX_K_BF16, &progress)))
             goto fail;
     }
-    if (m->device == RLX_DEVICE_CPU && !p.plan_only && (s = prepare_cpu(m))) goto fail;
+    if (m->device == RLX_DEVICE_CPU && !p.plan_only && (s = prepare_cpu(m, &progress))) goto fail;
     if (prof.assert_clean) {
         /* the plan is device-independent: a CPU or plan-only build checks the one a device would run */
         rlx__plan tmp, *pl = m->dev ? &m->dev->plan : &tmp;

@@ -75,6 +75,10 @@ typedef struct rlx__device_ops {
     const char *(*describe)(rlx__device *d);
     rlx_status (*alloc)(rlx__device *d, size_t bytes, const char *what, void **ptr);
     void (*free)(rlx__device *d, void *ptr);
+    /* Optional (NULL: none): a host pointer through which device memory at ptr can be written
+     * directly (simt, where device memory is host memory), NULL where there is none; the weight
+     * loader then converts straight into it instead of staging. */
+    void *(*host_view)(rlx__device *d, void *ptr);
     /* Copies; h2d/d2d are stream-ordered; d2h synchronizes the stream (its name says so). */
     rlx_status (*h2d)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
     rlx_status (*d2h_sync)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
@@ -107,7 +111,7 @@ typedef struct rlx__device_ops {
     rlx_status (*graph_launch)(rlx__device *d, void *graph, void *stream);
     void (*graph_destroy)(rlx__device *d, void *graph);
     /* Page-locked host memory (cudaHostAlloc): copies from it are asynchronous DMA, the only kind
-     * of host source a graph may hold. */
+     * of host source a graph may hold; the weight loader stages its uploads in it (NULL: malloc). */
     rlx_status (*host_alloc)(rlx__device *d, size_t bytes, const char *what, void **ptr);
     void (*host_free)(rlx__device *d, void *ptr);
     rlx__kernel_table k;
@@ -137,9 +141,13 @@ typedef struct rlx__dev_model {
                                      meta's positions (uploaded with the batch) */
 } rlx__dev_model;
 
+/* Plans for the device and uploads every weight a kernel reads (converted to act, packed weights
+ * with γ folded), reporting checkpoint bytes through progress (may be NULL). */
 rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordinal, rlx_fusion_policy policy,
-                                  rlx_kdtype act);
+                                  rlx_kdtype act, rlx__load_progress *progress);
 void rlx__dev_model_free(rlx__dev_model *dm);
+/* Tests: the most bytes converted per chunk (0 = the default, 64 MiB). */
+void rlx__set_load_chunk_bytes(size_t bytes);
 
 /* CUDA graphs of a session: one per (token bucket, sequence count), least recently used evicted. */
 #define RLX__GRAPH_CAP 16

@@ -6,6 +6,7 @@
 #include "dist/shard.h"
 #include "rlx/weights.h"
 #include "model/tiers.h"
+#include "io/convert.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -57,7 +58,8 @@ void rlx__dev_model_free(rlx__dev_model *dm) {
     free(dm);
 }
 
-/* Uploads host f32 data [n] in the activation dtype (rounded once). */
+/* Uploads host f32 data [n] in the activation dtype (rounded once): small tables only (the
+ * parameters of tier-2 stages); weights go through the loader below. */
 static rlx_status upload_f32(rlx__dev_model *dm, float *f, size_t n, rlx_kdtype act, const char *what, void **out) {
     size_t esz = act == RLX_K_F32 ? 4 : 2;
     if (act == RLX_K_BF16) {
@@ -72,37 +74,158 @@ static rlx_status upload_f32(rlx__dev_model *dm, float *f, size_t n, rlx_kdtype 
     return s;
 }
 
-static rlx_status upload_weight(rlx__dev_model *dm, const rlx__weight *w, rlx_kdtype act, void **out) {
-    float *f = rlx__malloc(w->numel * sizeof(float), w->key);
-    if (!f) return RLX_ERR_OUT_OF_MEMORY;
-    rlx__weight_to_f32(w, f);
-    rlx_status s = upload_f32(dm, f, w->numel, act, w->key, out);
-    free(f);
+/* ---- the weight loader ----------------------------------------------------------------------------
+ * Each weight is converted (io/convert.h: parallel over the cores, one pass, a memcpy where the
+ * dtype does not change) straight into device memory where the device lets the host write it
+ * (simt), else chunk by chunk into two staging buffers (pinned where the device offers it) whose
+ * uploads run while the next chunk converts:
+ *     convert chunk i into buffer i%2 · sync (the upload of chunk i-1, from the other buffer, is done)
+ *     · upload chunk i from buffer i%2 (asynchronous)
+ * so that the buffer being converted into is never one an upload still reads. */
+#define STAGE_BYTES ((size_t)64 << 20)
+
+/* Tests make chunks small (rlx__set_load_chunk_bytes) so tiny models cross chunk boundaries. */
+static size_t chunk_override;
+void rlx__set_load_chunk_bytes(size_t bytes) { chunk_override = bytes; }
+static size_t chunk_limit(void) { return chunk_override ? chunk_override : STAGE_BYTES; }
+
+typedef struct loader {
+    rlx__dev_model *dm;
+    rlx__load_progress *progress;
+    int threads;
+    void *stage[2];
+    size_t stage_bytes;
+    int pinned;
+    int n;        /* chunks uploaded through staging so far */
+    int in_flight; /* an upload from a staging buffer may still be running */
+} loader;
+
+static rlx_status stage_alloc(loader *L, size_t bytes) {
+    if (L->stage[0] && L->stage_bytes >= bytes) return RLX_OK;
+    rlx__device *d = L->dm->dev;
+    const rlx__device_ops *ops = L->dm->ops;
+    if (L->in_flight) {
+        rlx_status s = ops->sync(d, NULL);
+        if (s) return s;
+        L->in_flight = 0;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (L->stage[i]) L->pinned ? ops->host_free(d, L->stage[i]) : free(L->stage[i]);
+        L->stage[i] = NULL;
+    }
+    if (bytes < chunk_limit()) bytes = chunk_limit();
+    L->pinned = ops->host_alloc != NULL;
+    for (int i = 0; i < 2 && L->pinned; i++)
+        if (ops->host_alloc(d, bytes, "a weight staging buffer", &L->stage[i]) != RLX_OK) {
+            /* pageable staging still works; the copies are then synchronous */
+            rlx_clear_error();
+            if (i) ops->host_free(d, L->stage[0]);
+            L->stage[0] = NULL;
+            L->pinned = 0;
+        }
+    for (int i = 0; i < 2 && !L->pinned; i++)
+        if (!(L->stage[i] = rlx__malloc(bytes, "a weight staging buffer"))) return RLX_ERR_OUT_OF_MEMORY;
+    L->stage_bytes = bytes;
+    return RLX_OK;
+}
+
+static rlx_status loader_finish(loader *L, rlx_status s) {
+    rlx__device *d = L->dm->dev;
+    const rlx__device_ops *ops = L->dm->ops;
+    if (L->in_flight) {
+        rlx_status t = ops->sync(d, NULL); /* never free a buffer an upload still reads */
+        if (!s) s = t;
+    }
+    for (int i = 0; i < 2; i++)
+        if (L->stage[i]) L->pinned ? ops->host_free(d, L->stage[i]) : free(L->stage[i]);
+    memset(L->stage, 0, sizeof L->stage);
     return s;
 }
 
-/* A derived weight: source rows stacked, column c scaled by γ[c] in f32, then rounded once. */
-static rlx_status upload_derived(rlx__dev_model *dm, const rlx_model *m, const rlx__dweight *d, rlx_kdtype act, void **out) {
-    size_t n = (size_t)d->rows * (size_t)d->cols;
-    float *f = rlx__malloc(n * sizeof(float), "a packed weight");
-    float *g = d->gamma >= 0 ? rlx__malloc((size_t)d->cols * sizeof(float), "a norm weight") : NULL;
-    if (!f || (d->gamma >= 0 && !g)) {
-        free(f), free(g);
-        return RLX_ERR_OUT_OF_MEMORY;
+/* Converts and uploads c into a new device buffer *out. */
+static rlx_status load_conv(loader *L, const rlx__conv *c, const char *what, void **out) {
+    rlx__device *d = L->dm->dev;
+    const rlx__device_ops *ops = L->dm->ops;
+    if (!rlx__conv_supported(c)) return rlx__fail(RLX_ERR_INTERNAL, "%s: no conversion to the device dtype", what);
+    const size_t bytes = rlx__conv_out_bytes(c), row_bytes = (size_t)c->cols * rlx_dtype_size(c->out);
+    const int64_t rows = rlx__conv_rows(c);
+    const double src_per_row = rows ? (double)rlx__conv_src_bytes(c) / (double)rows : 0;
+    rlx_status s = ops->alloc(d, bytes, what, out);
+    if (s) return s;
+    L->dm->weight_bytes += bytes;
+    if (!rows || !row_bytes) return RLX_OK;
+    unsigned char *direct = ops->host_view ? ops->host_view(d, *out) : NULL;
+    if (!direct && (s = stage_alloc(L, row_bytes))) return s;
+    const size_t chunk_bytes = direct ? chunk_limit() : L->stage_bytes < chunk_limit() ? L->stage_bytes : chunk_limit();
+    int64_t chunk = (int64_t)(chunk_bytes / row_bytes);
+    if (chunk < 1) chunk = 1;
+    for (int64_t r = 0; r < rows; r += chunk) {
+        const int64_t n = rows - r < chunk ? rows - r : chunk;
+        if (direct) {
+            rlx__conv_run(c, direct + (size_t)r * row_bytes, r, n, L->threads);
+        } else {
+            void *buf = L->stage[L->n & 1];
+            rlx__conv_run(c, buf, r, n, L->threads);
+            if (L->in_flight && (s = ops->sync(d, NULL))) return s;
+            L->in_flight = 0;
+            if ((s = ops->h2d(d, (unsigned char *)*out + (size_t)r * row_bytes, buf, (size_t)n * row_bytes, NULL))) return s;
+            L->in_flight = 1;
+            L->n++;
+        }
+        rlx__load_progress_add(L->progress, (uint64_t)(src_per_row * (double)n + 0.5));
     }
-    if (g) rlx__weight_to_f32(&m->weights[d->gamma], g);
-    size_t at = 0;
-    for (int p = 0; p < d->n_parts; p++) {
-        const rlx__weight *w = &m->weights[d->src[p]];
-        rlx__weight_to_f32(w, f + at); /* a tp rank's rows of it: γ folds into the part */
-        if (g)
-            for (size_t i = 0; i < w->numel; i++) f[at + i] *= g[i % (size_t)d->cols];
-        at += w->numel;
+    return RLX_OK;
+}
+
+static rlx_status load_weight(loader *L, const rlx__weight *w, rlx_kdtype act, void **out) {
+    const rlx__conv c = rlx__weight_conv(w, act == RLX_K_F32 ? RLX_DTYPE_F32 : RLX_DTYPE_BF16);
+    return load_conv(L, &c, w->key, out);
+}
+
+/* The source bytes of a packed weight's parts and γ (what its load reads). */
+static uint64_t derived_src_bytes(const rlx_model *m, const rlx__dweight *dw) {
+    uint64_t b = 0;
+    for (int p = 0; p < dw->n_parts; p++) {
+        const rlx__conv c = rlx__weight_conv(&m->weights[dw->src[p]], RLX_DTYPE_F32);
+        b += rlx__conv_src_bytes(&c);
+    }
+    if (dw->gamma >= 0) {
+        const rlx__conv c = rlx__weight_conv(&m->weights[dw->gamma], RLX_DTYPE_F32);
+        b += rlx__conv_src_bytes(&c);
+    }
+    return b;
+}
+
+/* A derived weight: source rows stacked (a tp rank's rows of each), column c scaled by γ[c] in
+ * f32, rounded once. */
+static rlx_status load_derived(loader *L, const rlx_model *m, const rlx__dweight *dw, rlx_kdtype act, void **out) {
+    rlx__conv c;
+    memset(&c, 0, sizeof c);
+    c.out = act == RLX_K_F32 ? RLX_DTYPE_F32 : RLX_DTYPE_BF16;
+    c.cols = dw->cols;
+    for (int p = 0; p < dw->n_parts; p++) {
+        const rlx__conv w = rlx__weight_conv(&m->weights[dw->src[p]], c.out);
+        if (w.cols != dw->cols || c.n_parts + w.n_parts > RLX__CONV_MAX_PARTS)
+            return rlx__fail(RLX_ERR_INTERNAL, "packed weight of %s: part %d does not stack (%lld columns, %d pieces)",
+                             m->weights[dw->src[0]].key, p, (long long)w.cols, c.n_parts + w.n_parts);
+        for (int q = 0; q < w.n_parts; q++) c.part[c.n_parts++] = w.part[q];
+    }
+    float *g = NULL;
+    if (dw->gamma >= 0) {
+        const rlx__weight *gw = &m->weights[dw->gamma];
+        if (gw->numel != (size_t)dw->cols)
+            return rlx__fail(RLX_ERR_INTERNAL, "packed weight of %s: γ '%s' has %zu elements for %lld columns",
+                             m->weights[dw->src[0]].key, gw->key, gw->numel, (long long)dw->cols);
+        if (!(g = rlx__malloc((size_t)dw->cols * sizeof(float), "a norm weight"))) return RLX_ERR_OUT_OF_MEMORY;
+        rlx__weight_to_f32(gw, g);
+        c.col_scale = g;
+        const rlx__conv gc = rlx__weight_conv(gw, RLX_DTYPE_F32);
+        rlx__load_progress_add(L->progress, rlx__conv_src_bytes(&gc));
     }
     char what[160];
-    snprintf(what, sizeof what, "packed weight of %s", m->weights[d->src[0]].key);
-    rlx_status s = upload_f32(dm, f, n, act, what, out);
-    free(f), free(g);
+    snprintf(what, sizeof what, "packed weight of %s", m->weights[dw->src[0]].key);
+    rlx_status s = load_conv(L, &c, what, out);
+    free(g);
     return s;
 }
 
@@ -240,7 +363,7 @@ static rlx_status autotune(rlx_model *m, rlx__dev_model *dm) {
 }
 
 rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordinal, rlx_fusion_policy policy,
-                                  rlx_kdtype act) {
+                                  rlx_kdtype act, rlx__load_progress *progress) {
     const rlx__device_ops *ops = rlx__device_ops_for(kind);
     if (!ops) {
         if (kind == RLX_DEVICE_SIMT)
@@ -291,10 +414,21 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
         goto fail;
     }
     /* Only what some kernel reads: a weight folded into a packed one is not uploaded alone. */
-    for (int i = 0; i < m->n_weights; i++)
-        if (dm->plan.used_weight[i] && (s = upload_weight(dm, &m->weights[i], act, &dm->wptr[i]))) goto fail;
-    for (int j = 0; j < dm->plan.n_dw; j++)
-        if ((s = upload_derived(dm, m, &dm->plan.dw[j], act, &dm->wptr[m->n_weights + j]))) goto fail;
+    loader L = {.dm = dm, .progress = progress, .threads = m->threads};
+    if (progress) {
+        uint64_t total = 0;
+        for (int i = 0; i < m->n_weights; i++)
+            if (dm->plan.used_weight[i]) {
+                const rlx__conv c = rlx__weight_conv(&m->weights[i], RLX_DTYPE_F32);
+                total += rlx__conv_src_bytes(&c); /* a tp rank reads its parts only */
+            }
+        for (int j = 0; j < dm->plan.n_dw; j++) total += derived_src_bytes(m, &dm->plan.dw[j]);
+        rlx__load_progress_begin(progress, total);
+    }
+    for (int i = 0; i < m->n_weights && !s; i++)
+        if (dm->plan.used_weight[i]) s = load_weight(&L, &m->weights[i], act, &dm->wptr[i]);
+    for (int j = 0; j < dm->plan.n_dw && !s; j++) s = load_derived(&L, m, &dm->plan.dw[j], act, &dm->wptr[m->n_weights + j]);
+    if ((s = loader_finish(&L, s))) goto fail;
     for (int v = 0; v < m->list.n_values; v++) {
         if (!m->consts[v]) continue;
         const rlx__value *val = &m->list.values[v];

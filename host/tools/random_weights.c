@@ -1,6 +1,7 @@
 /* Built-in model shapes and seeded random weights (demo, bench, tests). */
 #include "model/stages.h"
 #include "rlx/weights.h"
+#include "io/weights_internal.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -80,32 +81,55 @@ rlx_status rlx_llama_config_to_json(const rlx_llama_config *c, char **text) {
     return *text ? RLX_OK : RLX_ERR_OUT_OF_MEMORY;
 }
 
-/* splitmix64 → uniform [-1, 1): cheap, seeded, identical on every platform. */
-static uint64_t mix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+/* splitmix64 → uniform [-1, 1): cheap, seeded, identical on every platform. The generator is a
+ * counter: the k-th value drawn from state s0 is fin(s0 + k·γ), k = 1, 2, …, so any element of the
+ * stream can be computed on its own and the tensors are filled in parallel with exactly the
+ * values the sequential stream gives (one stream runs through all tensors, in the order added). */
+#define SPLITMIX_GAMMA 0x9E3779B97F4A7C15ull
+
+static uint64_t fin(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
 
-static float uni(uint64_t *s) { return (float)((double)(mix(s) >> 11) * 0x1.0p-52 - 1.0); }
+static float uni_at(uint64_t s0, uint64_t k) { return (float)((double)(fin(s0 + k * SPLITMIX_GAMMA) >> 11) * 0x1.0p-52 - 1.0); }
+
+typedef struct fill_ctx {
+    void *buf;
+    rlx_dtype dtype;
+    uint64_t s0, first; /* element i is draw number first + i + 1 of the stream from s0 */
+    float center, scale;
+} fill_ctx;
+
+static void fill_range(int64_t b, int64_t e, void *arg) {
+    const fill_ctx *f = arg;
+    for (int64_t i = b; i < e; i++) {
+        const float v = f->center + f->scale * uni_at(f->s0, f->first + (uint64_t)i + 1);
+        if (f->dtype == RLX_DTYPE_F32) ((float *)f->buf)[i] = v;
+        else if (f->dtype == RLX_DTYPE_BF16) ((uint16_t *)f->buf)[i] = rlx_f32_to_bf16(v);
+        else ((uint16_t *)f->buf)[i] = rlx_f32_to_f16(v);
+    }
+}
+
+typedef struct stream {
+    uint64_t s0;    /* the seed state */
+    uint64_t drawn; /* values drawn so far */
+} stream;
 
 static rlx_status add_random(rlx_weights *w, const char *key, int64_t rows, int64_t cols, float center, float scale,
-                             uint64_t *seed, rlx_dtype dtype) {
+                             stream *st, rlx_dtype dtype) {
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     size_t esz = rlx_dtype_size(dtype);
     void *buf = rlx__malloc(n * esz, key);
     if (!buf) return RLX_ERR_OUT_OF_MEMORY;
-    for (size_t i = 0; i < n; i++) {
-        float v = center + scale * uni(seed);
-        if (dtype == RLX_DTYPE_F32) ((float *)buf)[i] = v;
-        else if (dtype == RLX_DTYPE_BF16) ((uint16_t *)buf)[i] = rlx_f32_to_bf16(v);
-        else ((uint16_t *)buf)[i] = rlx_f32_to_f16(v);
-    }
+    fill_ctx f = {buf, dtype, st->s0, st->drawn, center, scale};
+    /* threads only where there is enough work to pay for starting them */
+    int threads = n >= ((size_t)1 << 18) ? 0 : 1;
+    rlx__parallel_for((int64_t)n, threads, fill_range, &f);
+    st->drawn += n;
     int64_t shape[2] = {rows, cols};
-    rlx_status s = rlx_weights_add(w, key, dtype, cols ? 2 : 1, shape, buf);
-    free(buf);
-    return s;
+    return rlx__weights_add_owned(w, key, dtype, cols ? 2 : 1, shape, buf);
 }
 
 rlx_status rlx_llama_random_weights(const rlx_llama_config *c, uint64_t seed, rlx_dtype dtype, rlx_weights **out) {
@@ -120,7 +144,7 @@ rlx_status rlx_llama_random_weights(const rlx_llama_config *c, uint64_t seed, rl
     if ((s = rlx_weights_create(&w))) return s;
     char *json = NULL;
     if ((s = rlx_llama_config_to_json(c, &json)) || (s = rlx_weights_set_config_json(w, json))) goto fail;
-    uint64_t st = seed ^ 0x726c78u;
+    stream st = {seed ^ 0x726c78u, 0};
     const int64_t H = c->hidden_size, I = c->intermediate_size, D = c->head_dim;
     const int64_t q = c->num_attention_heads * D, kv = c->num_key_value_heads * D;
     /* Uniform(-a, a) has std a/sqrt(3): a = sqrt(3/fan_in) keeps each projection's output O(1). */

@@ -187,6 +187,11 @@ typedef struct rlx_build_params {
                                    must outlive the model; the model is this rank's part and its
                                    device follows from the communicator (local: cpu or simt, NCCL:
                                    its CUDA device). NULL (default): one device */
+    /* Progress of the weight preparation (conversion and upload), in bytes of the checkpoint:
+     * called on the building thread with done = 0 first, then after every chunk, done = total
+     * last. NULL (default): no reports. The CLI draws a progress line from it. */
+    void (*progress)(void *user, uint64_t done_bytes, uint64_t total_bytes);
+    void *progress_user;
 } rlx_build_params;
 
 RLX_API rlx_build_params rlx_build_default_params(void);

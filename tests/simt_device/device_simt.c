@@ -13,9 +13,24 @@
 #include <string.h>
 #include <time.h>
 
+/* Copies from staging memory (host_alloc) waiting for the stream to reach them: performed at the
+ * next stream operation, the latest a GPU could perform an asynchronous copy, so that a loader
+ * reusing a staging buffer before its upload finished is caught (staged uploads mode). */
+#define SIMT_MAX_PENDING 16
+#define SIMT_MAX_STAGING 8
+typedef struct pending_copy {
+    void *dst;
+    const void *src;
+    size_t n;
+} pending_copy;
+
 struct rlx__device {
     int ordinal; /* a tp rank's simt device is its rank (planted faults can pick one) */
     rlx__gemm_cache cache; /* the same algorithm cache as cuda (runtime/gemm_algo.h) */
+    pending_copy pending[SIMT_MAX_PENDING];
+    int n_pending;
+    pending_copy staging[SIMT_MAX_STAGING]; /* blocks from shost_alloc: dst = block, n = bytes */
+    int n_staging;
 };
 
 /* Test controls (rlx_simt_device.h); process-wide, like a real device's memory. */
@@ -23,6 +38,7 @@ static size_t mem_limit, mem_used;
 static int fault_countdown, fault_ordinal = -1;
 static int n_algos = 3, failing_algo = -1;
 static uint64_t heuristic_calls, bind_violations;
+static int staged_uploads;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The calling thread's current device, as cudaSetDevice keeps it: 0 on a fresh thread. */
@@ -32,6 +48,19 @@ void rlx_simt_device_set_memory_limit(size_t bytes) {
     pthread_mutex_lock(&ctl_lock);
     mem_limit = bytes;
     pthread_mutex_unlock(&ctl_lock);
+}
+
+void rlx_simt_device_set_staged_uploads(int on) {
+    pthread_mutex_lock(&ctl_lock);
+    staged_uploads = on != 0;
+    pthread_mutex_unlock(&ctl_lock);
+}
+
+static int staged(void) {
+    pthread_mutex_lock(&ctl_lock);
+    int on = staged_uploads;
+    pthread_mutex_unlock(&ctl_lock);
+    return on;
 }
 
 void rlx_simt_device_plant_fault(int nth_gemm) { rlx_simt_device_plant_fault_on(-1, nth_gemm); }
@@ -278,6 +307,28 @@ static const char *describe(rlx__device *d) {
     return "simt: the CUDA kernels on the CPU (test device)";
 }
 
+typedef struct poison_ctx {
+    unsigned char *p;
+} poison_ctx;
+
+static void poison_range(int64_t b, int64_t e, void *arg) {
+    const poison_ctx *c = arg;
+    memset(c->p + (size_t)b * ((size_t)1 << 20), 0xff, (size_t)(e - b) << 20);
+}
+
+/* 0xff over n bytes: in parallel for big blocks (model weights), whose first touch is most of a
+ * simt model load. */
+static void poison(unsigned char *p, size_t n) {
+    const size_t mib = n >> 20;
+    if (mib < 64) {
+        memset(p, 0xff, n);
+        return;
+    }
+    poison_ctx c = {p};
+    rlx__parallel_for((int64_t)mib, 0, poison_range, &c);
+    memset(p + (mib << 20), 0xff, n - (mib << 20));
+}
+
 static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
     *ptr = NULL;
     rlx_status bs = bound(d, "alloc");
@@ -303,7 +354,7 @@ static rlx_status salloc(rlx__device *d, size_t bytes, const char *what, void **
         return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of (simt) device memory: %zu bytes for %s", bytes, what);
     }
     memcpy(p, &n, sizeof n);
-    memset(p + SIMT_HDR, 0xff, n);
+    poison(p + SIMT_HDR, n);
     *ptr = p + SIMT_HDR;
     return RLX_OK;
 }
@@ -342,13 +393,41 @@ static rlx_status record_copy(void *dst, const void *src, size_t n, int byte) {
     return record(copy_run, c, src ? "a copy" : "a memset");
 }
 
+static void flush_pending(rlx__device *d) {
+    for (int i = 0; i < d->n_pending; i++) memmove(d->pending[i].dst, d->pending[i].src, d->pending[i].n);
+    d->n_pending = 0;
+}
+
+static int from_staging(const rlx__device *d, const void *src, size_t n) {
+    const unsigned char *p = src;
+    for (int i = 0; i < d->n_staging; i++) {
+        const unsigned char *b = d->staging[i].dst;
+        if (p >= b && p + n <= b + d->staging[i].n) return 1;
+    }
+    return 0;
+}
+
 static rlx_status scopy(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
     (void)stream;
     rlx_status bs = bound(d, "copy");
     if (bs) return bs;
     if (rlx_simt_capturing()) return record_copy(dst, src, n, 0);
+    flush_pending(d);
     memmove(dst, src, n);
     return RLX_OK;
+}
+
+/* Host to device: in the staged-uploads mode a copy from staging memory waits for the next stream
+ * operation, as an asynchronous copy may on a GPU. */
+static rlx_status sh2d(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
+    if (!rlx_simt_capturing() && n && staged() && from_staging(d, src, n)) {
+        rlx_status bs = bound(d, "copy");
+        if (bs) return bs;
+        if (d->n_pending == SIMT_MAX_PENDING) flush_pending(d);
+        d->pending[d->n_pending++] = (pending_copy){dst, src, n};
+        return RLX_OK;
+    }
+    return scopy(d, dst, src, n, stream);
 }
 
 static rlx_status scopy_sync(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
@@ -361,6 +440,7 @@ static rlx_status smemset(rlx__device *d, void *dst, int byte, size_t n, void *s
     rlx_status bs = bound(d, "memset");
     if (bs) return bs;
     if (rlx_simt_capturing()) return record_copy(dst, NULL, n, byte);
+    flush_pending(d);
     memset(dst, byte, n);
     return RLX_OK;
 }
@@ -368,7 +448,9 @@ static rlx_status smemset(rlx__device *d, void *dst, int byte, size_t n, void *s
 static rlx_status ssync(rlx__device *d, void *stream) {
     (void)stream;
     rlx_status s = not_in_capture("a stream synchronize");
-    return s ? s : bound(d, "synchronize");
+    if (!s) s = bound(d, "synchronize");
+    if (!s) flush_pending(d);
+    return s;
 }
 
 static rlx_status scheck(rlx__device *d, int code, const char *what) {
@@ -490,6 +572,7 @@ static const rlx__gemm_backend sim_backend = {sim_heuristic, sim_run};
 static rlx_status sgemm(rlx__device *d, const rlx__gemm_desc *g, void *stream) {
     rlx_status bs = bound(d, "GEMM");
     if (bs) return bs;
+    flush_pending(d);
     return rlx__gemm_cache_run(&d->cache, &sim_backend, d, g, stream);
 }
 
@@ -569,15 +652,28 @@ static void sgraph_destroy(rlx__device *d, void *graph) {
     rlx_simt_graph_destroy(graph);
 }
 
+/* "Page-locked" host memory: heap blocks the device remembers (the first SIMT_MAX_STAGING), so
+ * that copies from them can be treated as asynchronous in the staged-uploads mode. */
 static rlx_status shost_alloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
-    (void)d;
     *ptr = malloc(bytes ? bytes : 1);
-    return *ptr ? RLX_OK : rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory: %zu bytes for %s", bytes, what);
+    if (!*ptr) return rlx__fail(RLX_ERR_OUT_OF_MEMORY, "out of host memory: %zu bytes for %s", bytes, what);
+    if (d->n_staging < SIMT_MAX_STAGING) d->staging[d->n_staging++] = (pending_copy){*ptr, NULL, bytes};
+    return RLX_OK;
 }
 
 static void shost_free(rlx__device *d, void *ptr) {
-    (void)d;
+    if (!ptr) return;
+    flush_pending(d); /* cudaFreeHost synchronizes the device first */
+    for (int i = 0; i < d->n_staging; i++)
+        if (d->staging[i].dst == ptr) d->staging[i] = d->staging[--d->n_staging];
     free(ptr);
+}
+
+/* simt device memory is host memory: the weight loader converts straight into it, unless the
+ * staged-uploads mode makes it go through staging memory as on cuda. */
+static void *shost_view(rlx__device *d, void *ptr) {
+    (void)d;
+    return staged() ? NULL : ptr;
 }
 
 static const rlx__gemm_timer sim_timer = {dev_timer_create, dev_timer_mark, dev_timer_read, dev_timer_destroy};
@@ -596,7 +692,7 @@ static const rlx__device_ops simt_ops = {
     .describe = describe,
     .alloc = salloc,
     .free = sfree,
-    .h2d = scopy,
+    .h2d = sh2d,
     .d2h_sync = scopy_sync,
     .memset = smemset,
     .gemm = sgemm,
@@ -609,6 +705,7 @@ static const rlx__device_ops simt_ops = {
     .graph_destroy = sgraph_destroy,
     .host_alloc = shost_alloc,
     .host_free = shost_free,
+    .host_view = shost_view,
     .check = scheck,
     .sync = ssync,
     .timer_create = dev_timer_create,

@@ -23,6 +23,14 @@ void rlx_simt_device_plant_fault(int nth_gemm);
 /* The same on the simt device of one ordinal only (a tensor-parallel rank's is its rank): its n-th
  * GEMM from now fails, the other ranks' GEMMs are not counted. */
 void rlx_simt_device_plant_fault_on(int ordinal, int nth_gemm);
+/* Staged uploads (0 = off, the default): the weight loader does not write device memory directly
+ * but goes through staging buffers as on cuda, and a copy from a staging buffer is performed only
+ * at the next stream operation (sync, memset, d2h, GEMM, another upload not from staging), the
+ * latest a GPU could perform an asynchronous copy; so a staging buffer reused before its upload
+ * finished puts wrong bytes on the device. Kernel launches do not wait for pending copies, so
+ * turn it on around model builds only (the loader syncs before it returns); a prefill in this
+ * mode could read its batch metadata before the copy lands. */
+void rlx_simt_device_set_staged_uploads(int on);
 
 /* The GEMM algorithm cache under test (runtime/gemm_algo.h): the fake heuristic offers n
  * "algorithms" (1 .. 4; default 3), all the reference GEMM; algorithm index `failing` (-1 = none,
