@@ -357,3 +357,67 @@ Test(bench, save_checkpoint_then_bench_the_model) {
     rlxt_rmtree(dir);
     free(dir);
 }
+
+/* rlx bench --load: a checkpoint written once and reused, seconds and GB/s per shape, the bounds
+ * measured in the same run, and the documented JSON fields. */
+Test(bench, load_writes_then_reuses_the_checkpoint_and_reports_gbps) {
+    char *dir = rlxt_tmpdir();
+    char args[2048], path[1200];
+    snprintf(args, sizeof args, "bench --load --shape tiny --device cpu --repeat 2 --checkpoint-dir %s --json %s/l.json", dir, dir);
+    cr_assert_eq(rlx(args), 0, "stderr: %s", err_text);
+    cr_expect(strstr(out_text, "checkpoint written first"), "the first run writes the checkpoint: %s", out_text);
+    cr_expect(strstr(out_text, "GB/s"), "%s", out_text);
+    snprintf(path, sizeof path, "%s/l.json", dir);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    cr_assert(root, "%s: %s", path, jerr.text);
+    cr_assert(json_is_array(root) && json_array_size(root) == 1);
+    json_t *o = json_array_get(root, 0);
+    cr_expect_str_eq(json_string_value(field(o, "mode")), "load");
+    cr_expect_str_eq(json_string_value(field(o, "shape")), "tiny");
+    cr_expect_str_eq(json_string_value(field(o, "device")), "cpu");
+    cr_expect_eq(num(o, "repeat"), 2);
+    cr_expect_eq(json_array_size(field(o, "seconds")), 2);
+    rlx_llama_config c;
+    cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
+    const double params = rlx__bench_llama_params(&c);
+    cr_expect_eq(num(o, "read_bytes"), 2 * params, "tiny is tied: the build reads every bf16 weight once");
+    cr_expect(num(o, "checkpoint_bytes") > num(o, "read_bytes"), "the file has a header too");
+    cr_expect_eq(num(o, "device_bytes"), 4 * params, "the reference keeps f32 copies");
+    const double med = num(o, "median_s");
+    cr_expect(med > 0 && num(o, "min_s") <= med);
+    cr_expect(fabs(num(o, "gbps") - num(o, "read_bytes") / med / 1e9) < 1e-9 * num(o, "gbps"));
+    cr_expect(num(o, "read_gbps") > 0);
+    cr_expect_eq(num(o, "h2d_gbps"), 0, "no GPU, no PCIe figure");
+    cr_expect(num(o, "checkpoint_written_s") > 0);
+    json_decref(root);
+    /* second run: reused */
+    cr_assert_eq(rlx(args), 0, "stderr: %s", err_text);
+    cr_expect(!strstr(out_text, "checkpoint written first"), "the checkpoint was written again: %s", out_text);
+    /* a directory holding another shape is refused, not silently measured */
+    char sub[1200];
+    snprintf(sub, sizeof sub, "%s/rlx-bench-tiny-seed1/config.json", dir);
+    FILE *f = fopen(sub, "r+");
+    cr_assert(f);
+    char cfg[4096];
+    size_t n = fread(cfg, 1, sizeof cfg - 1, f);
+    cfg[n] = '\0';
+    char *h = strstr(cfg, "\"hidden_size\": 256");
+    cr_assert(h, "%s", cfg);
+    memcpy(h, "\"hidden_size\": 128", 18);
+    rewind(f);
+    fwrite(cfg, 1, n, f);
+    fclose(f);
+    cr_expect_eq(rlx(args), 2, "a directory of the wrong shape is the caller's mistake");
+    cr_expect(strstr(err_text, "another shape"), "%s", err_text);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+Test(bench, load_usage_errors_exit_2) {
+    cr_expect_eq(rlx("bench --load --shape tiny --batch 2"), 2);
+    cr_expect(strstr(err_text, "--load times the weight load only"), "%s", err_text);
+    cr_expect_eq(rlx("bench --shape tiny,llama-3.2-1b --device cpu"), 2);
+    cr_expect_eq(rlx("bench --checkpoint-dir /tmp --shape tiny"), 2);
+    cr_expect_eq(rlx("bench --load --shape tiny,nope --device cpu --checkpoint-dir /nonexistent-rlx"), 2);
+}

@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pty.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "io/npy.h"
 #include "runtime/device.h"
@@ -213,4 +215,53 @@ Test(cli, check_says_when_it_falls_back_and_never_with_device_cuda) {
     expect_one_line_error();
     cr_expect(!strstr(err_text, "simt"), "--device cuda mentions simt: %s", err_text);
     if (!gpu) cr_expect(strstr(err_text, ops ? "CUDA" : "not available in this build"), "%s", err_text);
+}
+
+/* The load progress line: drawn on a terminal (bytes, rate, ETA, erased at the end), absent when
+ * stderr is a pipe or a file. RLX_PROGRESS_DELAY_MS=0 draws it for a fixture that loads in
+ * milliseconds (the default waits a second). */
+static int run_in_pty(const char *args, char *out, size_t cap) {
+    const char *cli = getenv("RLX_CLI");
+    cr_assert(cli && *cli, "RLX_CLI is not set (run through ctest)");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "exec %s %s", cli, args);
+    int master = -1;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    cr_assert(pid >= 0, "forkpty failed");
+    if (pid == 0) {
+        setenv("RLX_PROGRESS_DELAY_MS", "0", 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    size_t n = 0;
+    for (;;) { /* until the child closes the terminal (EIO on Linux) */
+        ssize_t r = read(master, out + n, cap - 1 - n);
+        if (r <= 0) break;
+        n += (size_t)r;
+        if (n == cap - 1) break;
+    }
+    out[n] = '\0';
+    close(master);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(cli, load_progress_on_a_terminal_and_quiet_elsewhere) {
+    char args[1200];
+    snprintf(args, sizeof args, "run --model %s --tokens 1,2,3 --device cpu", fixture("gqa_tied_f32"));
+    static char tty[1 << 16];
+    cr_assert_eq(run_in_pty(args, tty, sizeof tty), 0, "%s", tty);
+    const char *line = strstr(tty, "loading weights: ");
+    cr_expect(line, "no progress line on the terminal: %s", tty);
+    if (line) {
+        cr_expect(strstr(line, " of ") && strstr(line, "%), ") && strstr(line, "B/s, ETA ") && strstr(line, " s"),
+                  "the line lacks bytes, rate or ETA: %.200s", line);
+        cr_expect(strstr(line, "\r\033[K"), "the line is not erased when the load ends");
+    }
+    cr_expect(strstr(tty, "top-"), "the run's own output is there too: %s", tty);
+    /* the same command with stderr a file */
+    cr_assert_eq(rlxt_run_cli("RLX_PROGRESS_DELAY_MS=0", args, out_text, sizeof out_text, err_text, sizeof err_text), 0, "%s",
+                 err_text);
+    cr_expect(!strstr(err_text, "loading weights") && !strchr(err_text, '\r'), "progress in a log: %s", err_text);
 }

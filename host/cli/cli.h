@@ -44,6 +44,30 @@ json_t *cli_json_real(double v);
 /* Seconds since an arbitrary origin (monotonic). */
 double cli_now(void);
 
+/* The load progress line (progress.c): attaches to bp a callback that draws bytes, rate and ETA on
+ * stderr when stderr is a terminal and the load runs longer than a second; nothing otherwise.
+ * p must outlive the build. */
+typedef struct cli_progress {
+    const char *what;
+    double t0, last, delay;
+    int shown;
+} cli_progress;
+void cli_progress_attach(cli_progress *p, rlx_build_params *bp, const char *what);
+
+/* rlx bench --load (bench_load.c): the table on stdout, JSON to args->json. */
+typedef struct cli_bench_load_args {
+    const char *shapes;            /* comma list of built-in shapes, or NULL with model_dir */
+    const char *model_dir;         /* load this directory instead */
+    const char *checkpoint_parent; /* shapes' checkpoints: <parent>/rlx-bench-<shape>-seed<N> */
+    uint64_t seed;
+    rlx_device_kind device;
+    const char *device_name, *cpu_model, *commit, *date;
+    int threads, repeat, progress, force;
+    double host_limit_gib;         /* host devices refuse bigger shapes without force */
+    const char *json;
+} cli_bench_load_args;
+int cli_bench_load(const cli_bench_load_args *args);
+
 /* Opens DIR, parses its config and builds the Llama flow and model. */
 typedef struct cli_llama {
     rlx_weights *weights;

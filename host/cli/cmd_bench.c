@@ -41,7 +41,7 @@
 typedef enum { FUSION_FUSED, FUSION_NONE, FUSION_BOTH } fusion_mode;
 
 typedef struct opts {
-    const char *shape, *model_dir, *json, *csv, *plot, *save_checkpoint, *profile;
+    const char *shape, *model_dir, *json, *csv, *plot, *save_checkpoint, *profile, *checkpoint_dir;
     int64_t batch[MAX_LIST], seq[MAX_LIST];
     int n_batch, n_seq;
     rlx_device_kind device;
@@ -50,7 +50,7 @@ typedef struct opts {
     int64_t repeat, warmup, seed, top, gemm, threads; /* -1: the device's default */
     int breakdown;                                     /* -1: on when one configuration runs */
     double peak;                                       /* 0: from the datasheet table */
-    int force, progress;
+    int force, progress, load;
     int64_t tp[MAX_LIST];                              /* --tp: the scaling table's tp values */
     int n_tp;
     double link_gbps;                                  /* --link-gbps: the modelled all-reduce's link */
@@ -166,6 +166,11 @@ static int parse_opts(int argc, char **argv, opts *o) {
             o->breakdown = 1;
         } else if (!strcmp(a, "--no-breakdown")) {
             o->breakdown = 0;
+        } else if (!strcmp(a, "--load")) {
+            o->load = 1;
+        } else if (cli_is_opt(a, "--checkpoint-dir")) {
+            VALUE("--checkpoint-dir");
+            o->checkpoint_dir = v;
         } else if (!strcmp(a, "--force")) {
             o->force = 1;
         } else if (!strcmp(a, "--no-progress")) {
@@ -181,6 +186,13 @@ static int parse_opts(int argc, char **argv, opts *o) {
     if ((o->json && !*o->json) || (o->csv && !*o->csv) || (o->plot && !*o->plot) ||
         (o->save_checkpoint && !*o->save_checkpoint) || (o->model_dir && !*o->model_dir))
         return cli_error(CLI_USAGE, "bench: a path option is empty");
+    if (o->load && (o->n_batch || o->n_seq || o->csv || o->plot || o->save_checkpoint || o->profile || o->fusion_given))
+        return cli_error(CLI_USAGE, "bench --load times the weight load only: --batch, --seq, --fusion, --profile, --csv, --plot and "
+                                    "--save-checkpoint do not apply");
+    if (o->checkpoint_dir && (!o->load || o->model_dir || !*o->checkpoint_dir))
+        return cli_error(CLI_USAGE, "bench: --checkpoint-dir DIR goes with --load and a --shape");
+    if (o->shape && strchr(o->shape, ',') && !o->load)
+        return cli_error(CLI_USAGE, "--shape: a list of shapes goes with --load only");
     if (o->plot && strpbrk(o->plot, "'\n"))
         return cli_error(CLI_USAGE, "--plot: the file name may not contain a single quote or a newline");
     if (!o->shape && !o->model_dir) o->shape = "tiny";
@@ -433,6 +445,8 @@ static int run_config(bench_ctx *c, int64_t B, int64_t S, rlx_fusion_policy fusi
         prof.fusion_policy = fusion;
         bp.profile = &prof;
     }
+    cli_progress prog;
+    if (c->o.progress) cli_progress_attach(&prog, &bp, "preparing weights");
     const double t_build = cli_now();
     if ((s = rlx_model_build(flow, c->weights, &bp, &m))) {
         rc = cli_status_error(s, "bench: building the model");
@@ -1172,8 +1186,10 @@ static int cmd_bench(int argc, char **argv) {
         c.weights = l.weights;
         c.shape_label = c.o.model_dir;
     } else {
-        rlx_status s = rlx_llama_builtin_config(c.o.shape, &c.cfg);
-        if (s) return cli_error(CLI_USAGE, "--shape: '%s' is not one of tiny, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b", c.o.shape);
+        char first[64];
+        snprintf(first, sizeof first, "%.*s", (int)strcspn(c.o.shape, ","), c.o.shape); /* --load takes a list */
+        rlx_status s = rlx_llama_builtin_config(first, &c.cfg);
+        if (s) return cli_error(CLI_USAGE, "--shape: '%s' is not one of tiny, llama-3.2-1b, llama-3.2-3b, llama-3.1-8b", first);
         c.shape_label = c.o.shape;
     }
     c.params = rlx__bench_llama_params(&c.cfg);
@@ -1184,6 +1200,23 @@ static int cmd_bench(int argc, char **argv) {
 
     // -- device, defaults, checks before anything slow --
     if ((rc = resolve_device(&c))) goto out;
+    if (c.o.load) {
+        read_commit(c.commit, sizeof c.commit);
+        time_t t = time(NULL);
+        struct tm tmv_;
+        gmtime_r(&t, &tmv_);
+        strftime(c.date, sizeof c.date, "%Y-%m-%dT%H:%M:%SZ", &tmv_);
+        const char *tmp = getenv("TMPDIR");
+        cli_bench_load_args la = {.shapes = c.o.model_dir ? NULL : c.o.shape, .model_dir = c.o.model_dir,
+                                  .checkpoint_parent = c.o.checkpoint_dir ? c.o.checkpoint_dir : tmp && *tmp ? tmp : "/tmp",
+                                  .seed = (uint64_t)c.o.seed, .device = c.dev, .device_name = c.device_name,
+                                  .cpu_model = c.cpu_model, .commit = c.commit, .date = c.date,
+                                  .threads = c.threads > 0 ? c.threads : rlx__cpu_count(),
+                                  .repeat = c.o.repeat > 0 ? (int)c.o.repeat : 3, .progress = c.o.progress, .force = c.o.force,
+                                  .host_limit_gib = HOST_MAX_WEIGHT_GIB, .json = c.o.json};
+        rc = cli_bench_load(&la);
+        goto out;
+    }
     const int gpu = c.dev == RLX_DEVICE_CUDA;
     c.repeat = c.o.repeat > 0 ? c.o.repeat : gpu ? 20 : 3;
     c.warmup = c.o.warmup >= 0 ? c.o.warmup : gpu ? 5 : 1;
@@ -1317,7 +1350,7 @@ const cli_command cli_cmd_bench = {
     "  --device D             auto|cpu|cuda|simt\n"
     "  --fusion fused|none|both\n"
     "  --profile F.rlx.toml   compile profile (its fusion policy replaced per configuration)\n"
-    "  --repeat N             timed prefills per configuration\n"
+    "  --repeat N             timed prefills per configuration (--load: timed loads, default 3)\n"
     "  --warmup N             untimed prefills first\n"
     "  --seed N               weights seed of a built-in shape\n"
     "  --top N                kernels listed in the breakdown's top list\n"
@@ -1330,6 +1363,9 @@ const cli_command cli_cmd_bench = {
     "  --json F | --csv F | --plot F.png   results as JSON, CSV, or a gnuplot chart\n"
     "  --breakdown | --no-breakdown        per-kernel times\n"
     "  --save-checkpoint DIR  write the random weights as a bf16 checkpoint\n"
+    "  --load                 time the model load instead (seconds, GB/s): --shape S,.. from a bf16\n"
+    "                         checkpoint on disk (written once, then reused), or --model DIR\n"
+    "  --checkpoint-dir DIR   --load: where the shapes' checkpoints live (default $TMPDIR or /tmp)\n"
     "  --force                run shapes the cpu/simt devices would otherwise refuse\n"
     "  --no-progress          no progress line on stderr\n",
 };

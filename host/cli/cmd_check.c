@@ -238,10 +238,14 @@ static int cmd_check(int argc, char **argv) {
         bp.fusion = fusion;
         if (profile_path) bp.profile = &profile; /* its fusion policy, --fusion applied over it */
         t.mc.dev = &bp;
+        cli_progress prog;
+        cli_progress_attach(&prog, &bp, "loading weights");
         int from = r.n;
         s = rlx__check_model_ex(&t.mc, &r);
-        /* --tp N: the same model as N ranks (one thread each) against the unsharded reference */
+        /* --tp N: the same model as N ranks (one thread each) against the unsharded reference;
+         * ranks build on threads of their own, so no progress line there */
         if (!s && tp > 1) {
+            bp.progress = NULL;
             t.mc.tp = (int)tp;
             s = rlx__check_model_ex(&t.mc, &r);
         }

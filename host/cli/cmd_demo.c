@@ -33,6 +33,8 @@ static int cmd_demo(int argc, char **argv) {
     if (!s) s = rlx_llama_flow(&cfg, &rp, &flow);
     rlx_build_params bp = rlx_build_default_params();
     bp.device = dev;
+    cli_progress prog;
+    cli_progress_attach(&prog, &bp, "preparing weights");
     if (!s) s = rlx_model_build(flow, w, &bp, &model);
     if (!s) s = rlx_session_create(model, &sess);
     double t_build = cli_now() - t0;

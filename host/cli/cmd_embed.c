@@ -246,6 +246,8 @@ static int cmd_embed(int argc, char **argv) {
     }
     rlx_build_params bp = rlx_build_default_params();
     bp.device = dev;
+    cli_progress prog;
+    cli_progress_attach(&prog, &bp, "loading weights");
     s = rlx_model_build(flow, w, &bp, &model);
     if (s) {
         rc = cli_status_error(s, "building the model");

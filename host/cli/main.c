@@ -156,6 +156,8 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
         l->model = l->group.r[0].model;
         return CLI_OK;
     }
+    cli_progress prog;
+    cli_progress_attach(&prog, &bp, "loading weights");
     if ((s = rlx_model_build(l->flow, l->weights, &bp, &l->model))) return cli_status_error(s, "building the model");
     return CLI_OK;
 }

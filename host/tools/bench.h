@@ -70,6 +70,35 @@ typedef struct rlx__bench_gemm {
 rlx_status rlx__bench_measure_gemm(rlx_device_kind kind, int ordinal, int threads, int64_t m, int64_t n, int64_t k,
                                    int warmup, int repeat, rlx__bench_gemm *out);
 
+/* ---- model load (rlx bench --load, bench_load.c) ----------------------------------------------
+ * How long rlx_weights_open + rlx_model_build of a checkpoint directory take, and at what rate the
+ * checkpoint's bytes go through them, with the bounds measured in the same run: a parallel read()
+ * of the checkpoint files (the disk, or the page cache when the files are cached) and, on cuda, a
+ * pinned host-to-device copy (PCIe). Wall and CPU time are both kept: on a shared machine the CPU
+ * time shows the work done however busy the cores are. */
+#define RLX__BENCH_LOAD_MAX_REPEAT 32
+
+typedef struct rlx__bench_load {
+    uint64_t checkpoint_bytes; /* the directory's safetensors files */
+    uint64_t read_bytes;       /* checkpoint bytes the build prepared (the tensors the model uses) */
+    size_t device_bytes;       /* weights (and constants) on the device; the f32 copies on the cpu */
+    int repeat;
+    double wall_s[RLX__BENCH_LOAD_MAX_REPEAT], cpu_s[RLX__BENCH_LOAD_MAX_REPEAT];
+    rlx__bench_stats wall, cpu;
+    double read_gbps; /* parallel read() of the checkpoint files just before the timed loads */
+    double h2d_gbps;  /* cuda: 64 MiB pinned host-to-device copies; 0 on other devices */
+} rlx__bench_load;
+
+/* Writes cfg's seeded random bf16 weights to dir as a checkpoint unless dir already holds one of
+ * cfg's shape (config.json with the same sizes, and model.safetensors); *written_s = seconds spent
+ * writing, 0 when reused. */
+rlx_status rlx__bench_load_checkpoint(const rlx_llama_config *cfg, uint64_t seed, const char *dir, double *written_s);
+
+/* Times `repeat` loads of dir (rlx_weights_open, then rlx_model_build of the Llama flow of the
+ * directory's config for device/fusion/threads as in bp; bp's progress callback, if any, sees each
+ * load). */
+rlx_status rlx__bench_load_run(const char *dir, const rlx_build_params *bp, int repeat, rlx__bench_load *out);
+
 #ifdef __cplusplus
 }
 #endif
