@@ -187,3 +187,29 @@ Test(convert, random_weights_are_the_sequential_stream) {
     }
     rlx_weights_destroy(w);
 }
+
+/* A part with no data is rows of zeros (a shard's vocabulary padding): 0 · γ rounded, so a
+ * negative γ gives −0 as a zero source would; it reads nothing. */
+Test(convert, zero_rows_for_padding) {
+    uint16_t a[2 * 3] = {0x3f80, 0x4000, 0xbf80, 0x3f80, 0x4000, 0xbf80}; /* bf16 1, 2, -1 */
+    const float g[3] = {1.0f, -2.0f, 0.5f};
+    for (int gamma = 0; gamma < 2; gamma++) {
+        rlx__conv c;
+        memset(&c, 0, sizeof c);
+        c.out = RLX_DTYPE_BF16;
+        rlx__conv_add(&c, a, RLX_DTYPE_BF16, 2, 3);
+        rlx__conv_add(&c, NULL, RLX_DTYPE_BF16, 2, 3);
+        if (gamma) c.col_scale = g;
+        cr_assert(rlx__conv_supported(&c));
+        cr_expect_eq(rlx__conv_src_bytes(&c), 12, "zero rows read nothing");
+        uint16_t out[12];
+        memset(out, 0xa5, sizeof out);
+        rlx__conv_run(&c, out, 0, 4, 1);
+        for (int i = 0; i < 12; i++) {
+            const int r = i / 3, k = i % 3;
+            float x = r < 2 ? rlx_bf16_to_f32(a[r * 3 + k]) : 0.0f;
+            if (gamma) x *= g[k];
+            cr_expect_eq(out[i], rlx_f32_to_bf16(x), "gamma %d element %d: %04x", gamma, i, out[i]);
+        }
+    }
+}
