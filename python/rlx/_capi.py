@@ -75,7 +75,8 @@ class Profile(ctypes.Structure):  # struct rlx_profile (profile.h)
 class BuildParams(ctypes.Structure):  # rlx_build_params (flow.h)
     _fields_ = [("device", c_enum), ("cuda_device", ctypes.c_int), ("threads", ctypes.c_int), ("fusion", c_enum),
                 ("precision", c_enum), ("profile", ctypes.POINTER(Profile)), ("plan_only", ctypes.c_int),
-                ("comm", ctypes.c_void_p)]  # rlx_comm * (dist.h); the package builds single-device models
+                ("comm", ctypes.c_void_p),  # rlx_comm * (dist.h); the package builds single-device models
+                ("progress", ctypes.c_void_p), ("progress_user", ctypes.c_void_p)]  # load progress callback (unused here)
 
 
 class TensorView(ctypes.Structure):  # rlx_tensor_view (weights.h)
