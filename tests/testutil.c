@@ -114,3 +114,77 @@ int rlxt_run_cli(const char *env, const char *args, char *out, size_t out_cap, c
     free(dir);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* ---- LLaMA fixtures ---------------------------------------------------------------------------- */
+
+#include <jansson.h>
+
+#include "io/npy.h"
+
+const char *const rlxt_llama_fixtures[RLXT_N_LLAMA_FIXTURES] = {
+    "gqa_tied_f32", "mqa_untied_bf16", "llama3_scaling_f32", "head_dim_explicit_f32",
+    "sharded_bf16", "legacy_config_f32", "f16",             "single_token_f32"};
+
+static int32_t *json_ids(json_t *a, int64_t *n) {
+    *n = (int64_t)json_array_size(a);
+    int32_t *ids = malloc((size_t)(*n ? *n : 1) * sizeof(int32_t));
+    for (int64_t i = 0; ids && i < *n; i++) ids[i] = (int32_t)json_integer_value(json_array_get(a, (size_t)i));
+    return ids;
+}
+
+int rlxt_llama_fixture_load(const char *name, rlxt_llama_fixture *f, char *err, size_t cap) {
+    memset(f, 0, sizeof *f);
+    char path[1200];
+    snprintf(f->dir, sizeof f->dir, "%s/llama/%s", rlxt_fixtures_dir(), name);
+    if (rlx_weights_open(f->dir, &f->w)) return snprintf(err, cap, "open %s: %s", f->dir, rlx_last_error()), -1;
+    if (rlx_llama_config_parse(rlx_weights_config_json(f->w), f->dir, &f->cfg))
+        return snprintf(err, cap, "config %s: %s", f->dir, rlx_last_error()), -1;
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/tokens.json", f->dir);
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) return snprintf(err, cap, "%s: %s", path, je.text), -1;
+    json_t *rows = json_object_get(j, "tokens");
+    f->B = (int64_t)json_array_size(rows);
+    f->S = (int64_t)json_array_size(json_array_get(rows, 0));
+    f->tokens = malloc((size_t)(f->B * f->S) * sizeof(int32_t));
+    for (int64_t b = 0; b < f->B; b++)
+        for (int64_t t = 0; t < f->S; t++)
+            f->tokens[b * f->S + t] = (int32_t)json_integer_value(json_array_get(json_array_get(rows, (size_t)b), (size_t)t));
+    json_decref(j);
+    int nd;
+    int64_t shape[8];
+    snprintf(path, sizeof path, "%s/logits.npy", f->dir);
+    if (rlx__npy_read_f32(path, &f->logits, &nd, shape, 8) || nd != 3) return snprintf(err, cap, "%s: %s", path, rlx_last_error()), -1;
+    f->V = shape[2];
+    snprintf(path, sizeof path, "%s/past_kv.npy", f->dir);
+    if (rlx__npy_read_f32(path, &f->past_kv, &nd, shape, 8) || nd != 6 || shape[1] != 2 || shape[2] != f->B || shape[4] != f->S)
+        return snprintf(err, cap, "%s: %s (expected [L, 2, B, KV, S, D])", path, rlx_last_error()), -1;
+    f->L = shape[0], f->KV = shape[3], f->D = shape[5];
+    snprintf(path, sizeof path, "%s/generate.json", f->dir);
+    if (!(j = json_load_file(path, 0, &je))) return snprintf(err, cap, "%s: %s", path, je.text), -1;
+    json_t *pr = json_object_get(j, "prompts"), *gt = json_object_get(j, "tokens"), *fin = json_object_get(j, "finish"),
+           *eos = json_object_get(j, "eos_token_id");
+    f->max_new = (int64_t)json_integer_value(json_object_get(j, "max_new_tokens"));
+    f->n_prompts = (int)json_array_size(pr);
+    if (f->n_prompts < 1 || f->n_prompts > 4 || json_array_size(gt) != (size_t)f->n_prompts) {
+        json_decref(j);
+        return snprintf(err, cap, "%s: expected 1-4 prompts with their tokens", path), -1;
+    }
+    for (int i = 0; i < f->n_prompts; i++) {
+        f->prompt[i] = json_ids(json_array_get(pr, (size_t)i), &f->prompt_len[i]);
+        f->gen[i] = json_ids(json_array_get(gt, (size_t)i), &f->gen_len[i]);
+        f->gen_stop[i] = !strcmp(json_string_value(json_array_get(fin, (size_t)i)) ? json_string_value(json_array_get(fin, (size_t)i)) : "", "stop");
+    }
+    for (size_t i = 0; i < json_array_size(eos) && i < 8; i++) f->eos[f->n_eos++] = (int32_t)json_integer_value(json_array_get(eos, i));
+    json_decref(j);
+    return 0;
+}
+
+void rlxt_llama_fixture_free(rlxt_llama_fixture *f) {
+    rlx_weights_destroy(f->w);
+    free(f->tokens);
+    free(f->logits);
+    free(f->past_kv);
+    for (int i = 0; i < 4; i++) free(f->prompt[i]), free(f->gen[i]);
+    memset(f, 0, sizeof *f);
+}

@@ -34,4 +34,33 @@ double rlxt_nmse(const float *a, const float *b, size_t n);
 double rlxt_max_abs_diff(const float *a, const float *b, size_t n);
 double rlxt_max_abs(const float *a, size_t n);
 
+/* ---- the LLaMA fixtures (tests/fixtures/llama/<case>/) ---- */
+
+#include "rlx/flow.h"
+
+#define RLXT_N_LLAMA_FIXTURES 8
+extern const char *const rlxt_llama_fixtures[RLXT_N_LLAMA_FIXTURES];
+
+typedef struct rlxt_llama_fixture {
+    char dir[1024];
+    rlx_weights *w;
+    rlx_llama_config cfg;
+    int32_t *tokens;          /* tokens.json [B, S] */
+    int64_t B, S, V;
+    float *logits;            /* logits.npy [B, S, V] */
+    float *past_kv;           /* past_kv.npy [L, 2, B, KV, S, D]: transformers' cache after tokens */
+    int64_t L, KV, D;
+    int n_prompts;            /* generate.json: greedy generation of 3 prompts */
+    int64_t max_new;
+    int32_t *prompt[4], *gen[4];
+    int64_t prompt_len[4], gen_len[4];
+    int gen_stop[4];          /* 1: finish "stop" */
+    int32_t eos[8];
+    int n_eos;
+} rlxt_llama_fixture;
+
+/* Loads everything of one case; returns 0, or -1 with a message in err. */
+int rlxt_llama_fixture_load(const char *name, rlxt_llama_fixture *f, char *err, size_t err_cap);
+void rlxt_llama_fixture_free(rlxt_llama_fixture *f);
+
 #endif

@@ -58,12 +58,16 @@ rlx_status rlx_llama_flow(const rlx_llama_config *cfg, const rlx_llama_recipe_pa
     if (p.seq > cfg->max_position_embeddings)
         return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "llama recipe: seq %lld exceeds max_position_embeddings %lld",
                          (long long)p.seq, (long long)cfg->max_position_embeddings);
+    if (p.max_context < 0 || p.max_context > cfg->max_position_embeddings)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "llama recipe: max_context %lld is not in [0, max_position_embeddings %lld]",
+                         (long long)p.max_context, (long long)cfg->max_position_embeddings);
     rlx_flow *f;
     if ((s = rlx_flow_create("llama32", &f))) return s;
     rlx_rope_params rope = cfg->rope;
     rope.head_dim = cfg->head_dim;
-    /* Tables only as long as a prompt can be: the capacity bounds every position. */
-    rope.max_positions = p.seq;
+    /* Tables only as long as a sequence can be: a prompt (the capacity) or, with a KV cache, the
+     * context the server asks for. */
+    rope.max_positions = p.max_context > p.seq ? p.max_context : p.seq;
     recipe_ctx rc = {cfg, &p};
     rlx_flow_input_tokens(f, "tokens", p.batch, p.seq);
     rlx_flow_rope_tables(f, &rope);

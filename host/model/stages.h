@@ -88,6 +88,8 @@ typedef struct rlx__stage {
     int64_t slice_begin, slice_width; /* slice_cols: kept input columns */
     int required;                     /* input_ids: 1 = a prefill must pass it */
     struct rlx__custom *custom;       /* custom: the user's def, refcounted (tiers.h) */
+    int kv_layer;                     /* attention in a built model: its layer of a KV cache
+                                         (0, 1, … in stage order), -1 when it has none */
 } rlx__stage;
 
 typedef struct rlx__slist {
@@ -196,6 +198,10 @@ struct rlx_model {
      * output to bf16 except the values marked in emul_keep (weights were rounded once) */
     int emul_bf16;
     unsigned char *emul_keep; /* [n_values] or NULL */
+    /* KV cache (rlx/kv.h): the causal attention stages are its layers, in stage order */
+    int n_kv_layers;
+    int64_t kv_heads, kv_head_dim;
+    const char *kv_unsupported; /* why the model cannot use a KV cache, NULL when it can */
 };
 
 /* A session's reference (runtime/build.c); rlx_model_destroy drops one, the last frees. */
@@ -209,6 +215,7 @@ typedef struct rlx__batch {
     int64_t n_seqs;
     const struct rlx_named_ids *inputs; /* named id inputs (rlx_session_prefill_ex) */
     int64_t n_inputs;
+    const struct rlx__kv_call *kv;      /* KV cache of rlx_session_prefill_kv (host/kv/kv.h), or NULL */
 } rlx__batch;
 
 /* ---- encoder stages (model/encoder.c) ----------------------------------------------------- */

@@ -3,6 +3,7 @@
 #include "runtime/cpu_ref.h"
 #include "dist/comm.h"
 #include "dist/shard.h"
+#include "kv/kv.h"
 #include "model/stages.h"
 #include "model/tiers.h"
 #include "rlx/weights.h"
@@ -509,6 +510,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
     /* after the split: it wants each attention read by its o_proj alone */
     if ((s = rlx__pass_prune_last_layer(m))) goto fail;
     if ((s = prepare_consts(m))) goto fail;
+    rlx__kv_model_init(m); /* before planning: the planner reads each attention's KV layer */
     if ((s = rlx__custom_prepare(m, flow))) goto fail;
     if (p.device != RLX_DEVICE_CPU && p.device != RLX_DEVICE_AUTO && !p.plan_only && (s = rlx__custom_check_device(m, p.device)))
         goto fail;

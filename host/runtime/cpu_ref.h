@@ -36,6 +36,14 @@ void rlx__ref_rope(float *y, const float *x, const float *cos_t, const float *si
 void rlx__ref_attention(float *o, const float *q, const float *k, const float *v,
                         const rlx__batch *b, int64_t heads, int64_t kv_heads, int64_t head_dim,
                         int causal, int threads);
+/* KV cache (runtime/cpu_ref_kv.c, rlx/kv.h): k/v [T, kv_heads·D] of the new tokens written into
+ * the pages of `layer` of b->kv (rounded to its dtype); attention_kv writes them and attends over
+ * the pages (cached prefix and new tokens), query i of sequence s at position cached_len[s] + i. */
+struct rlx__kv_call;
+void rlx__ref_kv_write(const struct rlx__kv_call *kv, int layer, const float *k, const float *v, const rlx__batch *b,
+                       int64_t kv_heads, int64_t head_dim);
+void rlx__ref_attention_kv(float *o, const float *q, const float *k, const float *v, const rlx__batch *b, int layer,
+                           int64_t heads, int64_t kv_heads, int64_t head_dim, int causal, int threads);
 void rlx__ref_silu_mul(float *y, const float *g, const float *u, int64_t n);
 void rlx__ref_add(float *y, const float *a, const float *b, int64_t n);
 

@@ -4,6 +4,8 @@
 #include "runtime/session.h"
 #include "dist/comm.h"
 #include "rlx/encoder.h"
+#include "rlx/kv.h"
+#include "kv/kv.h"
 #include "model/stages.h"
 
 #include <stdio.h>
@@ -53,9 +55,10 @@ void rlx_session_destroy(rlx_session *s) {
 }
 
 /* One prefill; with times non-NULL, records the time of every kernel (device models, [plan.n]) or
- * stage (CPU, [n_stages]) in ms. Sets rows and cols on success only. */
+ * stage (CPU, [n_stages]) in ms. Sets rows and cols on success only. kv/pages non-NULL: a KV-cache
+ * call (rlx_session_prefill_kv). */
 static rlx_status prefill_run(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
-                              int64_t n_seqs, void *stream, double *times) {
+                              int64_t n_seqs, void *stream, double *times, const rlx_kv_desc *kv, const rlx_kv_pages *pages) {
     double *kernel_ms = times;
     if (!s || !tokens) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill: session and tokens are required");
     const rlx_model *m = s->model;
@@ -76,7 +79,7 @@ static rlx_status prefill_run(rlx_session *s, const int32_t *tokens, int64_t n_t
             return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence %lld has length %lld; lengths must be >= 1 and sum to %lld tokens",
                              (long long)i, (long long)len, (long long)n_tokens);
         }
-        if (m->max_positions && len > m->max_positions) {
+        if (!kv && m->max_positions && len > m->max_positions) { /* with a cache: cached + new, checked below */
             free(start);
             return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "prefill: sequence %lld has %lld tokens, beyond the %lld positions of the rope tables (max_position_embeddings)",
                              (long long)i, (long long)len, (long long)m->max_positions);
@@ -95,16 +98,26 @@ static rlx_status prefill_run(rlx_session *s, const int32_t *tokens, int64_t n_t
             return rlx__fail(RLX_ERR_TOKEN_RANGE, "prefill: token %lld (id %ld) is outside the vocabulary [0, %lld)", (long long)t,
                              (long)tokens[t], (long long)m->vocab);
         }
-    rlx__batch b = {tokens, n_tokens, start, n_seqs, s->inputs, s->n_inputs};
+    rlx__batch b = {tokens, n_tokens, start, n_seqs, s->inputs, s->n_inputs, NULL};
     rlx_status in_st = rlx__check_batch_inputs(m, &b);
     if (in_st) {
         free(start);
         return in_st;
     }
+    rlx__kv_call call;
+    if (kv) {
+        /* every check of the descriptor and the page lists, before anything runs or is written */
+        if ((in_st = rlx__kv_call_begin(m, kv, pages, start, n_seqs, &call))) {
+            free(start);
+            return in_st;
+        }
+        b.kv = &call;
+    }
     if (m->dev) {
         /* Device work is enqueued on the caller's stream; the output stays on the device. */
         rlx_status st = rlx__dev_prefill(m, &s->dev, &b, stream, kernel_ms);
         free(start);
+        if (kv) rlx__kv_call_free(&call);
         if (st) return st;
         s->stream = stream;
         s->rows = m->list.values[m->output].rows == RLX__ROWS_SEQUENCES ? n_seqs : n_tokens;
@@ -115,6 +128,7 @@ static rlx_status prefill_run(rlx_session *s, const int32_t *tokens, int64_t n_t
     int64_t rows = 0, cols = 0;
     rlx_status st = rlx__cpu_run_timed(m, &b, &out, &rows, &cols, times);
     free(start);
+    if (kv) rlx__kv_call_free(&call);
     if (st) return st;
     free(s->output);
     s->output = out;
@@ -134,13 +148,13 @@ static rlx_status no_output(rlx_session *s, rlx_status st) {
 }
 
 static rlx_status prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens, int64_t n_seqs,
-                          void *stream, double *times) {
+                          void *stream, double *times, const rlx_kv_desc *kv, const rlx_kv_pages *pages) {
     if (!s) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill: session is NULL");
     /* Whatever happens below, the previous output is gone: a failed prefill leaves none, so
      * nobody reads the last request's logits as this one's. */
     s->rows = 0;
     s->prefills++;
-    s->last = prefill_run(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    s->last = prefill_run(s, tokens, n_tokens, seq_lens, n_seqs, stream, times, kv, pages);
     return s->last;
 }
 
@@ -157,12 +171,12 @@ static rlx_status output_ready(const rlx_session *s, const char *fn) {
  * communicator with its message instead, and every other rank's prefill (or its bounded wait in
  * rlx_session_output_to_host) returns RLX_ERR_COMM naming it. */
 static rlx_status prefill_rank(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
-                               int64_t n_seqs, void *stream, double *times) {
+                               int64_t n_seqs, void *stream, double *times, const rlx_kv_desc *kv, const rlx_kv_pages *pages) {
     rlx_comm *c = s && s->model ? s->model->comm : NULL;
-    if (!c) return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    if (!c) return prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times, kv, pages);
     rlx_status st = rlx__comm_enter(c);
     if (st) return no_output(s, st); /* not a fault of the job: another prefill of this rank is under way */
-    if (!(st = rlx__comm_bind(c))) st = prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    if (!(st = rlx__comm_bind(c))) st = prefill(s, tokens, n_tokens, seq_lens, n_seqs, stream, times, kv, pages);
     else no_output(s, st);
     if (st && st != RLX_ERR_COMM) rlx__comm_fail(c, st, rlx_last_error());
     rlx__comm_leave(c);
@@ -171,12 +185,29 @@ static rlx_status prefill_rank(rlx_session *s, const int32_t *tokens, int64_t n_
 
 rlx_status rlx_session_prefill(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
                                int64_t n_seqs, void *stream) {
-    return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, NULL);
+    return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, NULL, NULL, NULL);
 }
 
 rlx_status rlx__session_prefill_timed(rlx_session *s, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
                                       int64_t n_seqs, void *stream, double *times) {
-    return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, times);
+    return prefill_rank(s, tokens, n_tokens, seq_lens, n_seqs, stream, times, NULL, NULL);
+}
+
+rlx_status rlx__session_prefill_kv_timed(rlx_session *s, const rlx_prefill_batch *pb, const rlx_kv_desc *kv,
+                                         const rlx_kv_pages *pages, void *stream, double *times) {
+    if (!s || !pb) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill_kv: session and batch are required");
+    /* refused calls leave no output, like every failed prefill */
+    if (!kv || !pages)
+        return no_output(s, rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill_kv: the KV descriptor and page lists are required"));
+    if (pb->n_inputs)
+        return no_output(s, rlx__fail(RLX_ERR_UNSUPPORTED,
+                                      "rlx_session_prefill_kv: named inputs are not supported with a KV cache (decoders have none)"));
+    return prefill_rank(s, pb->tokens, pb->n_tokens, pb->seq_lens, pb->n_seqs, stream, times, kv, pages);
+}
+
+rlx_status rlx_session_prefill_kv(rlx_session *s, const rlx_prefill_batch *pb, const rlx_kv_desc *kv, const rlx_kv_pages *pages,
+                                  void *stream) {
+    return rlx__session_prefill_kv_timed(s, pb, kv, pages, stream, NULL);
 }
 
 void rlx__session_graph_stats(const rlx_session *s, rlx__graph_stats *out) {

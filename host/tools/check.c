@@ -280,7 +280,7 @@ static void check_attention(dctx *c, rlx__check_report *r, const int64_t *lens, 
     fill(q, nq, 2, c->dt, s);
     fill(k, nk, 2, c->dt, s);
     fill(v, nk, 1, c->dt, s);
-    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0};
+    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0, NULL};
     rlx__ref_attention(ref, q, k, v, &b, heads, kv, D, causal, 0);
     void *dq = dput(c, q, nq), *dk = dput(c, k, nk), *dv = dput(c, v, nk), *dst = dput_raw(c, start32, sizeof(int32_t) * (size_t)(n_seqs + 1)),
          *dy = dput(c, NULL, nq);
@@ -385,7 +385,7 @@ static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *
     }
     rlx__ref_rope(q, q, ct, st, pos, T, heads, D);
     rlx__ref_rope(k, k, ct, st, pos, T, kv, D);
-    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0};
+    rlx__batch b = {NULL, T, start, n_seqs, NULL, 0, NULL};
     rlx__ref_attention(ref, q, k, v, &b, heads, kv, D, causal, 0);
     void *dqkv = dput(c, qkv, (size_t)(T * ld)), *dsc = dput_raw(c, sc, sizeof(float) * (size_t)T),
          *dc = dput_raw(c, ct, sizeof(float) * (size_t)(P * half)), *ds = dput_raw(c, st, sizeof(float) * (size_t)(P * half)),

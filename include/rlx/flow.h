@@ -138,6 +138,9 @@ typedef struct rlx_llama_recipe_params {
     rlx_layer_fn after_layers;
     rlx_layer_fn patch;
     void *hooks_user;
+    /* KV cache (rlx/kv.h): positions a sequence may reach, cached + new tokens, i.e. the rows of
+     * the RoPE tables; 0 (default) = seq. At most max_position_embeddings. */
+    int64_t max_context;
 } rlx_llama_recipe_params;
 
 RLX_API rlx_llama_recipe_params rlx_llama_recipe_default_params(void);
