@@ -77,6 +77,7 @@ static rlx__kernel *add_kernel(planner *pl, rlx__kkind kind, const rlx__stage *s
     k->kind = kind;
     k->in[0] = k->in[1] = k->in[2] = k->in[3] = -1;
     k->out = k->out2 = k->w = k->bias = k->residual = k->gamma = -1;
+    k->kv_layer = k->kv_k = k->kv_v = -1;
     k->st = st;
     return k;
 }
@@ -311,10 +312,21 @@ static void emit_primitive(planner *pl, int i) {
                             st->name, rlx__op_name(st->op));
         return;
     }
+    if (kind == RLX__K_ATTENTION && st->kv_layer >= 0) {
+        /* a KV call appends the rotated k and v to the pages before attention reads them there */
+        rlx__kernel *w = add_kernel(pl, RLX__K_KV_WRITE, st);
+        if (!w) return;
+        cover(w, i);
+        w->in[0] = st->in[1];
+        w->in[1] = st->in[2];
+        w->kv_layer = st->kv_layer;
+        w->kv_only = 1;
+    }
     rlx__kernel *k = add_kernel(pl, kind, st);
     if (!k) return;
     cover(k, i);
     for (int j = 0; j < st->n_in && j < 4; j++) k->in[j] = st->in[j];
+    if (kind == RLX__K_ATTENTION) k->kv_k = st->in[1], k->kv_v = st->in[2], k->kv_layer = st->kv_layer;
     k->out = st->n_out ? st->out[0] : -1;
     k->eps = (float)st->eps;
     if (kind == RLX__K_GEMM) {
@@ -357,6 +369,28 @@ static void emit_pattern(planner *pl, const pattern *pt) {
         g->n_cols = rows;
         for (int j = 0; j < pt->n_lin; j++) cover(g, pt->lin[j]);
         if (pt->norm >= 0) cover(g, pt->norm);
+        int kv_w = -1;
+        if (pt->kind == PAT_ATTN) {
+            /* K rotated and scaled once, with V, into the buffers (or pages) attention reads */
+            const int64_t kvw = anchor->kv_heads * anchor->head_dim;
+            int kb = add_buf(pl, RLX__ROWS_TOKENS, kvw, 0), vb = add_buf(pl, RLX__ROWS_TOKENS, kvw, 0);
+            rlx__kernel *w = add_kernel(pl, RLX__K_KV_WRITE, anchor);
+            if (!w) return;
+            w->in[0] = packed;
+            w->in[1] = pt->norm >= 0 ? pl->scale_of[pt->x] : -1;
+            w->out = kb;
+            w->out2 = vb;
+            w->rope = pt->rope;
+            w->kv_layer = anchor->kv_layer;
+            if (pt->rope) {
+                const rlx__stage *r = S(pl, producer(pl, anchor->in[1])); /* rope(k) */
+                w->in[2] = r->in[1], w->in[3] = r->in[2];
+                cover(w, producer(pl, anchor->in[1]));
+            } else {
+                cover(w, pt->anchor);
+            }
+            kv_w = pl->p->n - 1;
+        }
         /* flash: bf16, head_dim 64 or 128, its grid limit on sequences; else the same contract
          * without tensor cores */
         const int flash = pl->p->act_dtype == RLX_K_BF16 && (anchor->head_dim == 64 || anchor->head_dim == 128) &&
@@ -377,10 +411,15 @@ static void emit_pattern(planner *pl, const pattern *pt) {
                 const rlx__stage *r = S(pl, producer(pl, anchor->in[0]));
                 k->in[2] = r->in[1], k->in[3] = r->in[2];
             }
+            k->kv_k = pl->p->k[kv_w].out;
+            k->kv_v = pl->p->k[kv_w].out2;
+            k->kv_layer = anchor->kv_layer;
         }
+        /* the rope of k is listed with kv_write */
+        const int rope_k = pt->kind == PAT_ATTN && pt->rope ? producer(pl, anchor->in[1]) : -1;
         for (int j = 0; j < pt->n; j++)
             if (pt->stages[j] != pt->lin[0] && pt->stages[j] != pt->lin[1] && pt->stages[j] != pt->lin[2] &&
-                pt->stages[j] != pt->norm)
+                pt->stages[j] != pt->norm && pt->stages[j] != rope_k)
                 cover(k, pt->stages[j]);
         break;
     }
@@ -534,7 +573,7 @@ static int kernel_touches(const rlx__kernel *k, int b, int *writes) {
     if (*writes) return 1;
     for (int j = 0; j < 4; j++)
         if (k->in[j] == b) return 1;
-    return k->residual == b;
+    return k->residual == b || k->kv_k == b || k->kv_v == b;
 }
 
 static rlx_status plan_arena(const rlx_model *m, rlx__plan *p) {
@@ -701,6 +740,16 @@ out:
     return s;
 }
 
+rlx__kkind rlx__plan_attention_kind(const rlx__plan *p, const rlx__kernel *k, int64_t max_q, int kv_aligned) {
+    if (k->kind != RLX__K_FLASH_ATTENTION && k->kind != RLX__K_ROPE_ATTENTION) return k->kind;
+    const rlx__stage *st = k->st;
+    const int64_t rows = rlx_decode_max_rows(st->head_dim);
+    if (p->act_dtype == RLX_K_BF16 && kv_aligned && max_q <= RLX__DECODE_MAX_Q && rows && max_q * (st->heads / st->kv_heads) <= rows &&
+        st->kv_heads <= 65535)
+        return RLX__K_DECODE_ATTENTION;
+    return k->kind;
+}
+
 /* ---- explain ------------------------------------------------------------------------------------------ */
 
 static double buf_bytes(const rlx__plan *p, int b, int64_t T, int64_t S) {
@@ -725,6 +774,7 @@ double rlx__kernel_bytes(const rlx__plan *p, const rlx_model *m, const rlx__kern
         b += buf_bytes(p, k->in[j], T, S);
     }
     b += buf_bytes(p, k->out, T, S) + buf_bytes(p, k->out2, T, S) + buf_bytes(p, k->residual, T, S);
+    if (k->kind != RLX__K_KV_WRITE) b += buf_bytes(p, k->kv_k, T, S) + buf_bytes(p, k->kv_v, T, S); /* attention reads K and V */
     if (k->kind == RLX__K_EMBED || k->kind == RLX__K_EMBED_ROWSCALE)
         b += buf_bytes(p, k->out, T, S); /* the gathered rows, not the whole table */
     else
@@ -768,6 +818,11 @@ rlx_status rlx__plan_format(const rlx__plan *p, const rlx_model *m, char **text)
         if (k->kind == RLX__K_ALL_REDUCE || k->kind == RLX__K_ALL_GATHER) OUT("  [%d tp ranks]", m->tp_size);
         if (after_all_reduce(p, i)) OUT("  [residual add + row scales after the all_reduce]");
         if (k->w >= m->n_weights) OUT("  [gamma-folded packed weight]");
+        if (k->kind == RLX__K_KV_WRITE) OUT(k->kv_only ? "  [KV-cache calls only]" : "  [into the KV cache's pages in KV-cache calls]");
+        if (rlx__plan_attention_kind(p, k, 1, 1) == RLX__K_DECODE_ATTENTION) {
+            int64_t q = rlx_decode_max_rows(k->st->head_dim) / (k->st->heads / k->st->kv_heads);
+            OUT("  [decode_attention for <= %lld new tokens per sequence]", (long long)(q < RLX__DECODE_MAX_Q ? q : RLX__DECODE_MAX_Q));
+        }
         OUT("\n");
     }
     if (p->policy == RLX_FUSION_FUSED) {

@@ -10,10 +10,15 @@
  * and is not the requested output; shapes and dtypes fit; otherwise the stages fall back to
  * primitives):
  *   norm→QKV + RoPE + GQA attention: rms_norm(x) → q,k,v linears → rope(q), rope(k) → attention
- *       becomes one GEMM on the raw x with γ folded into the concatenated [Wq; Wk; Wv] and one
- *       flash_attention kernel that applies the per-token norm scale s(x) and RoPE on load
- *       (rope_attention, same contract without tensor cores, where flash does not apply: head_dim
- *       other than 64/128, f32 mode);
+ *       becomes one GEMM on the raw x with γ folded into the concatenated [Wq; Wk; Wv], one
+ *       kv_write kernel that applies s(x) and RoPE to K once and writes K and V where attention
+ *       reads them (the caller's KV-cache pages in rlx_session_prefill_kv, else two activation
+ *       buffers [T, kv_heads·D]), and one flash_attention kernel that applies s(x) and RoPE to Q on
+ *       load and reads K/V from there (rope_attention, the same contract without tensor cores,
+ *       where flash does not apply: head_dim other than 64/128, f32 mode). Per call the executor
+ *       may run decode_attention instead (rlx__plan_attention_kind: few new tokens per sequence);
+ *   the unfused attention primitive reads the rotated k and v buffers directly; in a KV call a
+ *       kv_write entry before it (kv_only: skipped in plain prefills) appends them to the pages;
  *   norm→gate/up + SwiGLU: rms_norm(x) → gate, up linears → silu_mul becomes one GEMM with γ
  *       folded into [Wg; Wu] and one swiglu_scaled kernel applying s(x);
  *   residual add into the GEMM: add(linear(…), r) becomes the GEMM with C = r, beta = 1;
@@ -73,7 +78,9 @@ extern "C" {
     X(RLX__K_L2_NORMALIZE, "l2_normalize", 0)                 \
     X(RLX__K_CUSTOM, "custom", 0)                             \
     X(RLX__K_ALL_REDUCE, "all_reduce", 0)                     \
-    X(RLX__K_ALL_GATHER, "all_gather", 0)
+    X(RLX__K_ALL_GATHER, "all_gather", 0)                     \
+    X(RLX__K_KV_WRITE, "kv_write", 0)                         \
+    X(RLX__K_DECODE_ATTENTION, "decode_attention", 0)
 
 typedef enum rlx__kkind {
 #define RLX__K_ENUM(e, name, standalone) e,
@@ -120,6 +127,11 @@ typedef struct rlx__kernel {
     int rope;                           /* flash_attention: apply RoPE */
     int64_t n_cols;                     /* columns of the output (GEMM N) */
     const rlx__stage *st;               /* the primary stage (attributes, name) */
+    /* attention and kv_write: the KV layer (st->kv_layer of the attention, -1 = none), and the
+     * buffers holding K and V in a plain prefill (kv_write writes them, attention reads them) */
+    int kv_layer;
+    int kv_k, kv_v;
+    int kv_only;                        /* kv_write: runs only in KV-cache calls (unfused plans) */
 } rlx__kernel;
 
 typedef struct rlx__plan {
@@ -151,6 +163,12 @@ int rlx__plan_is_standalone_pass(const rlx__plan *p, const rlx__kernel *k);
 /* Builds the plan for model m at its capacity. */
 rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdtype act_dtype, rlx__plan *out);
 void rlx__plan_free(rlx__plan *p);
+/* The attention kernel one call runs for plan entry k (an attention kind): decode_attention when
+ * the activations are bf16, every sequence brings at most RLX__DECODE_MAX_Q new tokens,
+ * max_q · (heads / kv_heads) query rows fit its CTA (rlx_decode_max_rows) and the KV rows it reads
+ * are 16-byte aligned (kv_aligned); else the entry's own kind. */
+#define RLX__DECODE_MAX_Q 8
+rlx__kkind rlx__plan_attention_kind(const rlx__plan *p, const rlx__kernel *k, int64_t max_q, int kv_aligned);
 /* Bytes a kernel reads and writes at T tokens and S sequences (weights included). */
 double rlx__kernel_bytes(const rlx__plan *p, const rlx_model *m, const rlx__kernel *k, int64_t T, int64_t S);
 /* Printable plan: one kernel per line, the stages it covers, the bytes it moves. */

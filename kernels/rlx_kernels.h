@@ -47,13 +47,99 @@ RLX_KDECL(rms_norm, void *y, const void *x, const void *gamma, int64_t rows, int
 RLX_KDECL(rope, void *y, const void *x, const float *cos_t, const float *sin_t, const int32_t *pos, int64_t T,
           int64_t heads, int64_t head_dim, int64_t ld, rlx_kdtype dt, void *stream)
 
-/* Attention within each sequence (tokens seq_start[s] .. seq_start[s+1]-1, n_seqs+1 offsets in
- * device memory), query head h reads kv head h / (heads / kv_heads), scores scaled by `scale`,
- * causal: query i sees keys j <= i (bottom-right aligned; Sk == Sq), else all keys of its
- * sequence. q [T, ldq], k/v [T, ldkv], o [T, ldo]; max_len bounds every sequence length. */
-RLX_KDECL(attention, void *o, const void *q, const void *k, const void *v, const int32_t *seq_start, int64_t n_seqs,
-          int64_t max_len, int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t ldq, int64_t ldkv, int64_t ldo,
-          int causal, float scale, rlx_kdtype dt, void *stream)
+/* ---- attention (kernels/attention.cu, kernels/flash_attention.cu, kernels/decode_attention.cu)
+ * and the KV cache writer (kernels/kv_write.cu). ---- */
+
+/* Where attention finds the keys and values of sequence s: rows of a KV cache, K stored after
+ * RoPE and both already multiplied by the norm's row scale (kv_write does that, once per token).
+ * Key j of sequence s, kv head g, is at element
+ *   paged:      page_indices[page_indptr[s] + (j >> page_shift)] · page_stride
+ *               + (j & (2^page_shift − 1)) · token_stride + g · head_stride
+ *   contiguous: (seq_start[s] + j) · token_stride + g · head_stride   (page_indptr == NULL: the
+ *               new tokens' own rows, a plain prefill)
+ * from k (and v). kv_len[s] keys per sequence (device memory; NULL: the sequence's new-token
+ * count, i.e. no cached prefix). */
+typedef struct rlx_kv_ref {
+    void *k, *v;                  /* this layer's K and V bases, in the activation dtype */
+    const int32_t *page_indptr;   /* [n_seqs + 1] or NULL (contiguous) */
+    const int32_t *page_indices;
+    const int32_t *kv_len;        /* [n_seqs] or NULL */
+    int64_t page_stride, token_stride, head_stride; /* elements */
+    int page_shift;               /* log2(page size) */
+} rlx_kv_ref;
+
+/* Attention of the new tokens of each sequence over its keys (rlx_kv_ref). Query rows: q
+ * [T, ldq], query head h at columns h·D, multiplied on load by q_scale[t] (f32 [T], NULL = 1: the
+ * norm's row scale) and, with rope != 0, rotated NeoX-style at position pos[t] (cos_t/sin_t f32
+ * [positions, D/2]). Sequences are the new tokens seq_start[s] .. seq_start[s+1]-1 (n_seqs + 1
+ * offsets in device memory; at most max_q each, and at most max_kv keys). Query head h reads kv
+ * head h / (heads / kv_heads); scores scaled by `scale`; causal: new token i of a sequence with
+ * kv_len keys and q_len new tokens sees keys j <= i + kv_len − q_len (bottom-right aligned), else
+ * all kv_len keys. o [T, ldo], query head h at columns h·D. work/work_bytes: scratch for the
+ * split-KV partial results of decode_attention (NULL/0 elsewhere; decode then uses one split). */
+typedef struct rlx_attn_args {
+    void *o;
+    const void *q;
+    const float *q_scale;
+    const float *cos_t, *sin_t;
+    const int32_t *pos;
+    const int32_t *seq_start;
+    rlx_kv_ref kv;
+    void *work;
+    size_t work_bytes;
+    int64_t ldq, ldo;
+    int64_t n_tokens;               /* T = seq_start[n_seqs] */
+    int64_t n_seqs, max_q, max_kv;
+    int64_t heads, kv_heads, head_dim;
+    int causal, rope;
+    float scale;
+    rlx_kdtype dt;
+} rlx_attn_args;
+
+/* Any head_dim <= 256, bf16 or f32, any alignment: one warp per query row streaming its keys with
+ * an online softmax, no tensor cores. The unfused plan's attention and the fused plan's where the
+ * faster kernels do not apply. Limits: n_seqs · heads < 2^31, max_q / 4 < 65536. */
+RLX_KDECL(attention, const rlx_attn_args *a, void *stream)
+
+/* The tensor-core prefill kernel (FlashAttention-2 tiles). Limits: bf16 only, head_dim 64 or
+ * 128, q and o 16-byte aligned with ldq and ldo multiples of 8, K/V bases 16-byte aligned and
+ * their strides multiples of 8 elements, n_seqs <= 65535. */
+RLX_KDECL(flash_attention, const rlx_attn_args *a, void *stream)
+
+/* Split-KV (flash-decoding) for few new tokens per sequence: the key range is split across CTAs,
+ * one CTA per (split, kv head, sequence) holds the query rows of the whole GQA group (q_len · G
+ * of them), and a merge kernel combines the partial softmax results. Limits: bf16 only, head_dim
+ * a multiple of 8 up to 256, max_q · (heads / kv_heads) <= rlx_decode_max_rows(head_dim), the same
+ * alignment as flash_attention; work may be NULL (one split). */
+RLX_KDECL(decode_attention, const rlx_attn_args *a, void *stream)
+/* Query rows (new tokens × group heads) one decode CTA holds at this head_dim: 32 up to 64, 16 up
+ * to 128, 8 up to 256; 0 where decode_attention does not apply (the per-thread accumulators are
+ * rows × head_dim / 32 floats: 64 at most, so no size spills). */
+static inline int rlx_decode_max_rows(int64_t head_dim) {
+    if (head_dim < 8 || head_dim % 8 || head_dim > 256) return 0;
+    return head_dim <= 64 ? 32 : head_dim <= 128 ? 16 : 8;
+}
+
+/* Writes the new tokens' keys and values into a KV cache, once per token: for token t and kv head
+ * g, K = rope(s_t · k[t, g]) (rope != 0, at position pos[t]) or s_t · k[t, g], V = s_t · v[t, g],
+ * rounded once to dt; s_t = row_scale[t] (f32 [T], NULL = 1). k, v [T, ld], kv head g at columns
+ * g·D (k and v may be column ranges of one packed QKV row). Destination dst (rlx_kv_ref): paged:
+ * slot pos[t] & (page size − 1) of page tok_page[t] ([T] int32, device memory); contiguous
+ * (tok_page NULL): row t. */
+typedef struct rlx_kv_write_args {
+    const void *k, *v;
+    int64_t ld;
+    const float *row_scale;
+    const float *cos_t, *sin_t;
+    const int32_t *pos;
+    int rope;
+    const int32_t *tok_page;
+    rlx_kv_ref dst;
+    int64_t T, kv_heads, head_dim;
+    rlx_kdtype dt;
+} rlx_kv_write_args;
+
+RLX_KDECL(kv_write, const rlx_kv_write_args *a, void *stream)
 
 /* y = a + b elementwise, n elements (y may equal a or b). */
 RLX_KDECL(add, void *y, const void *a, const void *b, int64_t n, rlx_kdtype dt, void *stream)
@@ -94,27 +180,6 @@ RLX_KDECL(scale_rows, void *y, const void *x, const float *s, const void *gamma,
 /* y[r, c] = silu(s[r]·g[r, c]) · (s[r]·u[r, c]) with g = gu[r, c], u = gu[r, I + c] (the packed
  * gate|up GEMM output, row stride ld_gu >= 2·I); s f32 [rows], NULL = 1; y [rows, I] dense. */
 RLX_KDECL(swiglu_scaled, void *y, const void *gu, const float *s, int64_t rows, int64_t I, int64_t ld_gu,
-          rlx_kdtype dt, void *stream)
-
-/* Fused RoPE + GQA attention on the packed QKV GEMM output qkv [T, ld_qkv]: q at column 0
- * (heads·D), k at heads·D (kv_heads·D), v at (heads + kv_heads)·D. On load each of q, k, v of
- * token t is multiplied by row_scale[t] (f32 [T], NULL = 1) and, when rope != 0, q and k get the
- * NeoX rotation of `rope` at position pos[t] (cos_t/sin_t f32 [positions, D/2], 16-byte aligned).
- * Sequences are tokens seq_start[s] .. seq_start[s+1]-1 (n_seqs + 1 offsets in device memory, each
- * length <= max_len); query head h uses kv head h / (heads / kv_heads); scores scaled by `scale`;
- * causal: query i sees keys j <= i (bottom-right aligned, Sk == Sq). o [T, ldo] bf16, query head h
- * at columns h·D. Limits: dt == RLX_K_BF16 only (f32 runs the primitive path), head_dim 64 or
- * 128, qkv and o 16-byte aligned, ld_qkv and ldo multiples of 8, n_seqs <= 65535. */
-RLX_KDECL(flash_attention, void *o, const void *qkv, const float *row_scale, const float *cos_t, const float *sin_t,
-          const int32_t *pos, const int32_t *seq_start, int64_t n_seqs, int64_t max_len, int64_t heads,
-          int64_t kv_heads, int64_t head_dim, int64_t ld_qkv, int64_t ldo, int causal, int rope, float scale,
-          rlx_kdtype dt, void *stream)
-
-/* flash_attention's contract on any head_dim <= 256 (even with rope) and in bf16 or f32, without
- * tensor cores: the fused plan's attention where the flash kernel does not apply. */
-RLX_KDECL(rope_attention, void *o, const void *qkv, const float *row_scale, const float *cos_t, const float *sin_t,
-          const int32_t *pos, const int32_t *seq_start, int64_t n_seqs, int64_t max_len, int64_t heads,
-          int64_t kv_heads, int64_t head_dim, int64_t ld_qkv, int64_t ldo, int causal, int rope, float scale,
           rlx_kdtype dt, void *stream)
 
 /* ---- encoder primitives (kernels/encoder.cu) ---- */

@@ -4,6 +4,7 @@
 #include "runtime/cpu_ref.h"
 #include "dist/comm.h"
 #include "model/tiers.h"
+#include "kv/kv.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -228,8 +229,10 @@ rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **o
     for (int i = 0; i < l->n_stages; i++)
         for (int k = 0; k < l->stages[i].n_in; k++) last_use[l->stages[i].in[k]] = i;
     last_use[m->output] = l->n_stages;
+    /* positions continue a cached prefix: the first new token of sequence sq is at cached_len */
     for (int64_t sq = 0; sq < b->n_seqs; sq++)
-        for (int64_t t = b->seq_start[sq]; t < b->seq_start[sq + 1]; t++) pos[t] = t - b->seq_start[sq];
+        for (int64_t t = b->seq_start[sq]; t < b->seq_start[sq + 1]; t++)
+            pos[t] = (b->kv ? b->kv->cached[sq] : 0) + t - b->seq_start[sq];
 
     if (stage_ms)
         for (int i = 0; i < l->n_stages; i++) stage_ms[i] = 0;
@@ -262,7 +265,11 @@ rlx_status rlx__cpu_run_timed(const rlx_model *m, const rlx__batch *b, float **o
         case RLX__OP_LINEAR: rlx__ref_linear(y, in[0], w[0], w[1], rows, xc, cols, m->threads); break;
         case RLX__OP_ROPE: rlx__ref_rope(y, in[0], in[1], in[2], pos, rows, st->heads, st->head_dim); break;
         case RLX__OP_ATTENTION:
-            rlx__ref_attention(y, in[0], in[1], in[2], b, st->heads, st->kv_heads, st->head_dim, st->causal, m->threads);
+            if (b->kv && st->kv_layer >= 0)
+                rlx__ref_attention_kv(y, in[0], in[1], in[2], b, st->kv_layer, st->heads, st->kv_heads, st->head_dim, st->causal,
+                                      m->threads);
+            else
+                rlx__ref_attention(y, in[0], in[1], in[2], b, st->heads, st->kv_heads, st->head_dim, st->causal, m->threads);
             break;
         case RLX__OP_ADD: rlx__ref_add(y, in[0], in[1], rows * cols); break;
         case RLX__OP_SILU_MUL: rlx__ref_silu_mul(y, in[0], in[1], rows * cols); break;

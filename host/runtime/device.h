@@ -24,20 +24,16 @@ typedef struct rlx__kernel_table {
     int (*rms_norm)(void *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*rope)(void *, const void *, const float *, const float *, const int32_t *, int64_t, int64_t, int64_t,
                 int64_t, rlx_kdtype, void *);
-    int (*attention)(void *, const void *, const void *, const void *, const int32_t *, int64_t, int64_t, int64_t,
-                     int64_t, int64_t, int64_t, int64_t, int64_t, int, float, rlx_kdtype, void *);
+    int (*attention)(const rlx_attn_args *, void *);
     int (*add)(void *, const void *, const void *, int64_t, rlx_kdtype, void *);
     int (*silu_mul)(void *, const void *, const void *, int64_t, int64_t, int64_t, int64_t, rlx_kdtype, void *);
     int (*last_token)(void *, const void *, const int32_t *, int64_t, int64_t, rlx_kdtype, void *);
     /* fused kernels (kernels/rlx_kernels.h) */
     int (*last_token_rms_norm)(void *, const void *, const void *, const int32_t *, int64_t, int64_t, float, rlx_kdtype,
                                void *);
-    int (*flash_attention)(void *, const void *, const float *, const float *, const float *, const int32_t *,
-                           const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float,
-                           rlx_kdtype, void *);
-    int (*rope_attention)(void *, const void *, const float *, const float *, const float *, const int32_t *,
-                          const int32_t *, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int, int, float,
-                          rlx_kdtype, void *);
+    int (*flash_attention)(const rlx_attn_args *, void *);
+    int (*decode_attention)(const rlx_attn_args *, void *);
+    int (*kv_write)(const rlx_kv_write_args *, void *);
     int (*rms_rowscale)(float *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*add_rowscale)(void *, float *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*embed_rowscale)(void *, float *, const int32_t *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
@@ -58,7 +54,7 @@ typedef struct rlx__kernel_table {
         .embed = P##embed, .rms_norm = P##rms_norm, .rope = P##rope, .attention = P##attention,       \
         .add = P##add, .silu_mul = P##silu_mul, .last_token = P##last_token,                          \
         .last_token_rms_norm = P##last_token_rms_norm, .flash_attention = P##flash_attention,          \
-        .rope_attention = P##rope_attention,                                                         \
+        .decode_attention = P##decode_attention, .kv_write = P##kv_write,                             \
         .rms_rowscale = P##rms_rowscale, .add_rowscale = P##add_rowscale,                             \
         .embed_rowscale = P##embed_rowscale, .swiglu_scaled = P##swiglu_scaled,                       \
         .layer_norm = P##layer_norm, .gelu = P##gelu, .gather_add = P##gather_add,                    \
@@ -170,6 +166,11 @@ typedef struct rlx__dev_session {
     void *fence[2];
     int fenced[2], slot;
     void *workspace;  /* GEMM workspace, profile kernels.gemm_workspace_mb (NULL when 0) */
+    void *kv_meta;    /* KV calls: kv_len [n], page indptr [n+1], tok_page [T], page indices, i32 (NULL
+                         when the model has no KV layers) */
+    size_t kv_meta_bytes;
+    void *attn_work;  /* decode_attention's split-KV partials (NULL when no attention can use it) */
+    size_t attn_work_bytes;
     int broken;       /* a sticky device fault happened */
     rlx__graph_entry graphs[RLX__GRAPH_CAP];
     int n_graphs;

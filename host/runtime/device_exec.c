@@ -7,6 +7,7 @@
 #include "rlx/weights.h"
 #include "model/tiers.h"
 #include "io/convert.h"
+#include "kv/kv.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -253,7 +254,9 @@ static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     case RLX__K_ROWSCALE: return t->rms_rowscale != NULL;
     case RLX__K_ADD_ROWSCALE: return t->add_rowscale != NULL;
     case RLX__K_FLASH_ATTENTION: return t->flash_attention != NULL;
-    case RLX__K_ROPE_ATTENTION: return t->rope_attention != NULL;
+    case RLX__K_ROPE_ATTENTION: return t->attention != NULL;
+    case RLX__K_KV_WRITE: return t->kv_write != NULL;
+    case RLX__K_DECODE_ATTENTION: return t->decode_attention != NULL;
     case RLX__K_SWIGLU_SCALED: return t->swiglu_scaled != NULL;
     case RLX__K_LAST_TOKEN_NORM: return t->last_token_rms_norm != NULL;
     case RLX__K_INPUT_IDS:
@@ -468,6 +471,33 @@ static size_t meta_bytes(const rlx_model *m) {
     return (size_t)(2 * m->max_tokens + m->max_seqs + 1) * sizeof(int32_t);
 }
 
+/* Page indices one KV call may list: every sequence at the model's context in pages of 1 token
+ * (capped at 2^20 tokens per sequence for models without RoPE tables, whose context is unbounded). */
+static int64_t kv_index_cap(const rlx_model *m) {
+    int64_t ctx = rlx_model_max_context(m);
+    return m->max_seqs * (ctx < (1 << 20) ? ctx : (1 << 20));
+}
+
+static size_t kv_meta_bytes(const rlx_model *m) {
+    if (!m->n_kv_layers) return 0;
+    return (size_t)(2 * m->max_seqs + 1 + m->max_tokens + kv_index_cap(m)) * sizeof(int32_t);
+}
+
+/* decode_attention's split-KV partials: about 2 waves of 256 CTAs' query rows at full width (the
+ * launcher uses fewer splits when a call needs more room), for models whose fused attention can
+ * take the decode kernel; 0 otherwise. */
+static size_t attn_work_bytes(const rlx_model *m) {
+    const rlx__plan *p = &m->dev->plan;
+    size_t best = 0;
+    for (int i = 0; i < p->n; i++) {
+        const rlx__kernel *k = &p->k[i];
+        if (rlx__plan_attention_kind(p, k, 1, 1) != RLX__K_DECODE_ATTENTION) continue;
+        const size_t b = (size_t)2 * 256 * (size_t)rlx_decode_max_rows(k->st->head_dim) * (size_t)(k->st->head_dim + 1) * sizeof(float);
+        if (b > best) best = b;
+    }
+    return best;
+}
+
 rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
     memset(s, 0, sizeof *s);
     const rlx__dev_model *dm = m->dev;
@@ -481,6 +511,10 @@ rlx_status rlx__dev_session_create(const rlx_model *m, rlx__dev_session *s) {
     }
     if (!st && m->profile.gemm_workspace_mb > 0)
         st = dm->ops->alloc(dm->dev, workspace_bytes(m), "the GEMM workspace (profile kernels.gemm_workspace_mb)", &s->workspace);
+    if (!st && (s->kv_meta_bytes = kv_meta_bytes(m)))
+        st = dm->ops->alloc(dm->dev, s->kv_meta_bytes, "the KV page tables of a call", &s->kv_meta);
+    if (!st && (s->attn_work_bytes = attn_work_bytes(m)))
+        st = dm->ops->alloc(dm->dev, s->attn_work_bytes, "decode attention's split-KV workspace", &s->attn_work);
     if (st) rlx__dev_session_free(m, s);
     return st;
 }
@@ -499,6 +533,8 @@ void rlx__dev_session_free(const rlx_model *m, rlx__dev_session *s) {
     if (s->arena) m->dev->ops->free(m->dev->dev, s->arena);
     if (s->meta) m->dev->ops->free(m->dev->dev, s->meta);
     if (s->workspace) m->dev->ops->free(m->dev->dev, s->workspace);
+    if (s->kv_meta) m->dev->ops->free(m->dev->dev, s->kv_meta);
+    if (s->attn_work) m->dev->ops->free(m->dev->dev, s->attn_work);
     memset(s, 0, sizeof *s);
 }
 
@@ -519,11 +555,54 @@ static int64_t buf_rows(const rlx__buf *bf, const rlx__batch *b) {
     return bf->rows == RLX__ROWS_TOKENS ? b->n_tokens : bf->rows == RLX__ROWS_SEQUENCES ? b->n_seqs : bf->fixed_rows;
 }
 
+/* A KV call's page tables on the device (s->kv_meta) and whether the fast kernels may read its
+ * rows (16-byte aligned bases and strides). */
+typedef struct kv_dev {
+    const rlx__kv_call *kv;
+    const int32_t *kv_len, *indptr, *tok_page, *indices;
+    int aligned;
+} kv_dev;
+
+/* Uploads the page tables of b->kv: kv_len [n], page indptr [n+1], each new token's page [T], the
+ * page indices, packed into s->kv_meta (a stream-ordered copy of pageable memory: it has left the
+ * host buffer when the call returns). */
+static rlx_status kv_upload(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, void *stream, kv_dev *out) {
+    const rlx__kv_call *kv = b->kv;
+    const rlx__device_ops *ops = m->dev->ops;
+    const int64_t n = b->n_seqs, T = b->n_tokens, np = kv->total_pages;
+    if (np > kv_index_cap(m) || !s->kv_meta)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "kv pages: %lld pages in one call exceed the session's page-table capacity of %lld",
+                         (long long)np, (long long)kv_index_cap(m));
+    const size_t nb = (size_t)(2 * n + 1 + T + np) * sizeof(int32_t);
+    int32_t *h = rlx__malloc(nb, "the KV page tables");
+    if (!h) return RLX_ERR_OUT_OF_MEMORY;
+    int32_t *h_len = h, *h_ptr = h + n, *h_tok = h + 2 * n + 1, *h_idx = h + 2 * n + 1 + T;
+    for (int64_t q = 0; q < n; q++) {
+        h_len[q] = (int32_t)kv->kv_len[q];
+        for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++)
+            h_tok[t] = kv->pages->kv_indices[kv->pages->kv_indptr[q] + ((kv->cached[q] + t - b->seq_start[q]) >> kv->page_shift)];
+    }
+    memcpy(h_ptr, kv->pages->kv_indptr, (size_t)(n + 1) * sizeof(int32_t));
+    memcpy(h_idx, kv->pages->kv_indices, (size_t)np * sizeof(int32_t));
+    rlx_status st = ops->h2d(m->dev->dev, s->kv_meta, h, nb, stream);
+    free(h);
+    if (st) return st;
+    out->kv = kv;
+    out->kv_len = (const int32_t *)s->kv_meta, out->indptr = out->kv_len + n, out->tok_page = out->kv_len + 2 * n + 1;
+    out->indices = out->tok_page + T;
+    const int64_t vec = 16 / (int64_t)kv->elem;
+    out->aligned = kv->page_stride % vec == 0 && kv->token_stride % vec == 0 && kv->head_stride % vec == 0;
+    for (int l = 0; l < kv->desc->num_layers && out->aligned; l++)
+        out->aligned = !((uintptr_t)rlx__kv_layer_k(kv, l) & 15u) && !((uintptr_t)rlx__kv_layer_v(kv, l) & 15u);
+    return RLX_OK;
+}
+
 /* Enqueues the plan's kernels for batch b on stream; the batch metadata is already in s->meta.
  * b->n_tokens rows per token (a graph runs its bucket's edge: the rows past the real tokens are
- * padding that no sequence reads), max_len bounds every sequence. With timer, marks every kernel. */
+ * padding that no sequence reads), max_len bounds every sequence. With timer, marks every kernel.
+ * kd: a KV call's page tables (NULL for a plain prefill). */
 static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, int64_t max_len, void *stream,
-                           void *timer) {
+                           void *timer, const kv_dev *kd) {
     const rlx__dev_model *dm = m->dev;
     const rlx__device_ops *ops = dm->ops;
     const rlx__plan *p = &dm->plan;
@@ -535,8 +614,8 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
         if (timer && (st = ops->timer_mark(dm->dev, timer, i, stream))) break;
         const rlx__kernel *k = &p->k[i];
         const rlx__stage *sg = k->st;
-        const rlx__buf *ob = &p->buf[k->out];
-        const int64_t rows = buf_rows(ob, b), cols = ob->cols;
+        const rlx__buf *ob = k->out >= 0 ? &p->buf[k->out] : NULL; /* kv_only kv_write has no output buffer */
+        const int64_t rows = ob ? buf_rows(ob, b) : 0, cols = ob ? ob->cols : 0;
         void *y = bptr(m, s, k->out);
         const void *x = bptr(m, s, k->in[0]);
         const int64_t xc = k->in[0] >= 0 ? p->buf[k->in[0]].cols : 0;
@@ -563,19 +642,64 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
             code = ops->k.rope(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), d_pos, rows, sg->heads, sg->head_dim,
                                cols, dt, stream);
             break;
-        case RLX__K_ATTENTION: {
-            const int64_t qw = sg->heads * sg->head_dim, kw = sg->kv_heads * sg->head_dim;
-            code = ops->k.attention(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), d_start, b->n_seqs, max_len,
-                                    sg->heads, sg->kv_heads, sg->head_dim, qw, kw, qw, sg->causal,
-                                    (float)(1.0 / sqrt((double)sg->head_dim)), dt, stream);
+        case RLX__K_KV_WRITE: {
+            const int paged = kd && k->kv_layer >= 0;
+            if (k->kv_only && !paged) break; /* plain prefill: attention reads k and v where they are */
+            const int64_t kvw = sg->kv_heads * sg->head_dim;
+            rlx_kv_write_args a = {.k = x, .v = x, .ld = xc, .row_scale = bptr(m, s, k->in[1]), .rope = k->rope,
+                                   .cos_t = bptr(m, s, k->in[2]), .sin_t = bptr(m, s, k->in[3]), .pos = d_pos,
+                                   .T = b->n_tokens, .kv_heads = sg->kv_heads, .head_dim = sg->head_dim, .dt = dt};
+            if (k->kv_only) { /* unfused: rotated k and v in buffers of their own */
+                a.v = bptr(m, s, k->in[1]);
+                a.row_scale = NULL;
+            } else { /* fused: the K and V columns of the packed QKV row */
+                const size_t e = dt == RLX_K_F32 ? 4 : 2;
+                a.k = (const char *)x + (size_t)(sg->heads * sg->head_dim) * e;
+                a.v = (const char *)x + (size_t)(sg->heads * sg->head_dim + kvw) * e;
+            }
+            if (paged) {
+                const rlx__kv_call *kv = kd->kv;
+                a.tok_page = kd->tok_page;
+                a.dst = (rlx_kv_ref){.k = rlx__kv_layer_k(kv, k->kv_layer), .v = rlx__kv_layer_v(kv, k->kv_layer),
+                                     .page_stride = kv->page_stride, .token_stride = kv->token_stride,
+                                     .head_stride = kv->head_stride, .page_shift = kv->page_shift};
+            } else {
+                a.dst = (rlx_kv_ref){.k = y, .v = bptr(m, s, k->out2), .token_stride = kvw, .head_stride = sg->head_dim};
+            }
+            code = ops->k.kv_write(&a, stream);
             break;
         }
+        case RLX__K_ATTENTION:
         case RLX__K_FLASH_ATTENTION:
-        case RLX__K_ROPE_ATTENTION:
-            code = (k->kind == RLX__K_FLASH_ATTENTION ? ops->k.flash_attention : ops->k.rope_attention)(y, x, bptr(m, s, k->in[1]), bptr(m, s, k->in[2]), bptr(m, s, k->in[3]), d_pos,
-                                          d_start, b->n_seqs, max_len, sg->heads, sg->kv_heads, sg->head_dim, xc, cols,
-                                          sg->causal, k->rope, (float)(1.0 / sqrt((double)sg->head_dim)), dt, stream);
+        case RLX__K_ROPE_ATTENTION: {
+            const int unfused = k->kind == RLX__K_ATTENTION, paged = kd && k->kv_layer >= 0;
+            const rlx__kv_call *kv = paged ? kd->kv : NULL;
+            rlx_attn_args a = {.o = y, .q = x, .ldq = xc, .ldo = cols, .seq_start = d_start, .n_tokens = b->n_tokens,
+                               .n_seqs = b->n_seqs, .max_q = max_len, .max_kv = paged ? kv->max_kv : max_len,
+                               .heads = sg->heads, .kv_heads = sg->kv_heads, .head_dim = sg->head_dim, .causal = sg->causal,
+                               .scale = (float)(1.0 / sqrt((double)sg->head_dim)), .dt = dt,
+                               .work = s->attn_work, .work_bytes = s->attn_work_bytes};
+            if (!unfused) {
+                a.q_scale = bptr(m, s, k->in[1]);
+                a.rope = k->rope;
+                a.cos_t = bptr(m, s, k->in[2]), a.sin_t = bptr(m, s, k->in[3]), a.pos = d_pos;
+            }
+            if (paged)
+                a.kv = (rlx_kv_ref){.k = rlx__kv_layer_k(kv, k->kv_layer), .v = rlx__kv_layer_v(kv, k->kv_layer),
+                                    .page_indptr = kd->indptr, .page_indices = kd->indices, .kv_len = kd->kv_len,
+                                    .page_stride = kv->page_stride, .token_stride = kv->token_stride,
+                                    .head_stride = kv->head_stride, .page_shift = kv->page_shift};
+            else
+                a.kv = (rlx_kv_ref){.k = bptr(m, s, k->kv_k), .v = bptr(m, s, k->kv_v), .token_stride = p->buf[k->kv_k].cols,
+                                    .head_stride = sg->head_dim};
+            /* the planner's rule picks the kernel for this call's shape */
+            const rlx__kkind run = rlx__plan_attention_kind(p, k, max_len, paged ? kd->aligned : 1);
+            code = run == RLX__K_DECODE_ATTENTION  ? ops->k.decode_attention(&a, stream)
+                   : run == RLX__K_FLASH_ATTENTION ? ops->k.flash_attention(&a, stream)
+                                                   : ops->k.attention(&a, stream);
             break;
+        }
+        case RLX__K_DECODE_ATTENTION: st = rlx__fail(RLX_ERR_INTERNAL, "kernel plan: decode_attention is chosen per call, never planned"); break;
         case RLX__K_ADD: code = ops->k.add(y, x, bptr(m, s, k->in[1]), rows * cols, dt, stream); break;
         case RLX__K_ADD_ROWSCALE:
             code = ops->k.add_rowscale(y, bptr(m, s, k->out2), x, bptr(m, s, k->in[1]), rows, cols, k->eps, dt, stream);
@@ -684,7 +808,7 @@ static rlx_status capture(const rlx_model *m, rlx__dev_session *s, const rlx__ba
     rlx__batch pb = *b;
     pb.n_tokens = tokens;
     /* every sequence of a batch that maps to this graph is at most `tokens` long */
-    rlx_status run = run_plan(m, s, &pb, tokens, cs, NULL);
+    rlx_status run = run_plan(m, s, &pb, tokens, cs, NULL, NULL);
     st = ops->graph_end(m->dev->dev, cs, &graph); /* ends the capture whatever happened */
     if (run) {
         if (!st) ops->graph_destroy(m->dev->dev, graph);
@@ -710,7 +834,9 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
     /* A graph (kernels.cuda_graphs) runs the bucket of the token count: one graph serves every
      * prompt length of the bucket, the rows past the real tokens are padding (token 0, position 0)
      * that no sequence covers. The per-kernel timing of the bench runs kernel by kernel. */
-    const int graphs = m->profile.cuda_graphs && !kernel_ms;
+    /* KV calls run kernel by kernel: their page tables, key counts and decode split counts change
+     * from call to call, which a captured graph would freeze */
+    const int graphs = m->profile.cuda_graphs && !kernel_ms && !b->kv;
     int64_t rows = b->n_tokens;
     if (graphs) {
         rows = rlx__gemm_bucket(b->n_tokens);
@@ -730,13 +856,17 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
         start[q] = (int32_t)b->seq_start[q];
         int64_t len = b->seq_start[q + 1] - b->seq_start[q];
         if (len > max_len) max_len = len;
-        for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++) pos[t] = (int32_t)(t - b->seq_start[q]);
+        /* a KV call continues each sequence at its cached length */
+        const int64_t p0 = b->kv ? b->kv->cached[q] : 0;
+        for (int64_t t = b->seq_start[q]; t < b->seq_start[q + 1]; t++) pos[t] = (int32_t)(p0 + t - b->seq_start[q]);
     }
     start[b->n_seqs] = (int32_t)b->n_tokens;
     for (int64_t t = b->n_tokens; t < rows; t++) meta[t] = 0, pos[t] = 0; /* the padding rows of a graph */
     if ((st = ops->h2d(dm->dev, s->meta, meta, meta_bytes(m), stream))) goto out;
     if ((st = ops->timer_mark(dm->dev, s->fence[slot], 0, stream))) goto out;
     s->fenced[slot] = 1;
+    kv_dev kd = {0};
+    if (b->kv && (st = kv_upload(m, s, b, stream, &kd))) goto out;
     if (graphs) {
         const rlx__graph_entry *g = find_graph(s, rows, b->n_seqs);
         if (g) {
@@ -745,14 +875,14 @@ rlx_status rlx__dev_prefill(const rlx_model *m, rlx__dev_session *s, const rlx__
         } else {
             /* first time of this shape: run it directly (which also sets every lazy attribute and
              * algorithm up), then capture it for the next prefill of the same shape */
-            st = run_plan(m, s, b, max_len, stream, NULL);
+            st = run_plan(m, s, b, max_len, stream, NULL, NULL);
             s->gstats.direct++;
             if (!st) st = capture(m, s, b, rows);
         }
     } else {
         void *timer = NULL;
         if (kernel_ms && (st = ops->timer_create(dm->dev, p->n + 1, &timer))) goto out;
-        st = run_plan(m, s, b, max_len, stream, timer);
+        st = run_plan(m, s, b, max_len, stream, timer, b->kv ? &kd : NULL);
         s->gstats.direct++;
         if (timer) {
             /* tp: reading the timers waits for the stream; wait with the communicator's bound first */
@@ -800,7 +930,7 @@ rlx_status rlx_model_memory(const rlx_model *m, size_t *weight_bytes, size_t *se
     size_t w = 0, sb = 0;
     if (m->dev) {
         w = m->dev->weight_bytes; /* constants (rope tables) included */
-        sb = m->dev->plan.arena_bytes + meta_bytes(m) + workspace_bytes(m);
+        sb = m->dev->plan.arena_bytes + meta_bytes(m) + workspace_bytes(m) + kv_meta_bytes(m) + attn_work_bytes(m);
     }
     if (weight_bytes) *weight_bytes = w;
     if (session_bytes) *session_bytes = sb;

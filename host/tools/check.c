@@ -284,9 +284,11 @@ static void check_attention(dctx *c, rlx__check_report *r, const int64_t *lens, 
     rlx__ref_attention(ref, q, k, v, &b, heads, kv, D, causal, 0);
     void *dq = dput(c, q, nq), *dk = dput(c, k, nk), *dv = dput(c, v, nk), *dst = dput_raw(c, start32, sizeof(int32_t) * (size_t)(n_seqs + 1)),
          *dy = dput(c, NULL, nq);
-    int code = c->err ? 0
-                      : c->ops->k.attention(dy, dq, dk, dv, dst, n_seqs, max_len, heads, kv, D, heads * D, kv * D, heads * D,
-                                            causal, (float)(1.0 / sqrt((double)D)), c->dt, NULL);
+    rlx_attn_args a = {.o = dy, .q = dq, .ldq = heads * D, .ldo = heads * D, .seq_start = dst, .n_tokens = T, .n_seqs = n_seqs,
+                       .max_q = max_len, .max_kv = max_len, .heads = heads, .kv_heads = kv, .head_dim = D, .causal = causal,
+                       .scale = (float)(1.0 / sqrt((double)D)), .dt = c->dt,
+                       .kv = {.k = dk, .v = dv, .token_stride = kv * D, .head_stride = D}};
+    int code = c->err ? 0 : c->ops->k.attention(&a, NULL);
     int gd = code ? 1 : dget(c, got, dy, nq);
     if (!code && !c->err) judge(row, got, ref, nq, BOUND(c->dt, 1e-9, 5e-4), gd);
     finish(r, row, c, code, "attention");
@@ -346,8 +348,9 @@ out:
     dfree_all(c);
 }
 
-/* Fused attention (flash_attention in bf16 for head_dim 64/128, rope_attention otherwise) on a
- * packed QKV buffer with padding columns, row scales and RoPE, against rope + scale + attention. */
+/* Fused attention as the fused plan runs it: kv_write (row scale and RoPE on K, into contiguous
+ * K/V buffers) then flash_attention in bf16 for head_dim 64/128 (rope_attention otherwise) reading
+ * Q from a packed QKV buffer with padding columns, against rope + scale + attention. */
 static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *lens, int64_t n_seqs, int64_t heads,
                                   int64_t kv, int64_t D, int causal, uint64_t *s) {
     const int flash = c->dt == RLX_K_BF16 && (D == 64 || D == 128);
@@ -390,12 +393,20 @@ static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *
     void *dqkv = dput(c, qkv, (size_t)(T * ld)), *dsc = dput_raw(c, sc, sizeof(float) * (size_t)T),
          *dc = dput_raw(c, ct, sizeof(float) * (size_t)(P * half)), *ds = dput_raw(c, st, sizeof(float) * (size_t)(P * half)),
          *dp = dput_raw(c, pos32, sizeof(int32_t) * (size_t)T), *dst = dput_raw(c, start32, sizeof(int32_t) * (size_t)(n_seqs + 1)),
-         *dy = dput(c, NULL, (size_t)(T * qw));
+         *dy = dput(c, NULL, (size_t)(T * qw)), *dk = dput(c, NULL, (size_t)(T * kw)), *dv = dput(c, NULL, (size_t)(T * kw));
     int code = 0;
-    if (!c->err)
-        code = (flash ? c->ops->k.flash_attention : c->ops->k.rope_attention)(dy, dqkv, dsc, dc, ds, dp, dst, n_seqs, max_len, heads, kv,
-                                                                             D, ld, qw, causal, 1, (float)(1.0 / sqrt((double)D)),
-                                                                             c->dt, NULL);
+    if (!c->err) {
+        const size_t e = esz(c->dt);
+        rlx_kv_write_args w = {.k = (char *)dqkv + (size_t)qw * e, .v = (char *)dqkv + (size_t)(qw + kw) * e, .ld = ld, .row_scale = dsc,
+                               .cos_t = dc, .sin_t = ds, .pos = dp, .rope = 1, .T = T, .kv_heads = kv, .head_dim = D, .dt = c->dt,
+                               .dst = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
+        rlx_attn_args a = {.o = dy, .q = dqkv, .q_scale = dsc, .cos_t = dc, .sin_t = ds, .pos = dp, .rope = 1, .seq_start = dst,
+                           .ldq = ld, .ldo = qw, .n_tokens = T, .n_seqs = n_seqs, .max_q = max_len, .max_kv = max_len, .heads = heads,
+                           .kv_heads = kv, .head_dim = D, .causal = causal, .scale = (float)(1.0 / sqrt((double)D)), .dt = c->dt,
+                           .kv = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
+        code = c->ops->k.kv_write(&w, NULL);
+        if (!code) code = (flash ? c->ops->k.flash_attention : c->ops->k.attention)(&a, NULL);
+    }
     int gd = code ? 1 : dget(c, got, dy, (size_t)(T * qw));
     if (!code && !c->err) judge(row, got, ref, (size_t)(T * qw), BOUND(c->dt, 1e-9, 5e-4), gd);
     finish(r, row, c, code, row->op);

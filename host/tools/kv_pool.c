@@ -48,7 +48,7 @@ static rlx_status pool_alloc(rlx__kv_pool *p, size_t bytes, const char *what, vo
 }
 
 rlx_status rlx__kv_pool_create(const rlx_model *m, int64_t page_size, rlx_kv_layout layout, int64_t num_pages, int64_t n_seqs,
-                               rlx_dtype override_dtype, uint64_t seed, rlx__kv_pool **out) {
+                               int dtype, uint64_t seed, rlx__kv_pool **out) {
     *out = NULL;
     if (n_seqs < 1 || num_pages < 1) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "kv pool: %lld pages for %lld sequences", (long long)num_pages, (long long)n_seqs);
     rlx__kv_pool *p = rlx__calloc(1, sizeof *p, "a kv pool");
@@ -57,7 +57,7 @@ rlx_status rlx__kv_pool_create(const rlx_model *m, int64_t page_size, rlx_kv_lay
     p->desc = rlx_kv_default_desc();
     rlx_status s = rlx_kv_desc_from_model(m, &p->desc);
     if (s) goto fail;
-    if (override_dtype == RLX_DTYPE_BF16 || override_dtype == RLX_DTYPE_F32) p->desc.dtype = override_dtype;
+    if (dtype >= 0) p->desc.dtype = (rlx_dtype)dtype;
     p->desc.page_size = page_size;
     p->desc.layout = layout;
     p->desc.num_pages = num_pages;

@@ -30,12 +30,13 @@ typedef struct rlx__kv_pool {
 } rlx__kv_pool;
 
 /* A pool of num_pages pages of page_size tokens for a built model, for up to n_seqs sequences.
- * dtype: the model's (rlx_kv_desc_from_model) unless override_dtype is set (CPU: BF16 or F32).
+ * dtype: an rlx_dtype (the CPU reference takes BF16 or F32), or -1 for the model's
+ * (rlx_kv_desc_from_model).
  * shuffle_seed != 0 hands pages out in a seeded random order (so tests see shuffled indices);
  * 0 in index order. Pages start filled with 0xff bytes (NaN), so a read of a slot nothing wrote
  * shows. */
 rlx_status rlx__kv_pool_create(const rlx_model *model, int64_t page_size, rlx_kv_layout layout, int64_t num_pages,
-                               int64_t n_seqs, rlx_dtype override_dtype, uint64_t shuffle_seed, rlx__kv_pool **out);
+                               int64_t n_seqs, int dtype, uint64_t shuffle_seed, rlx__kv_pool **out);
 void rlx__kv_pool_destroy(rlx__kv_pool *p);
 /* Bytes of K + V one token takes over all layers. */
 size_t rlx__kv_bytes_per_token(const rlx_kv_desc *d);

@@ -626,9 +626,21 @@ static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
     for (int64_t t = 0; t < T; t++) dpos[t] = (int32_t)pos64[t];
     for (int i = 0; i <= c->n_seqs; i++) dss[i] = (int32_t)seq_start[i];
 
-    const int code = rlx_simt_flash_attention(dout, dqkv, ds, c->rope ? dcos : NULL, c->rope ? dsin : NULL,
-                                              c->rope ? dpos : NULL, dss, c->n_seqs, max_len, H, KV, D, ld, ldo,
-                                              c->causal, c->rope, scale, dt, NULL);
+    /* the fused plan's two kernels: kv_write rotates and scales K (and scales V) once into
+     * contiguous rows, flash_attention reads Q from qkv and K/V from there */
+    gbuf bk, bv;
+    void *dk = gb_new(&bk, (size_t)(T * kw) * 2, 0), *dv = gb_new(&bv, (size_t)(T * kw) * 2, 0);
+    rlx_kv_write_args w = {.k = dqkv + (size_t)qw * 2, .v = dqkv + (size_t)(qw + kw) * 2, .ld = ld, .row_scale = ds,
+                           .cos_t = c->rope ? dcos : NULL, .sin_t = c->rope ? dsin : NULL, .pos = dpos, .rope = c->rope,
+                           .T = T, .kv_heads = KV, .head_dim = D, .dt = dt, .dst = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
+    expect_launch(rlx_simt_kv_write(&w, NULL), "kv_write", shape, dt, seed);
+    expect_guards(&bk, "kv_write", "k", shape, dt, seed);
+    expect_guards(&bv, "kv_write", "v", shape, dt, seed);
+    rlx_attn_args aa = {.o = dout, .q = dqkv, .q_scale = ds, .cos_t = c->rope ? dcos : NULL, .sin_t = c->rope ? dsin : NULL,
+                        .pos = c->rope ? dpos : NULL, .rope = c->rope, .seq_start = dss, .ldq = ld, .ldo = ldo, .n_tokens = T,
+                        .n_seqs = c->n_seqs, .max_q = max_len, .max_kv = max_len, .heads = H, .kv_heads = KV, .head_dim = D,
+                        .causal = c->causal, .scale = scale, .dt = dt, .kv = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
+    const int code = rlx_simt_flash_attention(&aa, NULL);
     expect_launch(code, "flash_attention", shape, dt, seed);
 
     /* The same launch in the other simt thread order must give the same bits (kernels/README.md:
@@ -638,10 +650,9 @@ static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
         void *dout2 = gb_new(&bo2, bo.bytes, 0);
         const rlx_simt_order order = rlx_simt_get_order();
         rlx_simt_set_order(order == RLX_SIMT_FORWARD ? RLX_SIMT_REVERSE : RLX_SIMT_FORWARD);
-        expect_launch(rlx_simt_flash_attention(dout2, dqkv, ds, c->rope ? dcos : NULL, c->rope ? dsin : NULL,
-                                               c->rope ? dpos : NULL, dss, c->n_seqs, max_len, H, KV, D, ld, ldo,
-                                               c->causal, c->rope, scale, dt, NULL),
-                      "flash_attention (other thread order)", shape, dt, seed);
+        rlx_attn_args a2 = aa;
+        a2.o = dout2;
+        expect_launch(rlx_simt_flash_attention(&a2, NULL), "flash_attention (other thread order)", shape, dt, seed);
         rlx_simt_set_order(order);
         cr_expect(memcmp(dout, dout2, bo.bytes) == 0,
                   "flash_attention %s seed %llu: output differs between the simt thread orders (a race)", shape,
@@ -712,7 +723,7 @@ static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
                   (unsigned long long)seed, vk.nmse);
     }
 
-    gb_free(&bqkv), gb_free(&bo), gb_free(&bc), gb_free(&bsn), gb_free(&bp), gb_free(&bss);
+    gb_free(&bqkv), gb_free(&bo), gb_free(&bc), gb_free(&bsn), gb_free(&bp), gb_free(&bss), gb_free(&bk), gb_free(&bv);
     if (ds) gb_free(&bs);
     free(qkv), free(s), free(cos_t), free(sin_t), free(pos64), free(qkv_copy), free(q), free(k), free(v);
     free(ref), free(naive), free(got), free(qb), free(kb), free(vb);
@@ -741,35 +752,42 @@ Test(fused_kernels, flash_attention_ragged) { run_flash_range(14, N_FA_CASES); }
 
 Test(fused_kernels, flash_attention_arguments) {
     const int T = 4, H = 4, KV = 2, D = 64, ld = (H + 2 * KV) * D;
-    gbuf bq, bo, bss;
+    gbuf bq, bo, bss, bk;
     void *qkv = gb_new(&bq, (size_t)(T * ld) * 2, 0), *o = gb_new(&bo, (size_t)(T * H * D) * 2, 0);
+    void *kv = gb_new(&bk, (size_t)(2 * T * KV * D) * 2, 0);
     int32_t *ss = gb_new(&bss, 2 * 4, 0);
     ss[0] = 0, ss[1] = T;
     const int inval = 1; /* cudaErrorInvalidValue */
-#define FA(...) rlx_simt_flash_attention(__VA_ARGS__, NULL)
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld, H * D, 1, 0, 0.125f, RLX_K_F32), inval,
-                 "f32 must be refused (the primitive path serves it)");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, 96, ld, H * D, 1, 0, 0.125f, RLX_K_BF16), inval,
-                 "head_dim 96");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, 3, D, ld, H * D, 1, 0, 0.125f, RLX_K_BF16), inval,
-                 "heads % kv_heads");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld + 4, H * D, 1, 0, 0.125f, RLX_K_BF16), inval,
-                 "ld_qkv not a multiple of 8");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld - 8, H * D, 1, 0, 0.125f, RLX_K_BF16), inval,
-                 "ld_qkv too small");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld, H * D - 8, 1, 0, 0.125f, RLX_K_BF16), inval,
-                 "ldo too small");
-    cr_expect_eq(FA((char *)o + 2, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld, H * D, 1, 0, 0.125f, RLX_K_BF16),
-                 inval, "o not 16-byte aligned");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld, H * D, 1, 1, 0.125f, RLX_K_BF16), inval,
-                 "rope without tables");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 0, T, H, KV, D, ld, H * D, 1, 0, 0.125f, RLX_K_BF16), inval,
-                 "no sequences");
-    cr_expect_eq(FA(o, qkv, NULL, NULL, NULL, NULL, ss, 1, T, H, KV, D, ld, H * D, 1, 0, NAN, RLX_K_BF16), inval,
-                 "NaN scale");
+    const rlx_attn_args good = {.o = o, .q = qkv, .seq_start = ss, .ldq = ld, .ldo = H * D, .n_tokens = T, .n_seqs = 1, .max_q = T,
+                                .max_kv = T, .heads = H, .kv_heads = KV, .head_dim = D, .causal = 1, .scale = 0.125f, .dt = RLX_K_BF16,
+                                .kv = {.k = kv, .v = (char *)kv + T * KV * D * 2, .token_stride = KV * D, .head_stride = D}};
+    rlx_attn_args a;
+#define FA(field, value, why)                                                          \
+    do {                                                                              \
+        a = good;                                                                     \
+        a.field = value;                                                              \
+        cr_expect_eq(rlx_simt_flash_attention(&a, NULL), inval, "%s must be refused", why); \
+    } while (0)
+    FA(dt, RLX_K_F32, "f32 (the primitive path serves it)");
+    FA(head_dim, 96, "head_dim 96");
+    FA(kv_heads, 3, "heads % kv_heads");
+    FA(ldq, ld + 4, "ldq not a multiple of 8");
+    FA(ldq, 64, "ldq too small");
+    FA(ldo, H * D - 8, "ldo too small");
+    FA(o, (char *)o + 2, "o not 16-byte aligned");
+    FA(rope, 1, "rope without tables");
+    FA(n_seqs, 0, "no sequences");
+    FA(scale, NAN, "NaN scale");
+    FA(kv.k, NULL, "no K");
+    FA(kv.k, (char *)kv + 2, "K not 16-byte aligned");
+    FA(kv.token_stride, KV * D + 4, "K rows not 16-byte aligned");
+    FA(kv.page_indptr, ss, "a page table without indices");
 #undef FA
+    cr_expect_eq(rlx_simt_flash_attention(NULL, NULL), inval, "NULL args");
     for (size_t i = 0; i < bo.bytes; i++)
         if (((unsigned char *)o)[i] != 0xff) cr_assert_fail("o written by a rejected call (byte %zu)", i);
     cr_expect(gb_guards_ok(&bo) && gb_guards_ok(&bq));
-    gb_free(&bq), gb_free(&bo), gb_free(&bss);
+    a = good;
+    cr_expect_eq(rlx_simt_flash_attention(&a, NULL), 0, "the good call: %s", rlx_simt_last_error());
+    gb_free(&bq), gb_free(&bo), gb_free(&bss), gb_free(&bk);
 }
