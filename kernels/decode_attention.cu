@@ -44,9 +44,10 @@
 // strides multiples of 8 elements; n_seqs <= 65535, kv_heads <= 65535.
 // ptxas (CUDA 13), registers sm_80 / sm_90a, no spills anywhere (__launch_bounds__(128, 1): without
 // the minimum-blocks hint ptxas capped the (1, 16) instance at 128 registers and spilled):
-//   (NP, RMAX) = (1, 8) 96/96, (1, 16) 138/141, (1, 32) 203/216, (2, 8) 96/106, (2, 16) 155/168,
-//   (3, 8) 122/128, (4, 8) 139/168; the merge kernel 34/32. Llama-3.2-1B (head_dim 64, G 4) and
-//   3B/8B (128, G 3/4) decode steps use the RMAX = 8 instances (~100 registers: 4-5 CTAs per SM).
+//   (NP, RMAX) = (1, 8) 96/96, (1, 32) 203/216, (2, 8) 96/106, (2, 16) 155/168, (4, 8) 139/168;
+//   the merge kernel 34/32. Llama-3.2-1B (head_dim 64, G 4) and 3B/8B (128, G 3/4) decode steps
+//   use the RMAX = 8 instances (~100 registers: 4-5 CTAs per SM); five instances keep nvcc's time
+//   for this file near 20 s per architecture.
 #include "rlx_kv.cuh"
 
 #include <cmath>
@@ -305,12 +306,12 @@ extern "C" int RLX_KNAME(decode_attention)(const rlx_attn_args *a, void *stream)
     p.n_splits = (int)((a->max_kv + chunk - 1) / chunk);
     p.work_o = (float *)a->work;
     p.work_lse = p.n_splits > 1 ? p.work_o + rows * p.n_splits * a->head_dim : NULL;
+    // instances: 8 rows (decode steps of groups up to 8) and the widest each head size allows
     const int R = (int)(a->max_q * p.group), NP = (int)((a->head_dim + 63) / 64);
     int code;
-    if (NP == 1) code = R <= 8 ? rlx_dec_launch<1, 8>(p, stream) : R <= 16 ? rlx_dec_launch<1, 16>(p, stream) : rlx_dec_launch<1, 32>(p, stream);
+    if (NP == 1) code = R <= 8 ? rlx_dec_launch<1, 8>(p, stream) : rlx_dec_launch<1, 32>(p, stream);
     else if (NP == 2) code = R <= 8 ? rlx_dec_launch<2, 8>(p, stream) : rlx_dec_launch<2, 16>(p, stream);
-    else if (NP == 3) code = rlx_dec_launch<3, 8>(p, stream);
-    else code = rlx_dec_launch<4, 8>(p, stream);
+    else code = rlx_dec_launch<4, 8>(p, stream); /* head_dim 136 .. 256: lanes past the row hold nothing */
     if (code || p.n_splits == 1) return code;
     return (int)rlx_launch(rlx_decode_merge_kernel, dim3((unsigned)((rows + 3) / 4)), dim3(128), 0, (cudaStream_t)stream, p, rows);
 }
