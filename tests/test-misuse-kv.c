@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "rlx/generate.h"
 #include "rlx/kv.h"
 #include "testutil.h"
 
@@ -98,6 +99,45 @@ Test(misuse_kv, session_call_arguments) {
     cr_expect_eq(rlx_session_prefill_kv(s, &pb, &d, &pg, NULL), RLX_OK, "%s", rlx_last_error());
     cr_expect_eq(rlx_session_prefill(s, tok, 3, NULL, 1, NULL), RLX_OK, "%s", rlx_last_error());
     rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    rlxt_llama_fixture_free(&f);
+}
+
+Test(misuse_kv, generate_functions) {
+    rlx_generate_params gp = rlx_generate_default_params();
+    cr_expect(gp.max_new_tokens == 32 && gp.temperature == 0 && gp.top_k == 0 && gp.top_p == 1 && gp.page_size == 16 && !gp.stop_tokens);
+    int64_t n = 7;
+    cr_expect_eq(rlx_generation_tokens(NULL, 0, &n), NULL);
+    cr_expect_eq(n, 0);
+    cr_expect_eq(rlx_generation_tokens(NULL, 0, NULL), NULL);
+    cr_expect_eq(rlx_generation_stopped(NULL, 0), -1);
+    cr_expect_eq(rlx_generation_count(NULL), 0);
+    rlx_generation_destroy(NULL);
+    EXPECT_REFUSED(rlx_generation_get_stats(NULL, NULL), RLX_ERR_INVALID_ARGUMENT);
+    rlxt_llama_fixture f;
+    rlx_model *m = tiny_model(&f);
+    int32_t ids[4], tok[2] = {1, 2};
+    int64_t len = 2;
+    EXPECT_REFUSED(rlx_eos_tokens(f.w, NULL, 4, &n), RLX_ERR_INVALID_ARGUMENT);
+    EXPECT_REFUSED(rlx_eos_tokens(f.w, ids, 4, NULL), RLX_ERR_INVALID_ARGUMENT);
+    EXPECT_REFUSED(rlx_eos_tokens(f.w, ids, 0, &n), RLX_ERR_INVALID_ARGUMENT); /* one id, no room */
+    rlx_generation *g = NULL;
+    EXPECT_REFUSED(rlx_generate(m, tok, NULL, 1, &gp, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
+    EXPECT_REFUSED(rlx_generate(m, tok, &len, 0, &gp, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
+    gp.max_new_tokens = 0;
+    EXPECT_REFUSED(rlx_generate(m, tok, &len, 1, &gp, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
+    gp.max_new_tokens = 2, gp.top_k = -1;
+    EXPECT_REFUSED(rlx_generate(m, tok, &len, 1, &gp, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
+    gp.top_k = 0, gp.n_stop_tokens = 2;
+    EXPECT_REFUSED(rlx_generate(m, tok, &len, 1, &gp, NULL, &g), RLX_ERR_INVALID_ARGUMENT); /* stop count without a list */
+    gp.n_stop_tokens = 0;
+    int64_t zero = 0;
+    EXPECT_REFUSED(rlx_generate(m, tok, &zero, 1, &gp, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(g, NULL);
+    /* NULL params: the defaults (32 new tokens do not fit the model's 16 positions) */
+    EXPECT_REFUSED(rlx_generate(m, tok, &len, 1, NULL, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
+    cr_expect_eq(rlx_generate(m, tok, &len, 1, &gp, NULL, &g), RLX_OK, "%s", rlx_last_error());
+    rlx_generation_destroy(g);
     rlx_model_destroy(m);
     rlxt_llama_fixture_free(&f);
 }

@@ -81,6 +81,7 @@ typedef struct cli_llama {
     rlx__tp_group group;        /* tp > 1: the ranks (model is rank r[0]'s, owned by the group) */
     int plan_rank;              /* plan_only with tp > 1: the rank whose plan is built */
     rlx_comm **plan_comms;      /* its in-process group (a plan needs only the rank and world size) */
+    int64_t max_context;        /* KV cache: positions a sequence may reach (0 = seq) */
 } cli_llama;
 /* --fusion fused|none */
 int cli_parse_fusion(const char *text, rlx_fusion_policy *out);
@@ -114,7 +115,7 @@ typedef struct cli_command {
 } cli_command;
 
 extern const cli_command cli_cmd_run, cli_cmd_plan, cli_cmd_demo, cli_cmd_embed, cli_cmd_check,
-    cli_cmd_bench, cli_cmd_tokenize, cli_cmd_version;
+    cli_cmd_bench, cli_cmd_tokenize, cli_cmd_version, cli_cmd_generate;
 
 /* Text prompts (cmd_tokenize.c): opens DIR's tokenizer.json (a clear error when it is missing)
  * and encodes n texts into packed ids (free with rlx_free) and lens; max_length 0 = no

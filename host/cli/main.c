@@ -135,6 +135,7 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
     rp.batch = batch;
     rp.seq = seq;
     rp.last_token_logits = last_token;
+    rp.max_context = l->max_context;
     rlx_status s = rlx_llama_flow(&l->cfg, &rp, &l->flow);
     if (s) return cli_status_error(s, "assembling the flow");
     rlx_build_params bp = rlx_build_default_params();
@@ -210,8 +211,8 @@ const char *cli_opt_value(int argc, char **argv, int *i, const char *name) {
 }
 
 /* Every command, in the order `rlx help` lists them. */
-static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_plan,     &cli_cmd_check, &cli_cmd_bench,
-                                              &cli_cmd_embed, &cli_cmd_tokenize, &cli_cmd_demo,  &cli_cmd_version};
+static const cli_command *const commands[] = {&cli_cmd_run,   &cli_cmd_generate, &cli_cmd_plan,     &cli_cmd_check, &cli_cmd_bench,
+                                              &cli_cmd_embed, &cli_cmd_tokenize, &cli_cmd_demo,     &cli_cmd_version};
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
 static const cli_command *find_command(const char *name) {

@@ -7,6 +7,8 @@
  *   - the K/V the device writes match transformers' past_key_values: cosine >= 0.999 per
  *     (layer, K|V, sequence, kv head), both layouts, page sizes 1, 16, 64, shuffled pages, several
  *     sequences in one pool;
+ *   - generation, teacher-forced: fed the CPU reference's greedy tokens step by step, the device's
+ *     next-token argmax agrees with the CPU's >= 95 % of the time, every fixture;
  *   - a descriptor the device cannot use is refused with nothing written. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rlx/generate.h"
 #include "rlx/kv.h"
 #include "rlx_simt_device.h"
 #include "testutil.h"
@@ -312,5 +315,94 @@ Test(simt_kv, f32_pages_on_a_bf16_device_are_refused) {
     rlx__kv_pool_destroy(pool);
     rlx_session_destroy(s);
     rlx_model_destroy(m);
+    rlxt_llama_fixture_free(&f);
+}
+
+/* ---- generation, teacher-forced ------------------------------------------------------------------------- */
+
+ParameterizedTestParameters(simt_kv, teacher_forced_decode_agrees_with_cpu) {
+    return cr_make_param_array(int, case_ids, RLXT_N_LLAMA_FIXTURES);
+}
+
+ParameterizedTest(int *id, simt_kv, teacher_forced_decode_agrees_with_cpu) {
+    rlx_simt_device_install();
+    rlxt_llama_fixture f;
+    char err[1600];
+    cr_assert_eq(rlxt_llama_fixture_load(rlxt_llama_fixtures[*id], &f, err, sizeof err), 0, "%s", err);
+    const int n = f.n_prompts;
+    int64_t lens[4], max_len = 0, total = 0;
+    for (int i = 0; i < n; i++) lens[i] = f.prompt_len[i], total += lens[i], max_len = lens[i] > max_len ? lens[i] : max_len;
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)total);
+    for (int i = 0, at = 0; i < n; at += (int)lens[i], i++) memcpy(tok + at, f.prompt[i], sizeof(int32_t) * (size_t)lens[i]);
+    /* the CPU reference's greedy tokens (no end tokens: 32 steps for every prompt) */
+    rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+    rp.batch = n, rp.seq = max_len, rp.max_context = max_len + 32;
+    rlx_flow *fl;
+    cr_assert_eq(rlx_llama_flow(&f.cfg, &rp, &fl), RLX_OK);
+    rlx_model *cpu, *dev;
+    rlx_build_params bp = rlx_build_default_params();
+    cr_assert_eq(rlx_model_build(fl, f.w, &bp, &cpu), RLX_OK, "%s", rlx_last_error());
+    bp.device = RLX_DEVICE_SIMT;
+    cr_assert_eq(rlx_model_build(fl, f.w, &bp, &dev), RLX_OK, "%s", rlx_last_error());
+    rlx_flow_destroy(fl);
+    rlx_generate_params gp = rlx_generate_default_params();
+    rlx_generation *g;
+    cr_assert_eq(rlx_generate(cpu, tok, lens, n, &gp, NULL, &g), RLX_OK, "%s", rlx_last_error());
+    /* the device: the prompts, then the CPU's tokens one per step */
+    rlx_session *s;
+    cr_assert_eq(rlx_session_create(dev, &s), RLX_OK);
+    rlx__kv_pool *pool;
+    cr_assert_eq(rlx__kv_pool_create(dev, 8, RLX_KV_LAYOUT_NHD, n * ((max_len + 32 + 7) / 8), n, -1, 21, &pool), RLX_OK, "%s", rlx_last_error());
+    const int64_t V = f.V;
+    float *logits = malloc(sizeof(float) * (size_t)(n * V));
+    int64_t agree = 0, steps = 0, seqs[4] = {0, 1, 2, 3}, fresh[4];
+    for (int step = 0; step <= 32; step++) {
+        int32_t in[1024];
+        int64_t T = 0;
+        for (int i = 0; i < n; i++) {
+            const int32_t *cpu_ids = rlx_generation_tokens(g, i, NULL);
+            if (step == 0) memcpy(in + T, f.prompt[i], sizeof(int32_t) * (size_t)lens[i]), fresh[i] = lens[i];
+            else in[T] = cpu_ids[step - 1], fresh[i] = 1;
+            T += fresh[i];
+        }
+        if (step == 32) break; /* the 32nd CPU token has no successor to predict */
+        rlx_kv_pages pg;
+        cr_assert_eq(rlx__kv_pool_prepare(pool, seqs, fresh, n, &pg), RLX_OK, "%s", rlx_last_error());
+        rlx_prefill_batch pb = {.tokens = in, .n_tokens = T, .seq_lens = fresh, .n_seqs = n};
+        cr_assert_eq(rlx_session_prefill_kv(s, &pb, &pool->desc, &pg, NULL), RLX_OK, "%s", rlx_last_error());
+        cr_assert_eq(rlx_session_output_to_host(s, logits, (size_t)(n * V)), RLX_OK);
+        rlx__kv_pool_commit(pool, seqs, fresh, n);
+        for (int i = 0; i < n; i++) {
+            int64_t best = 0;
+            for (int64_t v = 1; v < V; v++)
+                if (logits[i * V + v] > logits[i * V + best]) best = v;
+            agree += best == rlx_generation_tokens(g, i, NULL)[step];
+            steps++;
+        }
+    }
+    const double rate = (double)agree / (double)steps;
+    cr_expect(rate >= 0.95, "%s: teacher-forced next-token agreement with the CPU %.3f (%lld of %lld) < 0.95", rlxt_llama_fixtures[*id],
+              rate, (long long)agree, (long long)steps);
+    fprintf(stderr, "simt-kv: %-24s teacher-forced agreement with the CPU %.3f (%lld of %lld steps)\n", rlxt_llama_fixtures[*id], rate,
+            (long long)agree, (long long)steps);
+    /* rlx_generate itself on the device (its pool in device memory): greedy, the same first token
+     * as the CPU where the teacher-forced step agreed */
+    rlx_generation *gd;
+    gp.max_new_tokens = 6;
+    cr_assert_eq(rlx_generate(dev, tok, lens, n, &gp, NULL, &gd), RLX_OK, "%s", rlx_last_error());
+    for (int i = 0; i < n; i++) {
+        int64_t k;
+        const int32_t *ids = rlx_generation_tokens(gd, i, &k);
+        cr_expect_eq(k, 6);
+        for (int64_t t = 0; t < k; t++) cr_expect(ids[t] >= 0 && ids[t] < V);
+    }
+    rlx_generation_destroy(gd);
+    free(logits);
+    rlx__kv_pool_destroy(pool);
+    rlx_session_destroy(s);
+    rlx_generation_destroy(g);
+    rlx_model_destroy(cpu);
+    rlx_model_destroy(dev);
+    free(tok);
     rlxt_llama_fixture_free(&f);
 }
