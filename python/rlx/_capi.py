@@ -61,7 +61,7 @@ class LlamaRecipeParams(ctypes.Structure):  # rlx_llama_recipe_params (flow.h)
     _fields_ = [("batch", ctypes.c_int64), ("seq", ctypes.c_int64), ("last_token_logits", ctypes.c_int),
                 ("composed_layers", ctypes.c_int), ("layer", ctypes.c_void_p), ("layer_user", ctypes.c_void_p),
                 ("before_layers", ctypes.c_void_p), ("after_layers", ctypes.c_void_p), ("patch", ctypes.c_void_p),
-                ("hooks_user", ctypes.c_void_p)]
+                ("hooks_user", ctypes.c_void_p), ("max_context", ctypes.c_int64)]
 
 
 class Profile(ctypes.Structure):  # struct rlx_profile (profile.h)
