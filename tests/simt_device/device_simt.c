@@ -163,7 +163,6 @@ static void plant(const char *kernel, void *y, int dtype_f32, int64_t rows, int6
 }
 
 #define F32(dt) ((dt) == RLX_K_F32)
-static int64_t n_tokens(const int32_t *seq_start, int64_t n_seqs) { return seq_start[n_seqs]; }
 
 static int p_embed(void *y, const int32_t *t, const void *tab, int64_t T, int64_t H, rlx_kdtype dt, void *st) {
     int c = rlx_simt_embed(y, t, tab, T, H, dt, st);
@@ -181,11 +180,11 @@ static int p_rope(void *y, const void *x, const float *ct, const float *stt, con
     if (!c) plant("rope", y, F32(dt), T, heads * D, ld);
     return c;
 }
-static int p_attention(void *o, const void *q, const void *k, const void *v, const int32_t *ss, int64_t n_seqs, int64_t max_len,
-                       int64_t heads, int64_t kv, int64_t D, int64_t ldq, int64_t ldkv, int64_t ldo, int causal, float scale,
-                       rlx_kdtype dt, void *st) {
-    int c = rlx_simt_attention(o, q, k, v, ss, n_seqs, max_len, heads, kv, D, ldq, ldkv, ldo, causal, scale, dt, st);
-    if (!c) plant("attention", o, F32(dt), n_tokens(ss, n_seqs), heads * D, ldo);
+/* The generic kernel serves two plan kinds: the unfused plan's attention (q as stored) and the fused
+ * plan's rope_attention (q scaled and rotated on load). */
+static int p_attention(const rlx_attn_args *a, void *st) {
+    int c = rlx_simt_attention(a, st);
+    if (!c) plant(a->q_scale || a->rope ? "rope_attention" : "attention", a->o, F32(a->dt), a->n_tokens, a->heads * a->head_dim, a->ldo);
     return c;
 }
 static int p_add(void *y, const void *a, const void *b, int64_t n, rlx_kdtype dt, void *st) {
@@ -210,18 +209,21 @@ static int p_last_token_rms_norm(void *y, const void *x, const void *g, const in
     if (!c) plant("last_token_rms_norm", y, F32(dt), n, cols, cols);
     return c;
 }
-static int p_flash_attention(void *o, const void *qkv, const float *rs, const float *ct, const float *stt, const int32_t *pos,
-                             const int32_t *ss, int64_t n_seqs, int64_t max_len, int64_t heads, int64_t kv, int64_t D, int64_t ld,
-                             int64_t ldo, int causal, int rope, float scale, rlx_kdtype dt, void *st) {
-    int c = rlx_simt_flash_attention(o, qkv, rs, ct, stt, pos, ss, n_seqs, max_len, heads, kv, D, ld, ldo, causal, rope, scale, dt, st);
-    if (!c) plant("flash_attention", o, F32(dt), n_tokens(ss, n_seqs), heads * D, ldo);
+static int p_flash_attention(const rlx_attn_args *a, void *st) {
+    int c = rlx_simt_flash_attention(a, st);
+    if (!c) plant("flash_attention", a->o, F32(a->dt), a->n_tokens, a->heads * a->head_dim, a->ldo);
     return c;
 }
-static int p_rope_attention(void *o, const void *qkv, const float *rs, const float *ct, const float *stt, const int32_t *pos,
-                            const int32_t *ss, int64_t n_seqs, int64_t max_len, int64_t heads, int64_t kv, int64_t D, int64_t ld,
-                            int64_t ldo, int causal, int rope, float scale, rlx_kdtype dt, void *st) {
-    int c = rlx_simt_rope_attention(o, qkv, rs, ct, stt, pos, ss, n_seqs, max_len, heads, kv, D, ld, ldo, causal, rope, scale, dt, st);
-    if (!c) plant("rope_attention", o, F32(dt), n_tokens(ss, n_seqs), heads * D, ldo);
+static int p_decode_attention(const rlx_attn_args *a, void *st) {
+    int c = rlx_simt_decode_attention(a, st);
+    if (!c) plant("decode_attention", a->o, F32(a->dt), a->n_tokens, a->heads * a->head_dim, a->ldo);
+    return c;
+}
+/* kv_write's output is K and V: planted into K (contiguous rows of a plain prefill; pages are the
+ * caller's and left alone) */
+static int p_kv_write(const rlx_kv_write_args *a, void *st) {
+    int c = rlx_simt_kv_write(a, st);
+    if (!c && !a->tok_page) plant("kv_write", a->dst.k, F32(a->dt), a->T, a->kv_heads * a->head_dim, a->dst.token_stride);
     return c;
 }
 static int p_rms_rowscale(float *s, const void *x, int64_t rows, int64_t cols, float eps, rlx_kdtype dt, void *st) {

@@ -195,6 +195,7 @@ Test(simt_check, planted_rms_rowscale) { planted_llama(RLX_FUSION_FUSED, 0, 0, "
 Test(simt_check, planted_flash_attention) { planted_llama(RLX_FUSION_FUSED, 64, 0, "flash_attention"); }
 Test(simt_check, planted_swiglu_scaled) { planted_llama(RLX_FUSION_FUSED, 0, 0, "swiglu_scaled"); }
 Test(simt_check, planted_rope_attention) { planted_llama(RLX_FUSION_FUSED, 0, 0, "rope_attention"); }
+Test(simt_check, planted_kv_write) { planted_llama(RLX_FUSION_FUSED, 0, 0, "kv_write"); }
 Test(simt_check, planted_last_token_rms_norm) { planted_llama(RLX_FUSION_FUSED, 0, 1, "last_token_rms_norm"); }
 /* the unfused plan */
 Test(simt_check, planted_embed) { planted_llama(RLX_FUSION_NONE, 0, 0, "embed"); }
