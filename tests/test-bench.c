@@ -421,3 +421,44 @@ Test(bench, load_usage_errors_exit_2) {
     cr_expect_eq(rlx("bench --checkpoint-dir /tmp --shape tiny"), 2);
     cr_expect_eq(rlx("bench --load --shape tiny,nope --device cpu --checkpoint-dir /nonexistent-rlx"), 2);
 }
+
+// ---- --decode -----------------------------------------------------------------------------------------
+
+Test(bench, decode_table_and_json) {
+    char *dir = rlxt_tmpdir();
+    char args[2048];
+    snprintf(args, sizeof args, "bench --decode --shape tiny --device cpu --batch 1,3 --seq 24 --repeat 3 --warmup 1 --json %s/d.json --no-progress",
+             dir);
+    cr_assert_eq(rlx(args), 0, "stderr: %s", err_text);
+    cr_expect(strstr(out_text, "CPU timings (the f32 reference; they say nothing about a GPU)"), "%s", out_text);
+    cr_expect(strstr(out_text, "TTFT ms") && strstr(out_text, "KV B/token") && strstr(out_text, "floor ms"), "%s", out_text);
+    cr_expect(strstr(out_text, "GB/s"), "the copy bandwidth is printed: %s", out_text);
+    char path[1100];
+    snprintf(path, sizeof path, "%s/d.json", dir);
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    cr_assert(root, "%s: %s", path, jerr.text);
+    json_t *rows = json_object_get(root, "decode");
+    cr_assert(json_is_array(rows) && json_array_size(rows) == 2);
+    const char *keys[] = {"batch", "context", "steps", "ttft_ms", "step_median_ms", "step_p90_ms", "step_kernels_ms", "decode_tokens_per_s",
+                          "kv_bytes_per_token", "weight_bytes", "kv_read_bytes_per_step", "copy_gbps", "roofline_ms", "roofline_fraction"};
+    for (size_t r = 0; r < 2; r++) {
+        json_t *o = json_array_get(rows, r);
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) cr_expect(json_object_get(o, keys[k]), "row %zu has no '%s'", r, keys[k]);
+        cr_expect(json_is_false(json_object_get(o, "gpu")));
+        /* the tiny shape: 4 layers x 2 kv heads x 32 x (K, V) x f32 on the CPU reference */
+        cr_expect_eq(json_integer_value(json_object_get(o, "kv_bytes_per_token")), 4 * 2 * 32 * 2 * 4);
+        cr_expect(json_real_value(json_object_get(o, "decode_tokens_per_s")) > 0 && json_real_value(json_object_get(o, "roofline_ms")) > 0);
+    }
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(rows, 1), "batch")), 3);
+    json_decref(root);
+    rlxt_rmtree(dir);
+    free(dir);
+    const char *bad[] = {"bench --decode --tp 2", "bench --decode --csv x.csv", "bench --decode --fusion both", "bench --decode --load",
+                         "bench --decode --shape tiny --device cpu --seq 4095"}; /* context + steps past 4096 positions */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const int rc = rlx(bad[i]);
+        cr_expect(rc == 2 || (i == 4 && rc == 1), "%s: exit %d: %s", bad[i], rc, err_text);
+        cr_expect(!strncmp(last_error_line(), "rlx: error: ", 12), "%s: %s", bad[i], err_text);
+    }
+}

@@ -11,6 +11,7 @@
  */
 #include "tools/bench.h"
 #include "tools/bench_tp.h"
+#include "tools/bench_decode.h"
 #include "runtime/session.h"
 #include "cli/cli.h"
 #include "runtime/device.h"
@@ -51,6 +52,7 @@ typedef struct opts {
     int breakdown;                                     /* -1: on when one configuration runs */
     double peak;                                       /* 0: from the datasheet table */
     int force, progress, load;
+    int decode;                                        /* --decode: the decode table instead */
     int64_t tp[MAX_LIST];                              /* --tp: the scaling table's tp values */
     int n_tp;
     double link_gbps;                                  /* --link-gbps: the modelled all-reduce's link */
@@ -171,6 +173,8 @@ static int parse_opts(int argc, char **argv, opts *o) {
         } else if (cli_is_opt(a, "--checkpoint-dir")) {
             VALUE("--checkpoint-dir");
             o->checkpoint_dir = v;
+        } else if (!strcmp(a, "--decode")) {
+            o->decode = 1;
         } else if (!strcmp(a, "--force")) {
             o->force = 1;
         } else if (!strcmp(a, "--no-progress")) {
@@ -196,6 +200,9 @@ static int parse_opts(int argc, char **argv, opts *o) {
     if (o->plot && strpbrk(o->plot, "'\n"))
         return cli_error(CLI_USAGE, "--plot: the file name may not contain a single quote or a newline");
     if (!o->shape && !o->model_dir) o->shape = "tiny";
+    if (o->decode && (o->load || o->n_tp || o->csv || o->plot || o->save_checkpoint || o->fusion == FUSION_BOTH))
+        return cli_error(CLI_USAGE, "bench --decode: --load, --tp, --csv, --plot, --save-checkpoint and --fusion both do not apply "
+                                    "(its output is the table and --json)");
     if (o->n_tp && (o->csv || o->plot || o->save_checkpoint))
         return cli_error(CLI_USAGE, "bench: --tp prints its scaling table (and --json); --csv, --plot and --save-checkpoint go without it");
     if (o->link_gbps > 0 && !o->n_tp) return cli_error(CLI_USAGE, "bench: --link-gbps models the all-reduce of --tp runs: give --tp");
@@ -1159,6 +1166,105 @@ static int check_host_budget(const bench_ctx *c) {
     return CLI_OK;
 }
 
+// ---- --decode -------------------------------------------------------------------------------------------
+
+static int run_decode_table(bench_ctx *c) {
+    const int gpu = c->dev == RLX_DEVICE_CUDA;
+    rlx__bench_copy copy;
+    const size_t copy_bytes = gpu ? (size_t)512 << 20 : c->dev == RLX_DEVICE_SIMT ? (size_t)32 << 20 : (size_t)64 << 20;
+    progress(c, "measuring the copy bandwidth (%zu MiB)", copy_bytes >> 20);
+    rlx_status s = rlx__bench_measure_copy(c->dev, 0, copy_bytes, gpu ? 20 : 5, &copy);
+    if (s) {
+        progress_done(c);
+        return cli_status_error(s, "bench --decode: the copy bandwidth");
+    }
+    const int total = c->o.n_batch * c->o.n_seq;
+    rlx__bench_decode_result *res = calloc((size_t)total + 1, sizeof *res);
+    if (!res) return cli_error(CLI_RUNTIME, "out of host memory");
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = c->dev, bp.fusion = c->o.fusion == FUSION_NONE ? RLX_FUSION_NONE : RLX_FUSION_FUSED, bp.threads = c->threads;
+    rlx_profile prof;
+    if (c->have_profile) prof = c->profile, prof.fusion_policy = bp.fusion, bp.profile = &prof;
+    int n = 0, rc = CLI_OK;
+    for (int b = 0; b < c->o.n_batch && !rc; b++)
+        for (int q = 0; q < c->o.n_seq && !rc; q++) {
+            progress(c, "[%d/%d] %s decode b=%lld context %lld", n + 1, total, c->shape_label, (long long)c->o.batch[b], (long long)c->o.seq[q]);
+            s = rlx__bench_decode(&c->cfg, c->weights, &bp, c->o.batch[b], c->o.seq[q], (int)c->warmup, (int)c->repeat,
+                                  (uint64_t)c->o.seed * 1000003u + 29, copy.gbps, &res[n]);
+            if (s) rc = cli_status_error(s, "bench --decode");
+            else n++;
+        }
+    progress_done(c);
+    if (rc) {
+        free(res);
+        return rc;
+    }
+    const rlx_llama_config *g = &c->cfg;
+    printf("rlx bench --decode: decode over a KV cache\n");
+    if (c->dev == RLX_DEVICE_CPU) printf("\n*** CPU timings (the f32 reference; they say nothing about a GPU) ***\n\n");
+    else if (c->dev == RLX_DEVICE_SIMT)
+        printf("\n*** simt timings (the CUDA kernels emulated on the CPU: CPU emulation, a test device; they say nothing about a GPU) ***\n\n");
+    printf("device:   %s (%s)\n", rlx_device_kind_name(c->dev), c->device_name);
+    printf("model:    %s: hidden %lld, layers %lld, heads %lld (kv %lld) x %lld, vocab %lld, %.4g M params\n", c->shape_label,
+           (long long)g->hidden_size, (long long)g->num_hidden_layers, (long long)g->num_attention_heads,
+           (long long)g->num_key_value_heads, (long long)g->head_dim, (long long)g->vocab_size, c->params / 1e6);
+    printf("method:   TTFT = prefill of batch x context random tokens + the logits copy; a decode step = page lists + one token per\n"
+           "          sequence + the logits copy (what a server waits for), host clock, median of %lld after %lld warm-up; kernels =\n"
+           "          the device time of one step (timer marks between kernels); KV pages of 16 in the model's dtype\n",
+           (long long)c->repeat, (long long)c->warmup);
+    printf("roofline: a step reads every weight once + the K/V of every context; floor = those bytes / %.1f GB/s\n"
+           "          (%s, read + write counted)\n",
+           copy.gbps, copy.what);
+    printf("commit:   %s, %s\n\n", c->commit[0] ? c->commit : "unknown", c->date);
+    printf("%-14s %5s %7s %9s %9s %9s %9s %10s %11s %10s %10s %11s %9s\n", "shape", "batch", "context", "TTFT ms", "step ms",
+           "p90 ms", "kernels", "tokens/s", "KV B/token", "weights MB", "KV MB/step", "floor ms", "of floor");
+    const char *lab = c->shape_label, *base = strrchr(lab, '/');
+    if (base && base[1]) lab = base + 1;
+    for (int i = 0; i < n; i++) {
+        const rlx__bench_decode_result *r = &res[i];
+        printf("%-14.14s %5lld %7lld %9.2f %9.3f %9.3f %9.3f %10.1f %11zu %10.1f %10.2f %11.4f %8.1f%%\n", lab, (long long)r->batch,
+               (long long)r->context, r->ttft_ms, r->step.median, r->step.p90, r->kernels_ms, r->tokens_per_s, r->kv_bytes_per_token,
+               r->weight_bytes / 1e6, r->kv_read_bytes / 1e6, r->roofline_ms, 100 * r->roofline_frac);
+    }
+    printf("(of floor: the roofline floor over the measured median step; 100%% would be the memory bound%s)\n",
+           gpu ? "" : " -- meaningless off a GPU");
+    if (c->o.json) {
+        json_t *a = json_array();
+        for (int i = 0; i < n; i++) {
+            const rlx__bench_decode_result *r = &res[i];
+            json_t *o = json_object();
+            json_object_set_new(o, "shape", json_string(c->shape_label));
+            json_object_set_new(o, "device", json_string(rlx_device_kind_name(c->dev)));
+            json_object_set_new(o, "device_name", json_string(c->device_name));
+            json_object_set_new(o, "gpu", json_boolean(gpu)); /* false: CPU figures (the reference, or simt emulation) */
+            json_object_set_new(o, "batch", json_integer(r->batch));
+            json_object_set_new(o, "context", json_integer(r->context));
+            json_object_set_new(o, "steps", json_integer(r->steps));
+            json_object_set_new(o, "ttft_ms", jnum(r->ttft_ms));
+            json_object_set_new(o, "step_median_ms", jnum(r->step.median));
+            json_object_set_new(o, "step_p10_ms", jnum(r->step.p10));
+            json_object_set_new(o, "step_p90_ms", jnum(r->step.p90));
+            json_object_set_new(o, "step_kernels_ms", jnum(r->kernels_ms));
+            json_object_set_new(o, "decode_tokens_per_s", jnum(r->tokens_per_s));
+            json_object_set_new(o, "kv_bytes_per_token", json_integer((json_int_t)r->kv_bytes_per_token));
+            json_object_set_new(o, "weight_bytes", jnum(r->weight_bytes));
+            json_object_set_new(o, "kv_read_bytes_per_step", jnum(r->kv_read_bytes));
+            json_object_set_new(o, "copy_gbps", jnum(r->copy_gbps));
+            json_object_set_new(o, "roofline_ms", jnum(r->roofline_ms));
+            json_object_set_new(o, "roofline_fraction", jnum(r->roofline_frac));
+            json_object_set_new(o, "commit", json_string(c->commit));
+            json_object_set_new(o, "date", json_string(c->date));
+            json_array_append_new(a, o);
+        }
+        json_t *root = json_pack("{s:o}", "decode", a);
+        if (json_dump_file(root, c->o.json, JSON_INDENT(1))) rc = cli_error(CLI_RUNTIME, "--json %s: cannot write the file", c->o.json);
+        else printf("results written to %s\n", c->o.json);
+        json_decref(root);
+    }
+    free(res);
+    return rc;
+}
+
 static int cmd_bench(int argc, char **argv) {
     bench_ctx c;
     memset(&c, 0, sizeof c);
@@ -1220,6 +1326,19 @@ static int cmd_bench(int argc, char **argv) {
     const int gpu = c.dev == RLX_DEVICE_CUDA;
     c.repeat = c.o.repeat > 0 ? c.o.repeat : gpu ? 20 : 3;
     c.warmup = c.o.warmup >= 0 ? c.o.warmup : gpu ? 5 : 1;
+    if (c.o.decode) {
+        /* the table on a GPU; small enough to finish on the host devices */
+        c.repeat = c.o.repeat > 0 ? c.o.repeat : gpu ? 32 : 4;
+        c.warmup = c.o.warmup >= 0 ? c.o.warmup : gpu ? 4 : 1;
+        if (!c.o.n_batch) {
+            c.o.batch[c.o.n_batch++] = 1, c.o.batch[c.o.n_batch++] = 8;
+            if (gpu) c.o.batch[c.o.n_batch++] = 64;
+        }
+        if (!c.o.n_seq) {
+            if (gpu) c.o.seq[c.o.n_seq++] = 512, c.o.seq[c.o.n_seq++] = 2048;
+            else c.o.seq[c.o.n_seq++] = c.dev == RLX_DEVICE_SIMT ? 32 : 128;
+        }
+    }
     if (!c.o.n_batch) c.o.batch[c.o.n_batch++] = gpu ? 4 : 1;
     if (!c.o.n_seq) c.o.seq[c.o.n_seq++] = gpu ? 2048 : 128;
     for (int q = 0; q < c.o.n_seq; q++)
@@ -1262,7 +1381,8 @@ static int cmd_bench(int argc, char **argv) {
         snprintf(src, sizeof src, "%s datasheet", card ? card : "?");
         c.peak_source = c.peak > 0 ? src : NULL;
     }
-    const int64_t gn = c.o.gemm >= 0 ? c.o.gemm : gpu ? 8192 : c.dev == RLX_DEVICE_SIMT ? 128 : 512;
+    /* --decode is bounded by memory: its reference is the copy bandwidth, not a GEMM */
+    const int64_t gn = c.o.decode ? 0 : c.o.gemm >= 0 ? c.o.gemm : gpu ? 8192 : c.dev == RLX_DEVICE_SIMT ? 128 : 512;
     if (gn > 0) {
         progress(&c, "measuring the reference GEMM (%lld^3)", (long long)gn);
         rlx_status s = rlx__bench_measure_gemm(c.dev, 0, c.threads, gn, gn, gn, gpu ? 5 : 1, gpu ? 20 : 3, &c.gemm);
@@ -1288,6 +1408,10 @@ static int cmd_bench(int argc, char **argv) {
     }
 
     // -- the runs --
+    if (c.o.decode) {
+        rc = run_decode_table(&c);
+        goto out;
+    }
     if (c.o.n_tp) {
         rc = run_tp_table(&c, n_fusion);
         goto out;
@@ -1366,6 +1490,9 @@ const cli_command cli_cmd_bench = {
     "  --load                 time the model load instead (seconds, GB/s): --shape S,.. from a bf16\n"
     "                         checkpoint on disk (written once, then reused), or --model DIR\n"
     "  --checkpoint-dir DIR   --load: where the shapes' checkpoints live (default $TMPDIR or /tmp)\n"
+    "  --decode               the decode table instead: time to first token, decode tokens/s, KV bytes per token and\n"
+    "                         the memory roofline per (batch, context) (defaults --batch 1,8,64 --seq 512,2048 on a GPU;\n"
+    "                         --seq is the context, --repeat the timed decode steps)\n"
     "  --force                run shapes the cpu/simt devices would otherwise refuse\n"
     "  --no-progress          no progress line on stderr\n",
 };

@@ -77,6 +77,7 @@ typedef struct rlx__device_ops {
     void *(*host_view)(rlx__device *d, void *ptr);
     /* Copies; h2d/d2d are stream-ordered; d2h synchronizes the stream (its name says so). */
     rlx_status (*h2d)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
+    rlx_status (*d2d)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
     rlx_status (*d2h_sync)(rlx__device *d, void *dst, const void *src, size_t bytes, void *stream);
     rlx_status (*memset)(rlx__device *d, void *dst, int byte, size_t bytes, void *stream);
     rlx_status (*gemm)(rlx__device *d, const rlx__gemm_desc *g, void *stream);

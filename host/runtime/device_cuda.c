@@ -138,6 +138,13 @@ static rlx_status h2d(rlx__device *d, void *dst, const void *src, size_t n, void
     return e == cudaSuccess ? RLX_OK : cuda_fail(e, "a host-to-device copy");
 }
 
+static rlx_status d2d(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
+    rlx_status s = use(d);
+    if (s) return s;
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, (cudaStream_t)stream);
+    return e == cudaSuccess ? RLX_OK : cuda_fail(e, "a device-to-device copy");
+}
+
 static rlx_status d2h_sync(rlx__device *d, void *dst, const void *src, size_t n, void *stream) {
     rlx_status s = use(d);
     if (s) return s;
@@ -416,6 +423,7 @@ static const rlx__device_ops cuda_ops = {
     .alloc = dalloc,
     .free = dfree,
     .h2d = h2d,
+    .d2d = d2d,
     .d2h_sync = d2h_sync,
     .memset = dmemset,
     .gemm = gemm,

@@ -695,6 +695,7 @@ static const rlx__device_ops simt_ops = {
     .alloc = salloc,
     .free = sfree,
     .h2d = sh2d,
+    .d2d = scopy,
     .d2h_sync = scopy_sync,
     .memset = smemset,
     .gemm = sgemm,
