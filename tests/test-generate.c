@@ -64,7 +64,7 @@ static void expect_equals_hf(const char *name, const rlxt_llama_fixture *f, cons
     }
 }
 
-static int case_ids[RLXT_N_LLAMA_FIXTURES] = {0, 1, 2, 3, 4, 5, 6, 7};
+static int case_ids[RLXT_N_LLAMA_FIXTURES] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 
 ParameterizedTestParameters(generate, greedy_equals_transformers) { return cr_make_param_array(int, case_ids, RLXT_N_LLAMA_FIXTURES); }
 

@@ -50,7 +50,7 @@ static float *output(rlx_session *s, int64_t rows, int64_t V) {
 
 /* ---- chunked prefill = one-shot prefill ------------------------------------------------------------ */
 
-static int case_ids[RLXT_N_LLAMA_FIXTURES] = {0, 1, 2, 3, 4, 5, 6, 7};
+static int case_ids[RLXT_N_LLAMA_FIXTURES] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 
 ParameterizedTestParameters(kv, chunked_prefill_matches_one_shot) {
     return cr_make_param_array(int, case_ids, RLXT_N_LLAMA_FIXTURES);

@@ -123,7 +123,8 @@ int rlxt_run_cli(const char *env, const char *args, char *out, size_t out_cap, c
 
 const char *const rlxt_llama_fixtures[RLXT_N_LLAMA_FIXTURES] = {
     "gqa_tied_f32", "mqa_untied_bf16", "llama3_scaling_f32", "head_dim_explicit_f32",
-    "sharded_bf16", "legacy_config_f32", "f16",             "single_token_f32"};
+    "sharded_bf16", "legacy_config_f32", "f16",             "single_token_f32",
+    "legacy_buffers_f32"};
 
 static int32_t *json_ids(json_t *a, int64_t *n) {
     *n = (int64_t)json_array_size(a);

@@ -38,7 +38,7 @@ double rlxt_max_abs(const float *a, size_t n);
 
 #include "rlx/flow.h"
 
-#define RLXT_N_LLAMA_FIXTURES 8
+#define RLXT_N_LLAMA_FIXTURES 9
 extern const char *const rlxt_llama_fixtures[RLXT_N_LLAMA_FIXTURES];
 
 typedef struct rlxt_llama_fixture {

@@ -122,7 +122,7 @@ static void expect_bf16_model_bounds(const char *what, const float *got, const f
     fprintf(stderr, "simt-kv: %-60s min cosine %.6f  max|d|/max|ref| %.3g  argmax %.3f\n", what, mc, rel, agree);
 }
 
-static int case_ids[RLXT_N_LLAMA_FIXTURES] = {0, 1, 2, 3, 4, 5, 6, 7};
+static int case_ids[RLXT_N_LLAMA_FIXTURES] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
 
 ParameterizedTestParameters(simt_kv, chunked_prefill_matches_cpu_one_shot) {
     return cr_make_param_array(int, case_ids, RLXT_N_LLAMA_FIXTURES);
