@@ -329,6 +329,17 @@ static rlx_status prefill_bad_token(fx *f) {
       prefill_ok(f) || !prefill_null_args(f) ? RLX_ERR_INTERNAL : rlx_session_output_to_host(f->s, f->out, 4096))          \
     X(output_back_after_next_good_prefill, RLX_OK, NULL,                                                                   \
       prefill_ok(f) || !prefill_bad_token(f) || prefill_ok(f) ? RLX_ERR_INTERNAL : rlx_session_output_to_host(f->s, f->out, 4096)) \
+    X(output_nonfinite_null_session, RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_nonfinite",                             \
+      rlx_session_output_nonfinite(NULL, NULL, 0, &f->n))                                                                  \
+    X(output_nonfinite_null_total, RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_nonfinite",                               \
+      rlx_session_output_nonfinite(f->s, NULL, 0, NULL))                                                                   \
+    X(output_nonfinite_before_prefill, RLX_ERR_INVALID_ARGUMENT, "no prefill", rlx_session_output_nonfinite(f->s, NULL, 0, &f->n)) \
+    X(output_nonfinite_small_rows, RLX_ERR_INVALID_ARGUMENT, "per_row",                                                    \
+      prefill_ok(f) ? RLX_ERR_INTERNAL : rlx_session_output_nonfinite(f->s, f->lens, 0, &f->n))                            \
+    X(output_nonfinite_after_failed_prefill, RLX_ERR_INVALID_ARGUMENT, "failed",                                           \
+      prefill_ok(f) || !prefill_bad_token(f) ? RLX_ERR_INTERNAL : rlx_session_output_nonfinite(f->s, NULL, 0, &f->n))     \
+    X(output_nonfinite_counts, RLX_OK, NULL,                                                                               \
+      prefill_ok(f) || rlx_session_output_nonfinite(f->s, f->lens, 4, &f->n) ? RLX_ERR_INTERNAL : VALUE_IS(f->n + f->lens[0], 0)) \
     /* llama.h */                                                                                                           \
     X(llama_parse_null_text, RLX_ERR_INVALID_ARGUMENT, "rlx_llama_config_parse", rlx_llama_config_parse(NULL, "c", &f->cfg)) \
     X(llama_parse_null_out, RLX_ERR_INVALID_ARGUMENT, "rlx_llama_config_parse", rlx_llama_config_parse("{}", "c", NULL))   \

@@ -1,6 +1,7 @@
 /* Sessions: the model lives as long as its last session (destroy in any order, from any thread),
  * and a session's output exists only while its last prefill succeeded. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,61 @@ Test(session, failed_prefill_leaves_no_output) {
     logits(s, got);
     cr_expect(!memcmp(ref, got, sizeof ref));
     rlx_session_destroy(s);
+    rlx_model_destroy(t.m);
+    rlx_flow_destroy(t.f);
+    rlx_weights_destroy(t.w);
+}
+
+/* A copy of w with row `row` of the (tied, F32) embedding table set to NaN. */
+static rlx_weights *with_nan_row(const rlx_weights *w, int64_t row) {
+    rlx_weights *o;
+    cr_assert_eq(rlx_weights_create(&o), RLX_OK);
+    for (size_t i = 0; i < rlx_weights_count(w); i++) {
+        rlx_tensor_view v;
+        cr_assert_eq(rlx_weights_at(w, i, &v), RLX_OK);
+        void *data = malloc(v.nbytes + 1);
+        memcpy(data, v.data, v.nbytes);
+        if (!strcmp(v.name, "model.embed_tokens.weight")) {
+            cr_assert_eq(v.dtype, RLX_DTYPE_F32);
+            float *t = data;
+            for (int64_t c = 0; c < v.shape[1]; c++) t[row * v.shape[1] + c] = NAN;
+        }
+        cr_assert_eq(rlx_weights_add(o, v.name, v.dtype, v.ndim, v.shape, data), RLX_OK, "%s", rlx_last_error());
+        free(data);
+    }
+    return o;
+}
+
+/* The cheap finite check: counts per row. Token 5's embedding row is NaN (and, tied, its
+ * logit column): the sequence that reads token 5 is NaN throughout, the other holds one NaN. */
+Test(session, output_nonfinite_counts_per_row) {
+    tiny t = tiny_model();
+    rlx_session *s;
+    cr_assert_eq(rlx_session_create(t.m, &s), RLX_OK);
+    const int32_t toks[5] = {1, 2, 3, 5, 6};
+    const int64_t l2[2] = {3, 2};
+    cr_assert_eq(rlx_session_prefill(s, toks, 5, l2, 2, NULL), RLX_OK, "%s", rlx_last_error());
+    int64_t per_row[2] = {-1, -1}, total = -1;
+    cr_assert_eq(rlx_session_output_nonfinite(s, per_row, 2, &total), RLX_OK, "%s", rlx_last_error());
+    cr_expect(total == 0 && per_row[0] == 0 && per_row[1] == 0);
+    rlx_session_destroy(s);
+
+    rlx_weights *bad = with_nan_row(t.w, 5);
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(t.f, bad, NULL, &m), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
+    cr_assert_eq(rlx_session_prefill(s, toks, 5, l2, 2, NULL), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(rlx_session_output_nonfinite(s, per_row, 2, &total), RLX_OK, "%s", rlx_last_error());
+    cr_expect_eq(per_row[0], 1);
+    cr_expect_eq(per_row[1], 64);
+    cr_expect_eq(total, 65);
+    cr_expect_eq(rlx_session_output_nonfinite(s, NULL, 0, &total), RLX_OK, "per_row is optional");
+    cr_expect_eq(total, 65);
+    cr_expect_eq(rlx_weights_check_finite(bad), RLX_ERR_FORMAT);
+    cr_expect(strstr(rlx_last_error(), "tensor 'model.embed_tokens.weight' (F32) holds 32 non-finite values"), "%s", rlx_last_error());
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    rlx_weights_destroy(bad);
     rlx_model_destroy(t.m);
     rlx_flow_destroy(t.f);
     rlx_weights_destroy(t.w);

@@ -41,6 +41,10 @@ void *rlx__malloc(size_t bytes, const char *what);
 void *rlx__calloc(size_t n, size_t size, const char *what);
 char *rlx__strdup(const char *s);
 
+/* Counts the NaN and ±infinity values of x [rows, cols] (row-major): the total, and per row into
+ * per_row[rows] when it is non-NULL. */
+int64_t rlx__count_nonfinite(const float *x, int64_t rows, int64_t cols, int64_t *per_row);
+
 /* Runs fn(i, ctx) for i in [0, n) on up to `threads` threads (0 = cores). */
 void rlx__parallel_for(int64_t n, int threads, void (*fn)(int64_t begin, int64_t end, void *ctx),
                        void *ctx);

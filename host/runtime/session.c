@@ -282,6 +282,27 @@ rlx_status rlx_session_output_to_host(rlx_session *s, float *dst, size_t capacit
     return RLX_OK;
 }
 
+rlx_status rlx_session_output_nonfinite(rlx_session *s, int64_t *per_row, size_t rows_capacity, int64_t *total) {
+    if (!s || !total) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_nonfinite: session and total are required");
+    rlx_status st = output_ready(s, "rlx_session_output_nonfinite");
+    if (st) return st;
+    if (per_row && rows_capacity < (size_t)s->rows)
+        return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_output_nonfinite: the output has %lld rows, per_row holds %zu",
+                         (long long)s->rows, rows_capacity);
+    if (!s->model->dev) {
+        *total = rlx__count_nonfinite(s->output, s->rows, s->cols, per_row);
+        return RLX_OK;
+    }
+    /* a device output: read it back as rlx_session_output_to_host does */
+    const size_t n = (size_t)s->rows * (size_t)s->cols;
+    float *host = rlx__malloc(n * sizeof(float), "the output read back for the finite check");
+    if (!host) return RLX_ERR_OUT_OF_MEMORY;
+    st = rlx_session_output_to_host(s, host, n);
+    if (!st) *total = rlx__count_nonfinite(host, s->rows, s->cols, per_row);
+    free(host);
+    return st;
+}
+
 rlx_status rlx_session_prefill_ex(rlx_session *s, const rlx_prefill_batch *pb, void *stream) {
     if (!s || !pb) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_session_prefill_ex: session and batch are required");
     /* The named inputs ride along for this one call; rlx_session_prefill checks and uses them. */

@@ -256,6 +256,14 @@ RLX_API rlx_status rlx_session_output_shape(const rlx_session *session, int64_t 
                                             int64_t *cols);
 /* Copies the last prefill's output to host memory (capacity in floats). */
 RLX_API rlx_status rlx_session_output_to_host(rlx_session *session, float *dst, size_t capacity);
+/* The finite check of an output: *total gets how many of the last prefill's output values are
+ * NaN or ±infinity (0: all finite) and, when per_row is non-NULL, per_row[r] the count of row r
+ * (rows_capacity >= the rows of rlx_session_output_shape). One pass over the output; on a device
+ * it is read back first, as rlx_session_output_to_host does (waiting for the prefill's stream).
+ * NaN logits mean bad weights or an overflow: rlx_weights_check_finite names a non-finite
+ * tensor. Fails as rlx_session_output_shape does when there is no output. */
+RLX_API rlx_status rlx_session_output_nonfinite(rlx_session *session, int64_t *per_row,
+                                                size_t rows_capacity, int64_t *total);
 
 /* The last prefill's output where it lives, for use without a copy (DLPack, a server's kernels). */
 typedef struct rlx_output_view {
