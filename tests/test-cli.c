@@ -265,3 +265,152 @@ Test(cli, load_progress_on_a_terminal_and_quiet_elsewhere) {
                  err_text);
     cr_expect(!strstr(err_text, "loading weights") && !strchr(err_text, '\r'), "progress in a log: %s", err_text);
 }
+
+/* ---- hardening: non-finite outputs, messages ------------------------------------------------- */
+
+#include <math.h>
+#include "rlx/flow.h"
+
+/* A 2-layer tiny LLaMA (vocab 64, F32, tied) saved as dir. nan_row >= 0: that embedding row is
+ * NaN. cfg_layers > 0: config.json says that many layers. transposed: the embedding is stored
+ * [hidden, vocab]. */
+static void tiny_dir(const char *dir, int nan_row, int cfg_layers, int transposed) {
+    rlx_llama_config c = {.vocab_size = 64, .hidden_size = 32, .intermediate_size = 48, .num_hidden_layers = 2,
+                          .num_attention_heads = 4, .num_key_value_heads = 2, .head_dim = 8, .rms_norm_eps = 1e-5,
+                          .max_position_embeddings = 64, .tie_word_embeddings = 1,
+                          .rope = {.head_dim = 8, .max_positions = 64, .theta = 10000}};
+    rlx_weights *w, *o;
+    cr_assert_eq(rlx_llama_random_weights(&c, 3, RLX_DTYPE_F32, &w), RLX_OK, "%s", rlx_last_error());
+    cr_assert_eq(rlx_weights_create(&o), RLX_OK);
+    for (size_t i = 0; i < rlx_weights_count(w); i++) {
+        rlx_tensor_view v;
+        cr_assert_eq(rlx_weights_at(w, i, &v), RLX_OK);
+        float *d = malloc(v.nbytes + 4);
+        memcpy(d, v.data, v.nbytes);
+        int64_t shape[RLX_MAX_DIMS];
+        memcpy(shape, v.shape, sizeof shape);
+        if (!strcmp(v.name, "model.embed_tokens.weight")) {
+            if (nan_row >= 0)
+                for (int64_t k = 0; k < v.shape[1]; k++) d[nan_row * v.shape[1] + k] = NAN;
+            if (transposed) shape[0] = v.shape[1], shape[1] = v.shape[0];
+        }
+        cr_assert_eq(rlx_weights_add(o, v.name, v.dtype, v.ndim, shape, d), RLX_OK, "%s", rlx_last_error());
+        free(d);
+    }
+    if (cfg_layers > 0) c.num_hidden_layers = cfg_layers;
+    char *json;
+    cr_assert_eq(rlx_llama_config_to_json(&c, &json), RLX_OK);
+    cr_assert_eq(rlx_weights_set_config_json(o, json), RLX_OK);
+    rlx_free(json);
+    cr_assert_eq(rlx_weights_save_dir(o, dir), RLX_OK, "%s", rlx_last_error());
+    rlx_weights_destroy(o);
+    rlx_weights_destroy(w);
+}
+
+/* NaN weights give NaN logits: rlx run exits 1 naming the sequences and their counts instead of
+ * printing a top-k of garbage, and --check-weights names the tensor before anything runs. */
+Test(cli, nonfinite_logits_exit_1_naming_the_sequences) {
+    char *dir = rlxt_tmpdir();
+    tiny_dir(dir, 5, 0, 0);
+    char a[1400];
+    snprintf(a, sizeof a, "run --model %s --device cpu --tokens 1,2,3 --tokens 5,6", dir);
+    cr_expect_eq(rlx(a), 1, "%s", out_text);
+    expect_one_line_error();
+    cr_expect(strstr(err_text, "prefill: 65 non-finite values (NaN or infinity) in 2 of 2 sequences: sequence 0: 1 of 64, "
+                               "sequence 1: 64 of 64"),
+              "%s", err_text);
+    cr_expect(!strstr(out_text, "top-"), "a top-k was printed: %s", out_text);
+    snprintf(a, sizeof a, "run --model %s --device cpu --tokens 1,2,3 --tokens 5,6 --all-logits", dir);
+    cr_expect_eq(rlx(a), 1);
+    cr_expect(strstr(err_text, "sequence 0: 3 of 192, sequence 1: 128 of 128"), "%s", err_text);
+    snprintf(a, sizeof a, "run --model %s --device cpu --tokens 1,2,3 --check-weights", dir);
+    cr_expect_eq(rlx(a), 1);
+    expect_one_line_error();
+    cr_expect(strstr(err_text, "tensor 'model.embed_tokens.weight' (F32) holds 32 non-finite values of 2048; the first is element 160 (NaN)"),
+              "%s", err_text);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+Test(cli, messages_name_the_right_thing) {
+    char *dir = rlxt_tmpdir();
+    tiny_dir(dir, -1, 0, 0);
+    char a[1400];
+    /* plan --seq beyond the config reads the config before it is closed */
+    snprintf(a, sizeof a, "plan --model %s --seq 100000", dir);
+    cr_expect_eq(rlx(a), 2);
+    cr_expect(strstr(err_text, "--seq 100000 exceeds max_position_embeddings 64"), "%s", err_text);
+    /* an empty value is a usage error, whatever the option */
+    cr_expect_eq(rlx("run --model= --tokens 1"), 2);
+    expect_one_line_error();
+    cr_expect(strstr(err_text, "--model has an empty value"), "%s", err_text);
+    snprintf(a, sizeof a, "run --model %s --tokens 1 --profile=", dir);
+    cr_expect_eq(rlx(a), 2);
+    /* DIR/ is not DIR//config.json in messages */
+    char *bad = rlxt_tmpdir();
+    tiny_dir(bad, -1, 0, 0);
+    free(rlxt_write_file(bad, "config.json", "{\"model_type\": \"bert\"}", 22));
+    snprintf(a, sizeof a, "run --model %s/ --tokens 1", bad);
+    cr_expect_eq(rlx(a), 1);
+    cr_expect(strstr(err_text, "/config.json") && !strstr(err_text, "//"), "%s", err_text);
+    rlxt_rmtree(bad);
+    free(bad);
+    /* a transposed embedding table is blamed, not the layers after it */
+    char *tr = rlxt_tmpdir();
+    tiny_dir(tr, -1, 0, 1);
+    snprintf(a, sizeof a, "run --model %s --device cpu --tokens 1", tr);
+    cr_expect_eq(rlx(a), 1);
+    cr_expect(strstr(err_text, "1 weight problem: weight 'model.embed_tokens.weight' (stage token_embed) has shape [32, 64], "
+                               "expected [64, 32] (vocab x hidden from the config: the table is stored transposed)"),
+              "%s", err_text);
+    rlxt_rmtree(tr);
+    free(tr);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+/* An oversized argument is quoted by its start and its length, never echoed whole. */
+Test(cli, oversized_arguments_are_not_echoed_whole) {
+    enum { BIG = 60000 };
+    char *a = malloc(BIG + 200), *junk = malloc(BIG + 1);
+    for (int i = 0; i < BIG; i++) junk[i] = i % 2 ? ',' : '1';
+    junk[BIG - 1] = 'x';
+    junk[BIG] = '\0';
+    snprintf(a, BIG + 200, "run --model %s --tokens %s", fixture("gqa_tied_f32"), junk);
+    cr_expect_eq(rlx(a), 2);
+    expect_one_line_error();
+    cr_expect(strlen(err_text) < 1200, "%zu bytes of error", strlen(err_text));
+    cr_expect(strstr(err_text, "(60000 bytes)"), "%s", err_text);
+    snprintf(a, BIG + 200, "run --model %s --tokens 1 --device %s", fixture("gqa_tied_f32"), junk);
+    cr_expect_eq(rlx(a), 2);
+    cr_expect(strlen(err_text) < 1200, "%zu bytes of error", strlen(err_text));
+    snprintf(a, BIG + 200, "run --%s", junk);
+    cr_expect_eq(rlx(a), 2);
+    cr_expect(strlen(err_text) < 1200, "%zu bytes of error", strlen(err_text));
+    snprintf(a, BIG + 200, "run --model /nonexistent/%s --tokens 1", junk);
+    cr_expect_eq(rlx(a), 1);
+    cr_expect(strlen(err_text) < 1200, "%zu bytes of error", strlen(err_text));
+    free(a);
+    free(junk);
+}
+
+/* A config with fewer layers than the checkpoint runs, and says how many tensors it leaves. */
+Test(cli, fewer_layers_than_the_checkpoint_warns) {
+    char *dir = rlxt_tmpdir();
+    tiny_dir(dir, -1, 1, 0);
+    char a[1400];
+    snprintf(a, sizeof a, "run --model %s --device cpu --tokens 1,2,3", dir);
+    cr_expect_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(strstr(err_text, "rlx: warning: 9 tensors of layer 1..1 in the checkpoint are read by no stage: config.json has 1 layers"),
+              "%s", err_text);
+    rlxt_rmtree(dir);
+    free(dir);
+    /* the whole checkpoint used: no warning */
+    dir = rlxt_tmpdir();
+    tiny_dir(dir, -1, 0, 0);
+    snprintf(a, sizeof a, "run --model %s --device cpu --tokens 1,2,3", dir);
+    cr_expect_eq(rlx(a), 0, "%s", err_text);
+    cr_expect(!strstr(err_text, "warning"), "%s", err_text);
+    rlxt_rmtree(dir);
+    free(dir);
+}

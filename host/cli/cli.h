@@ -19,6 +19,13 @@ enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
 int cli_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Maps a library status to an exit code and prints the library's message. */
 int cli_status_error(rlx_status s, const char *what);
+/* s as a message may quote it: whole when short, else its first bytes and its length (a 100 KB
+ * argument is not echoed whole). Valid until four more calls. */
+const char *cli_echo(const char *s);
+/* The finite check of an output x [rows, cols] whose rows are the n_seqs sequences or their
+ * tokens (lens): CLI_OK, or a CLI_RUNTIME error naming each sequence with a NaN or an infinity
+ * and how many it holds. */
+int cli_check_finite(const char *what, const float *x, int64_t rows, int64_t cols, const int64_t *lens, int64_t n_seqs);
 
 /* Token lists: "1,2,3". Returns 0 and a malloc'd array, or prints a usage error and returns 2. */
 int cli_parse_tokens(const char *text, int32_t **out, int64_t *n);
@@ -29,7 +36,7 @@ int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max,
 
 /* Option parsing shared by the commands: cli_is_opt matches "--opt" and "--opt=value";
  * cli_opt_value returns the value ("--opt value" or "--opt=value") and advances *i, or prints
- * a usage error and returns NULL when it is missing. */
+ * a usage error and returns NULL when it is missing or empty ("--model="). */
 int cli_is_opt(const char *arg, const char *name);
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name);
 
@@ -86,6 +93,11 @@ typedef struct cli_llama {
 /* --fusion fused|none */
 int cli_parse_fusion(const char *text, rlx_fusion_policy *out);
 int cli_llama_open(const char *dir, cli_llama *out);
+/* A config with fewer layers than the checkpoint runs a model the checkpoint was not trained as:
+ * warns on stderr with how many tensors of the layers from n_layers on no stage reads. */
+void cli_warn_unused_layers(const rlx_model *m, int64_t n_layers);
+/* With open params (NULL: the defaults): --check-weights sets check_finite. */
+int cli_llama_open_ex(const char *dir, const rlx_weights_open_params *params, cli_llama *out);
 int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev);
 void cli_llama_close(cli_llama *l);
 /* One prefill of the built model (every rank of a tp group) and its output (r[0]'s). */

@@ -180,7 +180,7 @@ static int parse_opts(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--no-progress")) {
             o->progress = 0;
         } else {
-            return cli_error(CLI_USAGE, "bench: unknown option '%s' (rlx bench --help lists them)", a);
+            return cli_error(CLI_USAGE, "bench: unknown option '%s' (rlx bench --help lists them)", cli_echo(a));
         }
 #undef VALUE
     }

@@ -170,7 +170,7 @@ static int cmd_check(int argc, char **argv) {
             if (!(v = cli_opt_value(argc, argv, &i, "--fusion")) || cli_parse_fusion(v, &fusion)) return CLI_USAGE;
             fusion_set = 1;
         } else {
-            return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (rlx check --help lists them)", a);
+            return cli_error(CLI_USAGE, "check: unknown option or missing value '%s' (rlx check --help lists them)", cli_echo(a));
         }
     }
     rlx_profile profile;

@@ -13,7 +13,7 @@ static int cmd_demo(int argc, char **argv) {
         } else if (!strncmp(argv[i], "--device=", 9)) {
             if (cli_parse_device(argv[i] + 9, &dev)) return CLI_USAGE;
         } else {
-            return cli_error(CLI_USAGE, "demo: unknown option '%s' (demo takes only --device)", argv[i]);
+            return cli_error(CLI_USAGE, "demo: unknown option '%s' (demo takes only --device)", cli_echo(argv[i]));
         }
     }
     const int64_t batch = 2, seq = 64;

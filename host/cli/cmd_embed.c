@@ -93,6 +93,7 @@ static int cmd_embed(int argc, char **argv) {
     const char *tok_args[MAX_SEQS], *tt_args[MAX_SEQS];
     int is_text[MAX_SEQS]; /* tok_args[s] is a --text, not ids */
     int n_seqs = 0, n_tt = 0, n_texts = 0, normalize = -1, pool_given = 0, ignore_modules = 0, truncate = 0, json = 0;
+    rlx_weights_open_params open_params = rlx_weights_open_default_params();
     rlx_pool pool = RLX_POOL_MEAN;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -131,12 +132,14 @@ static int cmd_embed(int argc, char **argv) {
             ignore_modules = 1;
         } else if (!strcmp(a, "--json")) {
             json = 1;
+        } else if (!strcmp(a, "--check-weights")) {
+            open_params.check_finite = 1;
         } else if (cli_is_opt(a, "--out")) {
             if (!(out_path = cli_opt_value(argc, argv, &i, "--out"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--device")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--device")) || cli_parse_device(v, &dev)) return CLI_USAGE;
         } else {
-            return cli_error(CLI_USAGE, "embed: unknown option '%s' (rlx embed --help lists them)", a);
+            return cli_error(CLI_USAGE, "embed: unknown option '%s' (rlx embed --help lists them)", cli_echo(a));
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "embed: --model DIR is required");
@@ -170,7 +173,7 @@ static int cmd_embed(int argc, char **argv) {
         goto out;
     }
     snprintf(weights_dir, sizeof weights_dir, "%s%s%s", model_dir, st.transformer_path[0] ? "/" : "", st.transformer_path);
-    if ((s = rlx_weights_open(weights_dir, &w))) {
+    if ((s = rlx_weights_open_ex(weights_dir, &open_params, &w))) {
         rc = cli_status_error(s, "loading the model");
         goto out;
     }
@@ -253,6 +256,7 @@ static int cmd_embed(int argc, char **argv) {
         rc = cli_status_error(s, "building the model");
         goto out;
     }
+    cli_warn_unused_layers(model, cfg.num_hidden_layers);
     rlx_named_ids tt = {RLX_TOKEN_TYPE_IDS, types, tt_total};
     rlx_prefill_batch pb = {.tokens = tokens, .n_tokens = total, .seq_lens = lens, .n_seqs = n_seqs, .inputs = &tt,
                             .n_inputs = types ? 1 : 0};
@@ -268,6 +272,7 @@ static int cmd_embed(int argc, char **argv) {
         rc = cli_status_error(s, "prefill");
         goto out;
     }
+    if ((rc = cli_check_finite("prefill", emb, rows, H, lens, n_seqs))) goto out;
     if (out_path) {
         int64_t shape[2] = {rows, H};
         if ((s = rlx__npy_write_f32(out_path, emb, 2, shape))) {
@@ -356,6 +361,7 @@ const cli_command cli_cmd_embed = {
     "  --normalize            L2-normalise each vector (default: when modules.json lists Normalize)\n"
     "  --no-normalize         do not, even when modules.json lists Normalize\n"
     "  --ignore-modules       ignore modules.json and 1_Pooling: the encoder alone (mean pool unless --pool)\n"
+    "  --check-weights        refuse a checkpoint holding a NaN or an infinity, naming the first such tensor\n"
     "  --out F.npy            write float32 [sequences, hidden] ([tokens, hidden] with --pool none)\n"
     "  --device D             auto|cpu|cuda|simt\n"
     "  --json                 print one JSON document instead of the text: model, arch, hidden, layers, pool,\n"

@@ -2,41 +2,24 @@
 #include "cli/cli.h"
 #include "io/npy.h"
 #include "rlx/tokenizer.h"
+#include "tools/topk.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct idx_val {
-    int64_t id;
-    float v;
-} idx_val;
-
-static int by_logit_desc(const void *a, const void *b) {
-    const idx_val *x = a, *y = b;
-    if (x->v != y->v) return x->v < y->v ? 1 : -1;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* The k largest logits of a row, largest first (ties: smaller id first); *n = min(k, V).
- * NULL when out of memory. */
-static idx_val *top_k_of(const float *row, int64_t V, int64_t k, int64_t *n) {
-    idx_val *all = malloc((size_t)V * sizeof *all);
-    if (!all) return NULL;
-    for (int64_t i = 0; i < V; i++) all[i] = (idx_val){i, row[i]};
-    qsort(all, (size_t)V, sizeof *all, by_logit_desc);
-    *n = k < V ? k : V;
-    return all;
-}
-
 /* tok (may be NULL): also print each id's decoded text */
 static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokenizer *tok) {
-    idx_val *all = top_k_of(row, V, k, &k);
-    if (!all) return;
+    if (k > V) k = V;
+    int64_t *ids = malloc((size_t)(k > 0 ? k : 1) * sizeof *ids);
+    if (!ids || rlx__top_k(row, V, k, ids)) {
+        free(ids);
+        return;
+    }
     for (int64_t i = 0; i < k; i++) {
-        printf("  %2lld  id %-8lld logit %.6f", (long long)i + 1, (long long)all[i].id, all[i].v);
+        printf("  %2lld  id %-8lld logit %.6f", (long long)i + 1, (long long)ids[i], row[ids[i]]);
         char *text = NULL;
-        int32_t id = (int32_t)all[i].id;
+        int32_t id = (int32_t)ids[i];
         if (tok && rlx_tokenizer_decode(tok, &id, 1, 0, &text, NULL) == RLX_OK) {
             printf("  '");
             for (const char *c = text; *c; c++) /* one line per token: escape what would break it */
@@ -49,17 +32,18 @@ static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokeni
         rlx_free(text);
         putchar('\n');
     }
-    free(all);
+    free(ids);
 }
 
 /* --json: [{id, logit, text (with a tokenizer)}], or NULL when out of memory. */
 static json_t *top_k_json(const float *row, int64_t V, int64_t k, const rlx_tokenizer *tok) {
-    idx_val *all = top_k_of(row, V, k, &k);
-    json_t *a = all ? json_array() : NULL;
+    if (k > V) k = V;
+    int64_t *ids = malloc((size_t)(k > 0 ? k : 1) * sizeof *ids);
+    json_t *a = ids && !rlx__top_k(row, V, k, ids) ? json_array() : NULL;
     for (int64_t i = 0; a && i < k; i++) {
-        json_t *e = json_pack("{sIso}", "id", (json_int_t)all[i].id, "logit", cli_json_real(all[i].v));
+        json_t *e = json_pack("{sIso}", "id", (json_int_t)ids[i], "logit", cli_json_real(row[ids[i]]));
         char *text = NULL;
-        int32_t id = (int32_t)all[i].id;
+        int32_t id = (int32_t)ids[i];
         if (e && tok && rlx_tokenizer_decode(tok, &id, 1, 0, &text, NULL) == RLX_OK)
             json_object_set_new(e, "text", json_string(text));
         rlx_free(text);
@@ -68,7 +52,7 @@ static json_t *top_k_json(const float *row, int64_t V, int64_t k, const rlx_toke
             a = NULL;
         }
     }
-    free(all);
+    free(ids);
     return a;
 }
 
@@ -90,6 +74,7 @@ static int cmd_run(int argc, char **argv) {
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0;
     int n_seqs = 0, n_prompts = 0, all_logits = 0, truncate = 0, json = 0;
+    rlx_weights_open_params open_params = rlx_weights_open_default_params();
     int64_t top_k = 5, tp = 1;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
@@ -120,6 +105,8 @@ static int cmd_run(int argc, char **argv) {
             fusion_set = 1;
         } else if (!strcmp(a, "--all-logits")) {
             all_logits = 1;
+        } else if (!strcmp(a, "--check-weights")) {
+            open_params.check_finite = 1;
         } else if (cli_is_opt(a, "--logits-out")) {
             if (!(logits_out = cli_opt_value(argc, argv, &i, "--logits-out"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--top-k")) {
@@ -127,7 +114,7 @@ static int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else {
-            return cli_error(CLI_USAGE, "run: unknown option '%s' (rlx run --help lists them)", a);
+            return cli_error(CLI_USAGE, "run: unknown option '%s' (rlx run --help lists them)", cli_echo(a));
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "run: --model DIR is required");
@@ -187,7 +174,7 @@ static int cmd_run(int argc, char **argv) {
 
     rlx_free(prompt_ids);
     cli_llama l;
-    int rc = cli_llama_open(model_dir, &l);
+    int rc = cli_llama_open_ex(model_dir, &open_params, &l);
     if (rc) {
         free(tokens);
         rlx_tokenizer_destroy(tok);
@@ -229,6 +216,11 @@ static int cmd_run(int argc, char **argv) {
     int64_t rows = 0, V = 0;
     float *logits = NULL;
     if (!s) s = cli_llama_output(&l, &logits, &rows, &V);
+    /* NaN logits rank nothing: report them instead of a top-k of garbage, and exit 1 */
+    if (!s && (rc = cli_check_finite("prefill", logits, rows, V, lens, n_seqs))) {
+        free(logits);
+        goto out;
+    }
     char tps[96] = "";
     if (tp > 1)
         snprintf(tps, sizeof tps, ", tp %lld (%s)", (long long)tp,
@@ -334,7 +326,7 @@ static int cmd_plan(int argc, char **argv) {
         } else if (!strcmp(a, "--assert-clean")) {
             assert_clean = 1;
         } else {
-            return cli_error(CLI_USAGE, "plan: unknown option '%s' (rlx plan --help lists them)", a);
+            return cli_error(CLI_USAGE, "plan: unknown option '%s' (rlx plan --help lists them)", cli_echo(a));
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "plan: --model DIR is required");
@@ -346,8 +338,10 @@ static int cmd_plan(int argc, char **argv) {
     l.plan_rank = (int)rank;
     if (!seq) seq = l.cfg.max_position_embeddings < 2048 ? l.cfg.max_position_embeddings : 2048;
     if (seq > l.cfg.max_position_embeddings) {
+        /* the message reads the config: print it before closing clears it */
+        rc = cli_error(CLI_USAGE, "--seq %lld exceeds max_position_embeddings %lld", (long long)seq, (long long)l.cfg.max_position_embeddings);
         cli_llama_close(&l);
-        return cli_error(CLI_USAGE, "--seq %lld exceeds max_position_embeddings %lld", (long long)seq, (long long)l.cfg.max_position_embeddings);
+        return rc;
     }
     rlx_profile profile;
     if ((rc = load_profile(profile_path, l.weights, &profile))) {
@@ -413,6 +407,7 @@ const cli_command cli_cmd_run = {
     "  --profile F.rlx.toml   compile profile (default: the model directory's llama32.rlx.toml)\n"
     "  --fusion fused|none    fusion policy (over the profile's)\n"
     "  --all-logits           logits at every position, not only the last\n"
+    "  --check-weights        refuse a checkpoint holding a NaN or an infinity, naming the first such tensor\n"
     "  --logits-out F.npy     write the logits as float32 .npy ([sequences|tokens, vocab])\n"
     "  --top-k N              next tokens printed per sequence (default 5)\n"
     "  --json                 print one JSON document instead of the text: model, device, tokens, ms,\n"

@@ -59,7 +59,7 @@ static int cmd_tokenize(int argc, char **argv) {
         } else if (!strcmp(a, "--replace-invalid")) {
             p.invalid_utf8 = RLX_TOKENIZER_UTF8_REPLACE;
         } else {
-            return cli_error(CLI_USAGE, "tokenize: unknown option '%s' (rlx tokenize --help lists them)", a);
+            return cli_error(CLI_USAGE, "tokenize: unknown option '%s' (rlx tokenize --help lists them)", cli_echo(a));
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "tokenize: --model DIR is required");

@@ -1,5 +1,6 @@
 /* rlx — command-line front end. Exit codes: 0 success, 1 model/runtime error, 2 usage error. */
 #include "cli/cli.h"
+#include "core/internal.h"
 #if defined(RLX_CLI_SIMT)
 #include "rlx_simt_device.h"
 #endif
@@ -12,14 +13,33 @@
 #include <string.h>
 #include <time.h>
 
+/* One error is one line of bounded length: what a message quotes (an argument, a library
+ * message) is cut at the end rather than echoed whole (cli_echo keeps each quote short). */
+#define CLI_ERROR_MAX 1024
+
 int cli_error(int code, const char *fmt, ...) {
+    char buf[CLI_ERROR_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
-    fputs("rlx: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    fputs("rlx: error: ", stderr);
+    fputs(buf, stderr);
+    if (n > CLI_ERROR_MAX) fprintf(stderr, "... (%d more bytes cut)", n - CLI_ERROR_MAX);
+    fputc('\n', stderr);
     return code;
+}
+
+const char *cli_echo(const char *s) {
+    enum { KEEP = 48, SLOTS = 4 };
+    static char bufs[SLOTS][KEEP + 48];
+    static int next;
+    if (!s) return "";
+    size_t n = strlen(s);
+    if (n <= KEEP + 16) return s;
+    char *b = bufs[next++ % SLOTS];
+    snprintf(b, sizeof bufs[0], "%.*s... (%zu bytes)", KEEP, s, n);
+    return b;
 }
 
 int cli_status_error(rlx_status s, const char *what) {
@@ -44,14 +64,15 @@ int cli_parse_tokens(const char *text, int32_t **out, int64_t *n) {
         while (*p == ' ') p++;
         if (*p < '0' || *p > '9') {
             free(ids);
-            return cli_error(CLI_USAGE, "--tokens: expected a non-negative integer at position %lld of '%s'", (long long)(p - text) + 1, text);
+            return cli_error(CLI_USAGE, "--tokens: expected a non-negative integer at position %lld of '%s'", (long long)(p - text) + 1,
+                             cli_echo(text));
         }
         errno = 0;
         char *end;
         long long v = strtoll(p, &end, 10);
         if (errno || v > INT32_MAX) {
             free(ids);
-            return cli_error(CLI_USAGE, "--tokens: id '%.*s' is too large", (int)(end - p), p);
+            return cli_error(CLI_USAGE, "--tokens: id '%.*s' is too large", (int)(end - p) < 32 ? (int)(end - p) : 32, p);
         }
         ids[k++] = (int32_t)v;
         p = end;
@@ -59,7 +80,8 @@ int cli_parse_tokens(const char *text, int32_t **out, int64_t *n) {
         if (!*p) break;
         if (*p != ',') {
             free(ids);
-            return cli_error(CLI_USAGE, "--tokens: unexpected '%c' at position %lld of '%s' (ids are separated by commas)", *p, (long long)(p - text) + 1, text);
+            return cli_error(CLI_USAGE, "--tokens: unexpected '%c' at position %lld of '%s' (ids are separated by commas)", *p,
+                             (long long)(p - text) + 1, cli_echo(text));
         }
         p++;
     }
@@ -76,13 +98,13 @@ int cli_parse_device(const char *text, rlx_device_kind *out) {
             *out = names[i].kind;
             return CLI_OK;
         }
-    return cli_error(CLI_USAGE, "--device: '%s' is not one of auto, cpu, cuda, simt", text ? text : "");
+    return cli_error(CLI_USAGE, "--device: '%s' is not one of auto, cpu, cuda, simt", cli_echo(text));
 }
 
 int cli_parse_fusion(const char *text, rlx_fusion_policy *out) {
     if (text && !strcmp(text, "fused")) *out = RLX_FUSION_FUSED;
     else if (text && !strcmp(text, "none")) *out = RLX_FUSION_NONE;
-    else return cli_error(CLI_USAGE, "--fusion: '%s' is not fused or none", text ? text : "");
+    else return cli_error(CLI_USAGE, "--fusion: '%s' is not fused or none", cli_echo(text));
     return CLI_OK;
 }
 
@@ -91,7 +113,7 @@ int cli_parse_count(const char *opt, const char *text, int64_t min, int64_t max,
     errno = 0;
     long long v = text ? strtoll(text, &end, 10) : 0;
     if (!text || !*text || *end || errno || v < min || v > max)
-        return cli_error(CLI_USAGE, "%s: '%s' is not an integer in [%lld, %lld]", opt, text ? text : "", (long long)min, (long long)max);
+        return cli_error(CLI_USAGE, "%s: '%s' is not an integer in [%lld, %lld]", opt, cli_echo(text), (long long)min, (long long)max);
     *out = v;
     return CLI_OK;
 }
@@ -111,14 +133,17 @@ double cli_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-int cli_llama_open(const char *dir, cli_llama *l) {
+int cli_llama_open(const char *dir, cli_llama *l) { return cli_llama_open_ex(dir, NULL, l); }
+
+int cli_llama_open_ex(const char *dir, const rlx_weights_open_params *p, cli_llama *l) {
     memset(l, 0, sizeof *l);
     if (!dir) return cli_error(CLI_USAGE, "--model DIR is required");
-    rlx_status s = rlx_weights_open(dir, &l->weights);
+    rlx_status s = rlx_weights_open_ex(dir, p, &l->weights);
     if (s) return cli_status_error(s, "loading the model");
     const char *json = rlx_weights_config_json(l->weights);
-    char src[1024];
-    snprintf(src, sizeof src, "%s/config.json", dir);
+    char src[1100];
+    /* the directory as the weights hold it: no trailing slash to double */
+    snprintf(src, sizeof src, "%s/config.json", rlx_weights_dir(l->weights) ? rlx_weights_dir(l->weights) : dir);
     if (!json) {
         cli_llama_close(l);
         return cli_error(CLI_RUNTIME, "%s: missing", src);
@@ -128,6 +153,38 @@ int cli_llama_open(const char *dir, cli_llama *l) {
         return cli_status_error(s, "reading the config");
     }
     return CLI_OK;
+}
+
+/* The layer index of a per-layer tensor name ("model.layers.7.mlp...", "encoder.layer.7..."),
+ * or -1. */
+static long long layer_of(const char *name) {
+    for (const char *p = name; (p = strstr(p, "layer")); p++) {
+        const char *d = p + 5;
+        if (*d == 's') d++;
+        if (*d++ != '.' || *d < '0' || *d > '9') continue;
+        char *end;
+        long long v = strtoll(d, &end, 10);
+        if (*end == '.') return v;
+    }
+    return -1;
+}
+
+void cli_warn_unused_layers(const rlx_model *m, int64_t n_layers) {
+    int n = 0;
+    long long first = -1, last = -1;
+    for (int i = 0; i < rlx_model_unused_tensor_count(m); i++) {
+        const char *name = rlx_model_unused_tensor(m, i);
+        const long long layer = name ? layer_of(name) : -1;
+        if (layer < n_layers) continue;
+        n++;
+        if (first < 0 || layer < first) first = layer;
+        if (layer > last) last = layer;
+    }
+    if (n)
+        fprintf(stderr,
+                "rlx: warning: %d tensor%s of layer%s %lld..%lld in the checkpoint %s read by no stage: config.json has "
+                "%lld layers (rlx plan lists the unused tensors)\n",
+                n, n > 1 ? "s" : "", last > first ? "s" : "", first, last, n > 1 ? "are" : "is", (long long)n_layers);
 }
 
 int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rlx_device_kind dev) {
@@ -160,6 +217,7 @@ int cli_llama_build(cli_llama *l, int64_t batch, int64_t seq, int last_token, rl
     cli_progress prog;
     cli_progress_attach(&prog, &bp, "loading weights");
     if ((s = rlx_model_build(l->flow, l->weights, &bp, &l->model))) return cli_status_error(s, "building the model");
+    cli_warn_unused_layers(l->model, l->cfg.num_hidden_layers);
     return CLI_OK;
 }
 
@@ -202,12 +260,49 @@ int cli_is_opt(const char *arg, const char *name) {
 const char *cli_opt_value(int argc, char **argv, int *i, const char *name) {
     const char *a = argv[*i];
     size_t n = strlen(name);
-    if (a[n] == '=') return a + n + 1;
-    if (*i + 1 >= argc) {
+    const char *v = a[n] == '=' ? a + n + 1 : *i + 1 < argc ? argv[++*i] : NULL;
+    if (!v) {
         cli_error(CLI_USAGE, "%s: %s needs a value", argv[0], name);
         return NULL;
     }
-    return argv[++*i];
+    /* "--model=" names no directory: the caller's mistake (exit 2), not a missing model (1) */
+    if (!*v) {
+        cli_error(CLI_USAGE, "%s: %s has an empty value", argv[0], name);
+        return NULL;
+    }
+    return v;
+}
+
+int cli_check_finite(const char *what, const float *x, int64_t rows, int64_t cols, const int64_t *lens, int64_t n_seqs) {
+    int64_t *per_row = malloc((size_t)(rows > 0 ? rows : 1) * sizeof *per_row);
+    if (!per_row) return cli_error(CLI_RUNTIME, "out of memory");
+    int64_t total = rlx__count_nonfinite(x, rows, cols, per_row);
+    if (!total) {
+        free(per_row);
+        return CLI_OK;
+    }
+    /* rows are sequences, or tokens packed sequence after sequence */
+    char list[640];
+    size_t len = 0;
+    int shown = 0, bad = 0;
+    list[0] = '\0';
+    for (int64_t q = 0, r = 0; q < n_seqs; q++) {
+        const int64_t n_rows = rows == n_seqs ? 1 : lens[q];
+        int64_t cnt = 0;
+        for (int64_t k = 0; k < n_rows && r < rows; k++, r++) cnt += per_row[r];
+        if (!cnt) continue;
+        bad++;
+        if (shown < 8 && len < sizeof list) {
+            len += (size_t)snprintf(list + len, sizeof list - len, "%ssequence %lld: %lld of %lld", shown ? ", " : "", (long long)q,
+                                    (long long)cnt, (long long)(n_rows * cols));
+            shown++;
+        }
+    }
+    free(per_row);
+    return cli_error(CLI_RUNTIME, "%s: %lld non-finite value%s (NaN or infinity) in %d of %lld sequence%s: %s%s; --check-weights names a "
+                     "non-finite weight",
+                     what, (long long)total, total > 1 ? "s" : "", bad, (long long)n_seqs, n_seqs > 1 ? "s" : "", list,
+                     bad > shown ? ", ..." : "");
 }
 
 /* Every command, in the order `rlx help` lists them. */
@@ -239,7 +334,7 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
         if (argc > 2) {
             const cli_command *c = find_command(argv[2]);
-            if (!c) return cli_error(CLI_USAGE, "help: unknown command '%s' (rlx help lists them)", argv[2]);
+            if (!c) return cli_error(CLI_USAGE, "help: unknown command '%s' (rlx help lists them)", cli_echo(argv[2]));
             fputs(c->usage, stdout);
             return CLI_OK;
         }
@@ -247,7 +342,7 @@ int main(int argc, char **argv) {
         return CLI_OK;
     }
     const cli_command *c = find_command(name);
-    if (!c) return cli_error(CLI_USAGE, "unknown command '%s' (rlx help lists them)", name);
+    if (!c) return cli_error(CLI_USAGE, "unknown command '%s' (rlx help lists them)", cli_echo(name));
     for (int i = 2; i < argc; i++)
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             fputs(c->usage, stdout);

@@ -403,6 +403,7 @@ rlx_status rlx_encoder_flow(const rlx_encoder_config *cfg, const rlx_encoder_rec
     }
     snprintf(k1, sizeof k1, "%sembeddings.word_embeddings.weight", P);
     rlx_flow_token_embed(f, k1);
+    rlx__flow_expect_embedding(f, cfg->vocab_size, cfg->hidden_size);
     /* HF BertEmbeddings order: word + token type, then + position. */
     if (cfg->type_vocab_size > 0) {
         snprintf(k1, sizeof k1, "%sembeddings.token_type_embeddings.weight", P);

@@ -175,6 +175,14 @@ rlx_status rlx_flow_token_embed(rlx_flow *f, const char *key) {
     return unary(f, &st, "token_embed", RLX__ROWS_TOKENS);
 }
 
+void rlx__flow_expect_embedding(rlx_flow *f, int64_t vocab, int64_t hidden) {
+    if (f->error || !f->list.n_stages) return;
+    rlx__stage *st = &f->list.stages[f->list.n_stages - 1];
+    if (st->op != RLX__OP_EMBED) return;
+    st->expect_rows = vocab;
+    st->expect_cols = hidden;
+}
+
 rlx_status rlx_flow_rms_norm(rlx_flow *f, const char *key, double eps) {
     RLX__FLOW_ENTER(f);
     rlx_status s = need_activation(f, "rms_norm");

@@ -72,6 +72,7 @@ rlx_status rlx_llama_flow(const rlx_llama_config *cfg, const rlx_llama_recipe_pa
     rlx_flow_input_tokens(f, "tokens", p.batch, p.seq);
     rlx_flow_rope_tables(f, &rope);
     rlx_flow_token_embed(f, NULL);
+    rlx__flow_expect_embedding(f, cfg->vocab_size, cfg->hidden_size);
     if (p.before_layers) rlx_flow_layer(f, "before_layers", p.before_layers, p.hooks_user);
     rlx_flow_repeat_layers(f, cfg->num_hidden_layers, one_layer, &rc);
     if (p.after_layers) rlx_flow_layer(f, "after_layers", p.after_layers, p.hooks_user);

@@ -137,6 +137,9 @@ struct rlx_flow {
 /* Sticky errors of the builder (flow.c), shared by every file that defines blocks: the first
  * failure is kept in the flow and every later block replays it. */
 rlx_status rlx__flow_remember(rlx_flow *f, rlx_status s);
+/* Recipes: the shape the config gives the embedding table of the token_embed stage just added
+ * ([vocab, hidden]), so the build blames a wrong table itself rather than every layer after it. */
+void rlx__flow_expect_embedding(rlx_flow *f, int64_t vocab, int64_t hidden);
 /* Records "flow '<name>', in <scope>: <message>" and makes it the flow's sticky error. */
 rlx_status rlx__flow_fail(rlx_flow *f, rlx_status s, const char *fmt, ...) RLX__PRINTF(3, 4);
 /* "<scope>.<local>" (or local outside any scope), cut at n. */

@@ -179,12 +179,20 @@ static void shape_str(const rlx_tensor_view *v, char *buf, size_t n) {
 }
 
 /* Checks that weight k of stage i is [rows] (cols < 0) or [rows, cols]; 0 entries mean any. */
+/* Whether a problem with weight `key` is already listed. */
+static int reported(const problems *pr, const char *key) {
+    char needle[600];
+    snprintf(needle, sizeof needle, "weight '%s' ", key);
+    return strstr(pr->text, needle) != NULL;
+}
+
 static int check_w(problems *pr, const rlx_model *m, int i, int k, int64_t rows, int64_t cols, const char *why) {
     const rlx_tensor_view *v = wview(m, i, k);
     if (!v) return 0;
     const rlx__stage *st = &m->list.stages[i];
     int want_nd = cols < 0 ? 1 : 2;
     int ok = v->ndim == want_nd && (rows == 0 || v->shape[0] == rows) && (want_nd == 1 || cols == 0 || v->shape[1] == cols);
+    if (!ok && reported(pr, st->wkey[k])) return ok; /* a tied table read twice is one problem */
     if (!ok) {
         char got[96];
         shape_str(v, got, sizeof got);
@@ -217,6 +225,17 @@ static void infer(rlx_model *m, problems *pr) {
             if (!v) break;
             if (v->ndim != 2 || v->shape[0] < 1 || v->shape[1] < 1) {
                 check_w(pr, m, i, 0, 0, 0, "(vocab x hidden)");
+                break;
+            }
+            if ((st->expect_rows && v->shape[0] != st->expect_rows) || (st->expect_cols && v->shape[1] != st->expect_cols)) {
+                /* The table, not the layers reading it: go on with the config's widths so that
+                 * every later stage is checked against them and not blamed for this table. */
+                const int transposed = v->shape[0] == st->expect_cols && v->shape[1] == st->expect_rows;
+                check_w(pr, m, i, 0, st->expect_rows, st->expect_cols,
+                        transposed ? "(vocab x hidden from the config: the table is stored transposed)"
+                                   : "(vocab x hidden from the config)");
+                m->vocab = st->expect_rows ? st->expect_rows : v->shape[0];
+                out->cols = st->expect_cols ? st->expect_cols : v->shape[1];
                 break;
             }
             if (m->vocab && m->vocab != v->shape[0])
