@@ -3,6 +3,7 @@
 #ifndef RLX_FUZZ_UTIL_H
 #define RLX_FUZZ_UTIL_H
 
+#include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,16 +28,32 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size) {
     return s;
 }
 
-/* A scratch directory for the whole run (under TMPDIR, else /tmp), made on first use. It is
- * left behind when the process ends: libFuzzer exits from many places. */
-static inline const char *fuzz_tmpdir(void) {
-    static char dir[512];
-    if (!dir[0]) {
-        const char *base = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/rlx-fuzz-XXXXXX", base && *base ? base : "/tmp");
-        FUZZ_CHECK(mkdtemp(dir) != NULL);
+static char fuzz_dir_[512];
+
+/* Removes the scratch directory (it holds files only) when the run ends normally: libFuzzer
+ * exits through exit(). A crash leaves it. */
+static void fuzz_cleanup_(void) {
+    DIR *d = fuzz_dir_[0] ? opendir(fuzz_dir_) : NULL;
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char path[800];
+        snprintf(path, sizeof path, "%s/%s", fuzz_dir_, e->d_name);
+        unlink(path);
     }
-    return dir;
+    closedir(d);
+    rmdir(fuzz_dir_);
+}
+
+/* A scratch directory for the whole run (under TMPDIR, else /tmp), made on first use. */
+static inline const char *fuzz_tmpdir(void) {
+    if (!fuzz_dir_[0]) {
+        const char *base = getenv("TMPDIR");
+        snprintf(fuzz_dir_, sizeof fuzz_dir_, "%s/rlx-fuzz-XXXXXX", base && *base ? base : "/tmp");
+        FUZZ_CHECK(mkdtemp(fuzz_dir_) != NULL);
+        atexit(fuzz_cleanup_);
+    }
+    return fuzz_dir_;
 }
 
 /* Writes size bytes to path (a scratch file). */
