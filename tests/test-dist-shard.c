@@ -64,15 +64,6 @@ static double sharded_vs_whole(const char *what, const rlx_flow *f, const rlx_we
     return rel;
 }
 
-static const char *cases[] = {"gqa_tied_f32",
-                              "mqa_untied_bf16",
-                              "llama3_scaling_f32",
-                              "head_dim_explicit_f32",
-                              "sharded_bf16",
-                              "legacy_config_f32",
-                              "f16",
-                              "single_token_f32"};
-
 typedef struct fixture {
     rlx_weights *w;
     rlx_llama_config c;
@@ -103,7 +94,10 @@ static void load(const char *name, fixture *fx) {
 }
 
 Test(dist_shard, every_fixture_tp2_and_tp4_match_the_whole_reference, .timeout = 300) {
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    const char *cases[64];
+    const int n_cases = rlxt_llama_fixture_dirs(cases, 64);
+    cr_assert_geq(n_cases, 9, "only %d LLaMA fixtures found under %s/llama", n_cases, rlxt_fixtures_dir());
+    for (int ci = 0; ci < n_cases; ci++) {
         fixture fx;
         load(cases[ci], &fx);
         for (int last = 0; last < 2; last++) {

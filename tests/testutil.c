@@ -1,6 +1,7 @@
 #define _XOPEN_SOURCE 700
 #include "testutil.h"
 
+#include <dirent.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
@@ -188,4 +189,32 @@ void rlxt_llama_fixture_free(rlxt_llama_fixture *f) {
     free(f->past_kv);
     for (int i = 0; i < 4; i++) free(f->prompt[i]), free(f->gen[i]);
     memset(f, 0, sizeof *f);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+int rlxt_llama_fixture_dirs(const char **names, int cap) {
+    static char store[64][128];
+    static int n_store = -1;
+    if (n_store < 0) {
+        n_store = 0;
+        char dir[1100], path[1400];
+        snprintf(dir, sizeof dir, "%s/llama", rlxt_fixtures_dir());
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d)) && n_store < 64;) {
+            if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof store[0]) continue;
+            snprintf(path, sizeof path, "%s/%s/config.json", dir, e->d_name);
+            if (access(path, R_OK)) continue;
+            snprintf(path, sizeof path, "%s/%s/tokens.json", dir, e->d_name);
+            if (access(path, R_OK)) continue;
+            memcpy(store[n_store++], e->d_name, strlen(e->d_name) + 1); /* shorter than a slot: checked above */
+        }
+        if (d) closedir(d);
+    }
+    const char *all[64];
+    for (int i = 0; i < n_store; i++) all[i] = store[i];
+    qsort(all, (size_t)n_store, sizeof all[0], by_name);
+    int n = n_store < cap ? n_store : cap;
+    for (int i = 0; i < n; i++) names[i] = all[i];
+    return n;
 }

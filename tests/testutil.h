@@ -59,6 +59,12 @@ typedef struct rlxt_llama_fixture {
     int n_eos;
 } rlxt_llama_fixture;
 
+/* Every directory under tests/fixtures/llama/ with a config.json and a tokens.json (the logits
+ * fixtures, including those without generate.json), sorted by name: a test that must cover every
+ * fixture uses this rather than a list that a new fixture would not join. Returns how many were
+ * found (at most cap; names are static strings owned by the helper). */
+int rlxt_llama_fixture_dirs(const char **names, int cap);
+
 /* Loads everything of one case; returns 0, or -1 with a message in err. */
 int rlxt_llama_fixture_load(const char *name, rlxt_llama_fixture *f, char *err, size_t err_cap);
 void rlxt_llama_fixture_free(rlxt_llama_fixture *f);

@@ -52,11 +52,13 @@ static int cmd_generate(int argc, char **argv) {
     int32_t stop[MAX_STOP];
     rlx_generate_params gp = rlx_generate_default_params();
     rlx_device_kind dev = RLX_DEVICE_AUTO;
-    int64_t x;
+    int64_t x, tp = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (cli_is_opt(a, "--model")) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
+        } else if (cli_is_opt(a, "--tp")) {
+            if (!(v = cli_opt_value(argc, argv, &i, "--tp")) || cli_parse_tp(v, &tp)) return CLI_USAGE;
         } else if (cli_is_opt(a, "--tokens")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
             if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
@@ -94,6 +96,7 @@ static int cmd_generate(int argc, char **argv) {
     if (!model_dir) return cli_error(CLI_USAGE, "generate: --model DIR is required");
     if (!n_seqs) return cli_error(CLI_USAGE, "generate: --tokens is required (e.g. --tokens 1,2,3)");
     if (!max_new_set) return cli_error(CLI_USAGE, "generate: --max-new-tokens N is required");
+    if (cli_tp_check_env(tp)) return CLI_USAGE;
 
     int32_t *tokens = NULL;
     int64_t lens[MAX_SEQS], total = 0, max_len = 0;
@@ -151,14 +154,24 @@ static int cmd_generate(int argc, char **argv) {
     gp.n_stop_tokens = n_eos;
     /* the capacity holds every prompt in one prefill; the tables cover prompt + new tokens */
     l.max_context = max_len + gp.max_new_tokens;
+    l.tp = (int)tp;
     if ((rc = cli_llama_build(&l, n_seqs, max_len, 1, dev))) goto out;
-    if ((s = rlx_generate(l.model, tokens, lens, n_seqs, &gp, NULL, &g))) {
+    /* --tp: every rank generates in lockstep, each with a KV cache of its own kv heads */
+    s = tp > 1 ? rlx__tp_group_generate(&l.group, tokens, lens, n_seqs, &gp, &g) : rlx_generate(l.model, tokens, lens, n_seqs, &gp, NULL, &g);
+    if (s) {
         rc = cli_status_error(s, "generate");
         goto out;
     }
+    if (!cli_tp_prints(&l)) {
+        printf("rlx generate: rank %d of %d done (rank 0 prints the results)\n", l.group.first_rank, l.group.world);
+        goto out;
+    }
     const rlx_device_kind used = rlx_model_device(l.model);
-    printf("rlx generate: %s, %d sequence%s, device %s, %s\n", model_dir, n_seqs, n_seqs > 1 ? "s" : "", rlx_device_kind_name(used),
-           gp.temperature > 0 ? "sampling" : "greedy");
+    char tps[96] = "";
+    if (tp > 1)
+        snprintf(tps, sizeof tps, ", tp %lld (%s)", (long long)tp, l.group.n == 1 ? "one process per rank" : "one process, a thread per rank");
+    printf("rlx generate: %s, %d sequence%s, device %s%s, %s\n", model_dir, n_seqs, n_seqs > 1 ? "s" : "", rlx_device_kind_name(used),
+           tps, gp.temperature > 0 ? "sampling" : "greedy");
     for (int i = 0; i < n_seqs; i++) {
         int64_t k;
         const int32_t *ids = rlx_generation_tokens(g, i, &k);
@@ -174,8 +187,8 @@ static int cmd_generate(int argc, char **argv) {
                                                  : "";
     printf("time to first token %.1f ms; decode %lld tokens in %.1f ms", st.first_token_ms, (long long)st.decode_tokens, st.decode_ms);
     if (st.decode_tokens && st.decode_ms > 0) printf(" = %.1f tokens/s", 1e3 * (double)st.decode_tokens / st.decode_ms);
-    printf("%s\nkv cache: %lld pages of %lld tokens, %.1f KiB, %lld calls\n", label, (long long)st.kv_pages, (long long)gp.page_size,
-           (double)st.kv_bytes / 1024.0, (long long)st.calls);
+    printf("%s\nkv cache: %lld pages of %lld tokens, %.1f KiB%s, %lld calls\n", label, (long long)st.kv_pages, (long long)gp.page_size,
+           (double)st.kv_bytes / 1024.0, tp > 1 ? " on rank 0 (its own kv heads)" : "", (long long)st.calls);
     if (out_path && (rc = write_json(out_path, g, tokens, lens, n_seqs)) == CLI_OK) printf("sequences written to %s\n", out_path);
 out:
     rlx_generation_destroy(g);
@@ -200,5 +213,7 @@ const cli_command cli_cmd_generate = {
     "  --stop-token ID        an end token besides eos_token_id of generation_config.json / config.json; repeatable\n"
     "  --page-size N          KV cache page size, a power of two 1 .. 256 (default 16)\n"
     "  --device D             auto|cpu|cuda|simt (default auto: cuda when a GPU is present)\n"
+    "  --tp N                 tensor parallelism over N ranks, each with a KV cache of its kv heads: N GPUs (NCCL),\n"
+    "                         or N in-process ranks on cpu/simt; with RLX_WORLD_SIZE set, one rank of that job\n"
     "  --out F.json           write {\"sequences\": [{\"prompt\": [ids], \"tokens\": [new ids], \"finish\": \"length\"|\"stop\"}]}\n",
 };

@@ -1,6 +1,7 @@
 /* rlx_generate (rlx/generate.h): prompts prefilled into a KV page pool, then decode steps, each
  * sequence finishing on its own. The scheduling a server does, in its simplest honest form. */
 #include "rlx/generate.h"
+#include "dist/comm.h"
 #include "tools/kv_pool.h"
 #include "model/stages.h"
 
@@ -158,8 +159,8 @@ static int is_stop(const rlx_generate_params *p, int32_t id) {
     return 0;
 }
 
-rlx_status rlx_generate(const rlx_model *m, const int32_t *tokens, const int64_t *lens, int64_t n, const rlx_generate_params *params,
-                        void *stream, rlx_generation **out) {
+static rlx_status generate(const rlx_model *m, const int32_t *tokens, const int64_t *lens, int64_t n, const rlx_generate_params *params,
+                           void *stream, rlx_generation **out) {
     if (!out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "rlx_generate: out is NULL");
     *out = NULL;
     const rlx_generate_params p = params ? *params : rlx_generate_default_params();
@@ -270,4 +271,14 @@ out:
     }
     *out = g;
     return RLX_OK;
+}
+
+rlx_status rlx_generate(const rlx_model *m, const int32_t *tokens, const int64_t *lens, int64_t n, const rlx_generate_params *params,
+                        void *stream, rlx_generation **out) {
+    rlx_status st = generate(m, tokens, lens, n, params, stream, out);
+    /* tensor parallelism: every rank generates in lockstep (the same logits, so the same tokens); one
+     * that fails anywhere — its arguments, its page pool — aborts the job, so the others' collectives
+     * return RLX_ERR_COMM naming it instead of waiting (dist/comm.h) */
+    if (st && st != RLX_ERR_COMM && m && m->comm) rlx__comm_fail(m->comm, st, rlx_last_error());
+    return st;
 }

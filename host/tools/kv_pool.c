@@ -12,7 +12,10 @@ size_t rlx__kv_bytes_per_token(const rlx_kv_desc *d) {
 
 static void pool_free_mem(rlx__kv_pool *p, void *ptr) {
     if (!ptr) return;
-    if (p->model->dev) p->model->dev->ops->free(p->model->dev->dev, ptr);
+    if (p->model->dev) {
+        p->model->dev->ops->bind(p->model->dev->dev); /* a pool may be used on any thread (tp ranks run on their own) */
+        p->model->dev->ops->free(p->model->dev->dev, ptr);
+    }
     else free(ptr);
 }
 
@@ -36,7 +39,8 @@ void rlx__kv_pool_destroy(rlx__kv_pool *p) {
 static rlx_status pool_alloc(rlx__kv_pool *p, size_t bytes, const char *what, void **out) {
     const rlx_model *m = p->model;
     if (m->dev) {
-        rlx_status s = m->dev->ops->alloc(m->dev->dev, bytes, what, out);
+        rlx_status s = m->dev->ops->bind(m->dev->dev); /* the model's device on this thread (a tp rank's own) */
+        if (!s) s = m->dev->ops->alloc(m->dev->dev, bytes, what, out);
         if (!s) s = m->dev->ops->memset(m->dev->dev, *out, 0xff, bytes, NULL);
         if (!s) s = m->dev->ops->sync(m->dev->dev, NULL);
         return s;

@@ -16,11 +16,13 @@ typedef struct job {
     const rlx_flow *flow;
     const rlx_weights *w;
     const rlx_build_params *bp;
-    /* prefill */
+    /* prefill, generate */
     const int32_t *tokens;
     int64_t n_tokens, n_seqs;
     const int64_t *seq_lens;
     int timed;
+    const rlx_generate_params *gen;
+    rlx_generation *generation;
 } job;
 
 static void keep(rlx__tp_rank *r, rlx_status s) {
@@ -52,6 +54,15 @@ static void *prefill_rank(void *arg) {
                        : rlx_session_prefill(r->session, j->tokens, j->n_tokens, j->seq_lens, j->n_seqs, r->stream);
     /* every rank waits for its own collectives, bounded: a failed peer cannot hang it */
     if (!s) s = rlx_comm_synchronize(r->comm, r->stream);
+    keep(r, s);
+    return NULL;
+}
+
+static void *generate_rank(void *arg) {
+    job *j = arg;
+    rlx__tp_rank *r = &j->g->r[j->rank];
+    rlx_status s = rlx__comm_bind(r->comm);
+    if (!s) s = rlx_generate(r->model, j->tokens, j->seq_lens, j->n_seqs, j->gen, r->stream, &j->generation);
     keep(r, s);
     return NULL;
 }
@@ -182,6 +193,32 @@ rlx_status rlx__tp_group_prefill(rlx__tp_group *g, const int32_t *tokens, int64_
     run_all(g, jobs, prefill_rank);
     free(jobs);
     return first_failure(g);
+}
+
+rlx_status rlx__tp_group_generate(rlx__tp_group *g, const int32_t *tokens, const int64_t *lens, int64_t n,
+                                  const rlx_generate_params *params, rlx_generation **out) {
+    if (!out) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "tp group: out is NULL");
+    *out = NULL;
+    if (!g || !g->r) return rlx__fail(RLX_ERR_INVALID_ARGUMENT, "tp group: not created");
+    job *jobs = rlx__calloc((size_t)g->n, sizeof *jobs, "the tp ranks");
+    if (!jobs) return RLX_ERR_OUT_OF_MEMORY;
+    for (int i = 0; i < g->n; i++)
+        jobs[i] = (job){.g = g, .rank = i, .tokens = tokens, .seq_lens = lens, .n_seqs = n, .gen = params};
+    run_all(g, jobs, generate_rank);
+    rlx_status s = first_failure(g);
+    /* lockstep: every rank sampled from the same logits, so the same tokens */
+    for (int i = 1; i < g->n && !s; i++)
+        for (int64_t q = 0; q < n && !s; q++) {
+            int64_t a, b;
+            const int32_t *x = rlx_generation_tokens(jobs[0].generation, q, &a), *y = rlx_generation_tokens(jobs[i].generation, q, &b);
+            if (a != b || (a && memcmp(x, y, (size_t)a * sizeof *x)))
+                s = rlx__fail(RLX_ERR_INTERNAL, "tp generate: rank %d's tokens for sequence %lld differ from rank 0's", g->first_rank + i,
+                              (long long)q);
+        }
+    if (!s) *out = jobs[0].generation, jobs[0].generation = NULL;
+    for (int i = 0; i < g->n; i++) rlx_generation_destroy(jobs[i].generation);
+    free(jobs);
+    return s;
 }
 
 rlx_status rlx__tp_group_output(rlx__tp_group *g, float *dst, size_t capacity) {

@@ -7,6 +7,7 @@
 
 #include "rlx/dist.h"
 #include "rlx/flow.h"
+#include "rlx/generate.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,6 +45,12 @@ rlx_status rlx__tp_group_create_env(const rlx_flow *flow, const rlx_weights *w, 
  * rank's per-kernel times in r[i].times. Returns as rlx__tp_group_create does. */
 rlx_status rlx__tp_group_prefill(rlx__tp_group *g, const int32_t *tokens, int64_t n_tokens, const int64_t *seq_lens,
                                  int64_t n_seqs, int timed);
+/* rlx_generate on every rank at once, each on its own stream with its own KV page pool (its own kv
+ * heads). Every rank draws the same tokens (they all hold the same gathered logits); *out gets
+ * r[0]'s generation, the others' are compared with it (a difference is RLX_ERR_INTERNAL) and
+ * destroyed. Returns as rlx__tp_group_create does. */
+rlx_status rlx__tp_group_generate(rlx__tp_group *g, const int32_t *tokens, const int64_t *lens, int64_t n,
+                                  const rlx_generate_params *params, rlx_generation **out);
 /* r[0]'s output (every rank holds the same gathered logits). */
 rlx_status rlx__tp_group_output(rlx__tp_group *g, float *dst, size_t capacity);
 void rlx__tp_group_free(rlx__tp_group *g);

@@ -53,7 +53,11 @@ typedef struct rlx_generation rlx_generation;
 /* Generates for n_prompts prompts packed in tokens (prompt_lens[i] ids each). Blocks until done
  * (it reads the logits of every step to the host); device work runs on stream. Refused before any
  * work: a prompt that with max_new_tokens exceeds rlx_model_max_context, a model without
- * last-token logits or without a KV cache, bad parameters, ids outside the vocabulary. */
+ * last-token logits or without a KV cache, bad parameters, ids outside the vocabulary.
+ * Tensor parallelism (a model built with rlx_build_params.comm): every rank calls rlx_generate with
+ * the same arguments at once, each on its own thread and stream; each rank's page pool holds its
+ * own kv heads, and the ranks draw the same tokens (they hold the same gathered logits). A rank
+ * that fails aborts the communicator, so the others return RLX_ERR_COMM naming it. */
 RLX_API rlx_status rlx_generate(const rlx_model *model, const int32_t *tokens, const int64_t *prompt_lens,
                                 int64_t n_prompts, const rlx_generate_params *params, void *stream,
                                 rlx_generation **out);
