@@ -119,6 +119,9 @@ Test(cli, plan_kernel_plan_and_assert_clean) {
     cr_expect(strstr(out_text, "kernel plan: fusion fused") && strstr(out_text, "clean: no standalone") &&
                   strstr(out_text, "rope_attention") && strstr(out_text, "[gamma-folded packed weight]"),
               "%s", out_text);
+    /* the KV cache's kernels are part of the clean plan (issue 11): kv_write is the K rotation, the
+     * decode kernel the attention's few-token variant */
+    cr_expect(strstr(out_text, "kv_write") && strstr(out_text, "[decode_attention for <= 8 new tokens per sequence]"), "%s", out_text);
     snprintf(a, sizeof a, "plan --model %s --seq 16 --fusion none", fixture("gqa_tied_f32"));
     cr_assert_eq(rlx(a), 0, "%s", err_text);
     cr_expect(strstr(out_text, "kernel plan: fusion none") && strstr(out_text, " rope ") && strstr(out_text, " attention "),

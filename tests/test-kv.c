@@ -463,6 +463,42 @@ Test(kv, context_beyond_max_position_embeddings) {
     bad_teardown(&e);
 }
 
+/* With RoPE tables for all of max_position_embeddings (64 here), the call that reaches position
+ * 64 is refused; the one that ends at position 63 runs. */
+Test(kv, context_beyond_max_position_embeddings_with_full_tables) {
+    rlxt_llama_fixture f;
+    load("gqa_tied_f32", &f);
+    const int64_t MP = f.cfg.max_position_embeddings, P = 16, NP = (MP + 1 + P - 1) / P;
+    cr_assert_eq(MP, 64);
+    rlx_model *m = build_cpu(&f, 1, 4, MP, 1);
+    cr_expect_eq(rlx_model_max_context(m), MP);
+    rlx_session *s;
+    cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
+    rlx__kv_pool *pool;
+    cr_assert_eq(rlx__kv_pool_create(m, P, RLX_KV_LAYOUT_HND, NP, 1, RLX_DTYPE_F32, 0, &pool), RLX_OK, "%s", rlx_last_error());
+    memset(pool->k, 0, pool->bytes), memset(pool->v, 0, pool->bytes); /* zeros: valid cached K/V */
+    int64_t cached = MP - 1, fresh = 2;
+    int32_t indptr[2] = {0, (int32_t)NP}, idx[8], toks[2] = {5, 6};
+    for (int32_t i = 0; i < NP; i++) idx[i] = (int32_t)(NP - 1 - i);
+    rlx_kv_pages pg = {.n_seqs = 1, .cached_len = &cached, .kv_indptr = indptr, .kv_indices = idx};
+    rlx_prefill_batch pb = {.tokens = toks, .n_tokens = 2, .seq_lens = &fresh, .n_seqs = 1};
+    rlx_clear_error();
+    cr_expect_eq(rlx_session_prefill_kv(s, &pb, &pool->desc, &pg, NULL), RLX_ERR_INVALID_ARGUMENT);
+    const char *msg = rlx_last_error();
+    cr_expect(strstr(msg, "sequence 0") && strstr(msg, "position 64") && strstr(msg, "64 positions") && strstr(msg, "max_position_embeddings"),
+              "%s", msg);
+    size_t nz = 0;
+    for (size_t i = 0; i < pool->bytes; i++) nz += ((unsigned char *)pool->k)[i] | ((unsigned char *)pool->v)[i];
+    cr_expect_eq(nz, 0, "the refused call wrote the cache");
+    cached = MP - 2; /* positions 62, 63: the last two the tables hold */
+    indptr[1] = (int32_t)(MP / P), idx[MP / P - 1] = 0;
+    cr_expect_eq(rlx_session_prefill_kv(s, &pb, &pool->desc, &pg, NULL), RLX_OK, "%s", rlx_last_error());
+    rlx__kv_pool_destroy(pool);
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    rlxt_llama_fixture_free(&f);
+}
+
 Test(kv, token_ids_and_named_inputs_still_checked) {
     bad_env e;
     bad_setup(&e);

@@ -9,7 +9,8 @@
  *     sequences in one pool;
  *   - generation, teacher-forced: fed the CPU reference's greedy tokens step by step, the device's
  *     next-token argmax agrees with the CPU's >= 95 % of the time, every fixture;
- *   - a descriptor the device cannot use is refused with nothing written. */
+ *   - a descriptor the device cannot use, and every bad input of the issue, is refused before any
+ *     work with nothing written to the device's pages. */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
 #include <math.h>
@@ -256,14 +257,16 @@ ParameterizedTest(int *id, simt_kv, pages_match_transformers_past_key_values) {
     rlx_model *m = build(&f.cfg, f.w, RLX_DEVICE_SIMT, RLX_FUSION_FUSED, n_seqs, S, 1);
     rlx_session *s;
     cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
-    /* each layout and each page size at least once (the CPU suite runs every pair) */
+    /* page sizes 1, 16 and 64 in both layouts: the layout alternates with the page size, and odd
+     * fixtures take the other alternation, so every (layout, page size) pair runs on several
+     * fixtures at half the simt time of all six per fixture (the CPU suite runs every pair on each) */
     const int64_t sizes[3] = {1, 16, 64};
     for (int ci = 0; ci < 3; ci++) {
-            const int li = ci % 2, si = ci;
+            const int li = (ci + *id) % 2, si = ci;
             const int64_t P = sizes[si];
             rlx__kv_pool *pool;
             cr_assert_eq(rlx__kv_pool_create(m, P, li ? RLX_KV_LAYOUT_HND : RLX_KV_LAYOUT_NHD, n_seqs * ((S + P - 1) / P) + 5, n_seqs, -1,
-                                             99 + (uint64_t)si, &pool),
+                                             99 + (uint64_t)ci, &pool),
                          RLX_OK, "%s", rlx_last_error());
             int64_t seqs[32], fresh[32], T = 0;
             int32_t toks[2048];
@@ -312,6 +315,77 @@ Test(simt_kv, f32_pages_on_a_bf16_device_are_refused) {
     for (size_t i = 0; i < pool->bytes; i++)
         if (((unsigned char *)pool->k)[i] != 0xff || ((unsigned char *)pool->v)[i] != 0xff) cr_assert_fail("a refused call wrote the cache");
     cr_expect_eq(rlx_session_prefill_kv(s, &pb, &pool->desc, &pg, NULL), RLX_OK, "%s", rlx_last_error());
+    rlx__kv_pool_destroy(pool);
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    rlxt_llama_fixture_free(&f);
+}
+
+/* The issue's bad inputs on a device model: refused before any work with the sequence and page
+ * named, and the device's pages (host-visible on simt) still hold the pool's 0xff fill. Two
+ * sequences, pages of 4, 8 pages, 16 positions: sequence 0 has 5 cached tokens (pages 3, 6) and
+ * brings 2, sequence 1 is new with 3 tokens (page 1). */
+Test(simt_kv, bad_input_refused_with_nothing_written) {
+    rlx_simt_device_install();
+    rlxt_llama_fixture f;
+    char err[1600];
+    cr_assert_eq(rlxt_llama_fixture_load("gqa_tied_f32", &f, err, sizeof err), 0, "%s", err);
+    rlx_model *m = build(&f.cfg, f.w, RLX_DEVICE_SIMT, RLX_FUSION_FUSED, 2, 16, 1);
+    rlx_session *s;
+    cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
+    rlx__kv_pool *pool;
+    cr_assert_eq(rlx__kv_pool_create(m, 4, RLX_KV_LAYOUT_NHD, 8, 2, -1, 0, &pool), RLX_OK, "%s", rlx_last_error());
+    int64_t cached[2], fresh[2] = {2, 3};
+    int32_t indptr[3], idx[8], last[2], toks[5] = {10, 11, 12, 13, 14};
+    rlx_kv_desc d;
+    void *ks[2], *vs[2];
+    rlx_kv_pages pg = {.n_seqs = 2, .cached_len = cached, .kv_indptr = indptr, .kv_indices = idx, .kv_last_page_len = last};
+    rlx_prefill_batch pb = {.tokens = toks, .n_tokens = 5, .seq_lens = fresh, .n_seqs = 2};
+    for (int c = 0; c < 10; c++) {
+        /* the good call's lists, then one thing wrong */
+        d = pool->desc;
+        cached[0] = 5, cached[1] = 0;
+        indptr[0] = 0, indptr[1] = 2, indptr[2] = 3;
+        idx[0] = 3, idx[1] = 6, idx[2] = 1;
+        last[0] = 3, last[1] = 3;
+        const char *what = NULL, *w1 = NULL, *w2 = NULL;
+        rlx_status want = RLX_ERR_INVALID_ARGUMENT;
+        switch (c) {
+        case 0: idx[1] = 8, what = "a page outside the cache", w1 = "sequence 0", w2 = "page 8"; break;
+        case 1: idx[2] = 6, what = "a page given twice (written)", w1 = "page 6", w2 = "sequence 1"; break;
+        case 2: idx[1] = 3, what = "a page twice in one list", w1 = "sequence 0", w2 = "page 3"; break;
+        case 3: cached[0] = 9, what = "cached_len beyond the pages given", w1 = "sequence 0", w2 = "cached_len 9"; break;
+        case 4:
+            /* 15 cached + 2 new reach position 16 of 16 (pages 3, 6, 0, 2, 5 for 17 tokens) */
+            cached[0] = 15, indptr[1] = 5, indptr[2] = 6, idx[2] = 0, idx[3] = 2, idx[4] = 5, idx[5] = 1, last[0] = 1;
+            what = "a context beyond the model's positions", w1 = "sequence 0", w2 = "position 16";
+            break;
+        case 5: d.dtype = RLX_DTYPE_F32, what = "f32 pages on a bf16 device", w1 = "dtype F32", w2 = "BF16"; break;
+        case 6: d.kv_heads = 1, want = RLX_ERR_SHAPE, what = "kv heads", w1 = "1 kv heads", w2 = "has 2"; break;
+        case 7: d.head_dim = 32, want = RLX_ERR_SHAPE, what = "head_dim", w1 = "head_dim 32", w2 = "has 16"; break;
+        case 8: d.num_layers = 1, want = RLX_ERR_SHAPE, what = "layer count", w1 = "1 layers", w2 = "2 attention layers"; break;
+        case 9:
+            ks[0] = pool->k, ks[1] = NULL, vs[0] = pool->v, vs[1] = (char *)pool->v + d.layer_stride * 2;
+            d.k_layers = ks, d.v_layers = vs, what = "a NULL layer pointer", w1 = "k_layers[1]", w2 = "layer 1";
+            break;
+        }
+        rlx_clear_error();
+        const rlx_status st = rlx_session_prefill_kv(s, &pb, &d, &pg, NULL);
+        const char *msg = rlx_last_error();
+        cr_expect_eq(st, want, "%s: %s, expected %s (%s)", what, rlx_status_name(st), rlx_status_name(want), msg);
+        cr_expect(strstr(msg, w1) && strstr(msg, w2), "%s: the message names neither '%s' nor '%s': %s", what, w1, w2, msg);
+        size_t i = 0;
+        while (i < pool->bytes && ((unsigned char *)pool->k)[i] == 0xff && ((unsigned char *)pool->v)[i] == 0xff) i++;
+        cr_expect_eq(i, pool->bytes, "%s: the refused call wrote the device's pages (byte %zu)", what, i);
+        int64_t rows;
+        cr_expect_neq(rlx_session_output_shape(s, &rows, NULL), RLX_OK, "%s: a refused call leaves no output", what);
+    }
+    /* the same session and pool then take a good call (no cached tokens: the pages hold no K/V yet) */
+    cached[0] = 0, fresh[0] = 2, indptr[1] = 1, indptr[2] = 2, idx[0] = 3, idx[1] = 1, last[0] = 2, last[1] = 3;
+    cr_expect_eq(rlx_session_prefill_kv(s, &pb, &pool->desc, &pg, NULL), RLX_OK, "%s", rlx_last_error());
+    size_t changed = 0;
+    for (size_t i = 0; i < pool->bytes; i++) changed += ((unsigned char *)pool->k)[i] != 0xff;
+    cr_expect(changed > 0, "the good call wrote no K (so the checks above could not see a write)");
     rlx__kv_pool_destroy(pool);
     rlx_session_destroy(s);
     rlx_model_destroy(m);
