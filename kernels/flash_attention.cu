@@ -27,21 +27,54 @@
 // t0 + r / GH of query head g·G + hc·GH + r % GH, where GH = min(G, BM) heads are packed and
 // TQ = BM / GH tokens per CTA (G > BM splits the group over hc). So every K/V tile brought into
 // shared memory serves all query heads of the group; for G = 1 this is plain FA2 with BM tokens.
-// Each warp owns 16·MT rows (MT m16 tiles) and all BN = 64 keys of a tile: S = Q·Kᵀ in registers
-// (MT × 8 n8 tiles), the online softmax on them, P re-used as the A operand of P·V without going
+// Each warp owns 16·MT rows (MT m16 tiles) and all BN keys of a step: S = Q·Kᵀ in registers
+// (MT × BN/8 n8 tiles), the online softmax on them, P re-used as the A operand of P·V without going
 // through shared memory (the C and A fragment layouts line up), O in registers (MT × D/8 n8 tiles).
-// Both head sizes use MT = 2 (BM = 128), FA2's tile for sm_80 (4 warps × 32 rows): every K/V
-// fragment loaded by ldmatrix feeds two mmas. Registers per thread ≈ O (MT·D/2) + S (MT·BN/2) +
-// fragments: ptxas (CUDA 13) reports 254 registers and no spills for D = 64, and 255 registers
-// with 76 bytes of spill stores / 60 of loads (sm_80) and 108 / 92 (sm_90a) for D = 128 — the
-// tile-shape rework of issue 17 (MT = 1 or BN = 32 for D = 128) is the fix.
-// Shared memory (bf16, rows of D, 16-byte chunks XOR-swizzled by row % 8 so that ldmatrix and the
-// 16-byte stores are free of bank conflicts): Q [BM][D] (rope applied, loaded once, re-read by
-// ldmatrix per tile as FA2 does; it stages O at the end), K [2][BN][D] and V [2][BN][D] double-
-// buffered with cp.async (tile j+1 in flight while tile j is computed): D = 64: 48 KiB; D = 128:
-// 96 KiB (2 CTAs per SM fit H100's 228 KiB, 1 fits A100's 164 KiB). Each K/V row of a tile is
-// gathered by its own 16-byte cp.async chunks through the page table, so any page size (1 … 256)
-// works with the same tiles; the page index is looked up per chunk (a cached global read).
+// Registers per thread ≈ O (MT·D/2) + S (MT·BN/2) + fragments and row state. The tile shapes
+// (rlx_attn_args.tile, RLX_FA_TILE_* in rlx_kernels.h), with ptxas (CUDA 13.0) registers and
+// shared memory, none spilling and none with a stack frame (ctest -L nvcc enforces both):
+//   shape    D    MT  BM   BN   regs sm_80 / sm_90a   smem     every K/V fragment feeds
+//   WIDE     64   2   128  64   240 / 240             48 KiB   2 mmas
+//   WIDE     128  2   128  32   250 / 255             64 KiB   2 mmas
+//   NARROW   64   1   64   64   144 / 128             40 KiB   1 mma
+//   NARROW   128  1   64   64   164 / 162             80 KiB   1 mma
+// WIDE is FA2's sm_80 tile (4 warps × 32 rows); at D = 128 its O alone is 128 registers, so the
+// key step is 32 (S 32 registers; with 64 keys ptxas spilled 76 B on sm_80 and 108 B on sm_90a at
+// 255 registers), and the rows' last visible keys are recomputed in the tiles that need a mask
+// rather than held through the loop. NARROW has twice the CTAs for the same work. The launcher's
+// rule (rlx_flash_tile): WIDE, unless its grid has fewer CTAs than the device has multiprocessors
+// (rlx_attn_args.sm_count; e.g. Llama-3.1-8B at 1 × 512 tokens is 128 WIDE CTAs for an H200's 132
+// SMs), then NARROW. Predicted, not measured: no GPU has run either.
+// Shared memory (bf16, rows of D, 16-byte chunks XOR-swizzled by row % 8): Q [BM][D] (rope
+// applied, loaded once, re-read by ldmatrix per step as FA2 does; it stages O at the end), K
+// [2][BN][D] and V [2][BN][D] double-buffered with cp.async (step j+1 in flight while j is
+// computed): (BM + 4·BN)·D·2 bytes, above. Each K/V row of a step is gathered by its own 16-byte
+// cp.async chunks through the page table, so any page size (1 … 256) works with the same tiles;
+// the page index is looked up per chunk (a cached global read).
+//
+// Bank conflicts. Element (r, d) of a [rows][D] tile lives at r·D + 8·((d/8) ^ (r % 8)) + d % 8
+// (rlx_fa_swz): chunk c of row r at byte 16·(c ^ (r & 7)) of the row. Shared memory has 32 banks
+// of 4 bytes; a row is 128 bytes (D = 64, exactly the 32 banks) or 256 (D = 128: two passes over
+// them), so chunk position c' of any row covers banks 4·(c' & 7) … 4·(c' & 7) + 3, whatever the
+// row. A 16-byte access (ldmatrix row, cp.async, uint4 store) is served a quarter-warp at a time:
+// it is conflict-free when the 8 lanes of each quarter hit 8 different values of c' & 7. The
+// 4-byte accesses of a full warp are conflict-free when the 32 lanes hit 32 different banks.
+//  - ldmatrix (Q and K operands, and V .trans): each 8×8 matrix is 8 consecutive rows r0 + j
+//    (r0 a multiple of 8, j = 0 … 7) at one logical chunk c: c' & 7 = (c & 7) ^ j, 8 values.
+//  - cp.async of K/V (i → row i / (D/8), chunk i % (D/8)) and the final O copy-out (the same
+//    mapping per warp): a quarter-warp is 8 consecutive chunks c = 8m … 8m + 7 of one row r,
+//    c' & 7 = (c & 7) ^ (r & 7): 8 values.
+//  - O staging (4-byte stores, lane = 4g + t4): row r0 + g + 8h, chunk nd, word t4: bank
+//    4·((nd & 7) ^ g) + t4 — g = 0 … 7 and t4 = 0 … 3 give all 32 banks.
+//  - Q staging (uint4 stores): thread i holds chunks c and c + D/16 of row r = i / (D/16) (the
+//    two halves RoPE pairs). D = 128: a quarter-warp is c = 0 … 7 of one row, c' = c ^ (r & 7)
+//    (and 8 + that), 8 values. D = 64: a quarter-warp is two rows r, r + 1 (r even) with c = 0 … 3
+//    each; stored low half first, both rows' c ^ (r & 7) fall in the same half {0…3} or {4…7}
+//    (r & 4 decides it for both): a 2-way conflict. So odd rows store their high half first: the
+//    first store is c ^ (r & 7) for row r and (c + 4) ^ ((r + 1) & 7) for row r + 1 — one half
+//    each, 8 values — and the second store the other way round.
+// The rotation of K in shared memory (the other 2-way conflict at D = 64) is gone: kv_write
+// rotates K once per token.
 // Causal: a CTA loads only the key tiles up to its last token's visible key; a warp skips the
 // tiles entirely above its rows and masks only tiles that cross the diagonal or the last key.
 // Query tiles are launched in reverse order (longest key range first), so the tail of the grid is
@@ -63,7 +96,6 @@
 #include <cmath>
 
 #define RLX_FA_WARPS 4
-#define RLX_FA_BN 64
 #define RLX_FA_LOG2E 1.4426950408889634f
 
 typedef struct rlx_fa_params {
@@ -127,10 +159,10 @@ static __device__ __forceinline__ void rlx_fa_rope8(float lo[8], float hi[8], co
 // buffer, each row gathered through the KV cache's page table (or the contiguous rows of a plain
 // prefill), zero-filling rows past the sequence's nkv keys (their V must be 0, not the NaN a fresh
 // buffer may hold: P is 0 there and 0·NaN would poison O).
-template <int D>
+template <int D, int BN>
 static __device__ __forceinline__ void rlx_fa_load_kv(const rlx_fa_params &p, __nv_bfloat16 *sk, __nv_bfloat16 *sv, int seq,
                                                      int nkv, int kvh, int kt) {
-    constexpr int BN = RLX_FA_BN, CH = D / 8;
+    constexpr int CH = D / 8;
     const int kb = kt * BN;
     const __nv_bfloat16 *kbase = (const __nv_bfloat16 *)p.kv.k + kvh * p.kv.head_stride;
     const __nv_bfloat16 *vbase = (const __nv_bfloat16 *)p.kv.v + kvh * p.kv.head_stride;
@@ -143,9 +175,9 @@ static __device__ __forceinline__ void rlx_fa_load_kv(const rlx_fa_params &p, __
     }
 }
 
-template <int D, int MT>
+template <int D, int MT, int BN>
 __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(const rlx_fa_params p) {
-    constexpr int BN = RLX_FA_BN, CH = D / 8, HALF = CH / 2, WR = 16 * MT, BM = WR * RLX_FA_WARPS;
+    constexpr int CH = D / 8, HALF = CH / 2, WR = 16 * MT, BM = WR * RLX_FA_WARPS;
     constexpr int NT = RLX_FA_WARPS * 32;
     RLX_DYN_SMEM(__nv_bfloat16, smem);
     __nv_bfloat16 *sq = smem;              // [BM][D]
@@ -164,6 +196,11 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
     const int heads_here = min(p.gh, p.group - hc * p.gh);   // group heads of this CTA
 
     // ---- Q: load, rotate, round to bf16 into shared memory (rows outside the tile are 0) -----------
+    // Thread i holds chunks c and c + HALF of row r (the two halves RoPE pairs). With D = 64 a
+    // quarter-warp covers two rows whose swizzled chunks c ^ (r & 7), c < 4, fall in the same half
+    // of the 128-byte row: odd rows store their high half first, so each store instruction's
+    // quarter-warps hit all 8 chunk positions (header comment, "Bank conflicts").
+    constexpr bool SWAP = HALF < 8;
     for (int i = threadIdx.x; i < BM * HALF; i += NT) {
         const int r = i / HALF, c = i % HALF;
         const int tq = r / p.gh, hh = r % p.gh;
@@ -181,13 +218,23 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
             #pragma unroll
             for (int k = 0; k < 8; k++) lo[k] = hi[k] = 0.0f;
         }
-        rlx_fa_st8(sq + rlx_fa_swz<D>(r, c), lo);
-        rlx_fa_st8(sq + rlx_fa_swz<D>(r, c + HALF), hi);
+        const bool swap = SWAP && (r & 1);
+        if (swap) {
+            #pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const float x = lo[k];
+                lo[k] = hi[k];
+                hi[k] = x;
+            }
+        }
+        rlx_fa_st8(sq + rlx_fa_swz<D>(r, swap ? c + HALF : c), lo);
+        rlx_fa_st8(sq + rlx_fa_swz<D>(r, swap ? c : c + HALF), hi);
     }
 
-    // ---- this lane's rows: last visible key (or -1 outside the sequence), f32 score factor ---------
+    // ---- this lane's rows (warp·WR + mt·16 + g + 8h): f32 score factor (0 outside the tile) ---------
+    // Their last visible keys are recomputed where a tile needs masking: held for the whole loop
+    // they cost the registers that kept the wide D = 128 tile from spilling.
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    int rtok[MT][2];
     float rfac[MT][2];
     #pragma unroll
     for (int mt = 0; mt < MT; mt++)
@@ -195,7 +242,6 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
         for (int h = 0; h < 2; h++) {
             const int r = warp * WR + mt * 16 + g + 8 * h, tq = r / p.gh;
             const bool valid = r < rows_used && tq < ntok && r % p.gh < heads_here;
-            rtok[mt][h] = valid ? off + t0 + tq : -1;
             rfac[mt][h] = valid ? p.scale_log2 * (p.q_scale ? p.q_scale[start + t0 + tq] : 1.0f) : 0.0f;
         }
     // Tokens of the warp's first and last valid rows (rows are token-major): the keys it needs.
@@ -219,7 +265,7 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
         l_run[mt][0] = l_run[mt][1] = 0.0f;
     }
 
-    rlx_fa_load_kv<D>(p, sk, sv, seq, nkv, kvh, 0);
+    rlx_fa_load_kv<D, BN>(p, sk, sv, seq, nkv, kvh, 0);
     rlx_cp_async_commit();
 
     for (int it = 0; it < n_tiles; it++) {
@@ -227,7 +273,7 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
         const __nv_bfloat16 *kt = sk + buf * BN * D, *vt = sv + buf * BN * D;
         // Prefetch the next tile into the other buffer: its last readers finished before the
         // barrier that closed the previous iteration.
-        if (it + 1 < n_tiles) rlx_fa_load_kv<D>(p, sk + (buf ^ 1) * BN * D, sv + (buf ^ 1) * BN * D, seq, nkv, kvh, it + 1);
+        if (it + 1 < n_tiles) rlx_fa_load_kv<D, BN>(p, sk + (buf ^ 1) * BN * D, sv + (buf ^ 1) * BN * D, seq, nkv, kvh, it + 1);
         rlx_cp_async_commit(); // possibly empty: keeps "all but the newest group" meaning this tile
         rlx_cp_async_wait<1>();
         __syncthreads();
@@ -267,13 +313,15 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
                 #pragma unroll
                 for (int h = 0; h < 2; h++) {
                     float mx = -INFINITY;
+                    // last key this row sees (rows past the tile are never stored: any bound works)
+                    const int kmax = !need_mask ? 0 : p.causal ? off + t0 + (warp * WR + mt * 16 + g + 8 * h) / p.gh : nkv - 1;
                     #pragma unroll
                     for (int nb = 0; nb < BN / 8; nb++) {
                         #pragma unroll
                         for (int e = 0; e < 2; e++) {
                             float x = s_acc[mt][nb][2 * h + e] * rfac[mt][h];
                             const int j = kb + nb * 8 + 2 * t4 + e;
-                            if (need_mask && (j >= nkv || (p.causal && j > rtok[mt][h]))) x = -INFINITY;
+                            if (need_mask && (j >= nkv || j > kmax)) x = -INFINITY;
                             s_acc[mt][nb][2 * h + e] = x;
                             mx = fmaxf(mx, x);
                         }
@@ -354,19 +402,19 @@ __global__ void __launch_bounds__(RLX_FA_WARPS * 32) rlx_flash_attention_kernel(
     }
 }
 
-template <int D, int MT> static inline size_t rlx_fa_smem_bytes() {
-    return (size_t)(16 * MT * RLX_FA_WARPS + 4 * RLX_FA_BN) * D * sizeof(__nv_bfloat16);
+template <int D, int MT, int BN> static inline size_t rlx_fa_smem_bytes() {
+    return (size_t)(16 * MT * RLX_FA_WARPS + 4 * BN) * D * sizeof(__nv_bfloat16);
 }
 
-template <int D, int MT> static inline int rlx_fa_launch(rlx_fa_params p, int64_t n_seqs, int64_t max_q, void *stream) {
+template <int D, int MT, int BN> static inline int rlx_fa_launch(rlx_fa_params p, int64_t n_seqs, int64_t max_q, void *stream) {
     const int BM = 16 * MT * RLX_FA_WARPS;
     p.gh = p.group < BM ? p.group : BM;
     p.tq = BM / p.gh;
     p.n_hc = (p.group + p.gh - 1) / p.gh;
     const int64_t tiles = (max_q + p.tq - 1) / p.tq, gy = (int64_t)p.kv_heads * p.n_hc;
     if (tiles > 0x7fffffff || gy > 65535) return (int)cudaErrorInvalidValue;
-    return (int)rlx_launch((rlx_flash_attention_kernel<D, MT>), dim3((unsigned)tiles, (unsigned)gy, (unsigned)n_seqs),
-                           dim3(RLX_FA_WARPS * 32), rlx_fa_smem_bytes<D, MT>(), (cudaStream_t)stream, p);
+    return (int)rlx_launch((rlx_flash_attention_kernel<D, MT, BN>), dim3((unsigned)tiles, (unsigned)gy, (unsigned)n_seqs),
+                           dim3(RLX_FA_WARPS * 32), rlx_fa_smem_bytes<D, MT, BN>(), (cudaStream_t)stream, p);
 }
 
 extern "C" int RLX_KNAME(flash_attention)(const rlx_attn_args *a, void *stream) {
@@ -375,7 +423,8 @@ extern "C" int RLX_KNAME(flash_attention)(const rlx_attn_args *a, void *stream) 
         a->max_q > 0x7fffff00 || a->max_kv > 0x7fffff00 || a->heads < 1 || a->kv_heads < 1 || a->heads > 0x7fffffff ||
         a->heads % a->kv_heads || (a->head_dim != 64 && a->head_dim != 128) || a->ldq < a->heads * a->head_dim || a->ldq % 8 ||
         a->ldo < a->heads * a->head_dim || a->ldo % 8 || ((uintptr_t)a->q & a16) || ((uintptr_t)a->o & a16) ||
-        !std::isfinite(a->scale) || !rlx_kv_ref_ok(a->kv, a->kv_heads, a->head_dim, 8))
+        !std::isfinite(a->scale) || a->tile < RLX_FA_TILE_RULE || a->tile > RLX_FA_TILE_NARROW || a->sm_count < 0 ||
+        !rlx_kv_ref_ok(a->kv, a->kv_heads, a->head_dim, 8))
         return (int)cudaErrorInvalidValue;
     if (a->rope && (!a->cos_t || !a->sin_t || !a->pos || ((uintptr_t)a->cos_t & a16) || ((uintptr_t)a->sin_t & a16)))
         return (int)cudaErrorInvalidValue;
@@ -397,6 +446,10 @@ extern "C" int RLX_KNAME(flash_attention)(const rlx_attn_args *a, void *stream) 
     p.causal = a->causal != 0;
     p.rope = a->rope != 0;
     p.scale_log2 = a->scale * RLX_FA_LOG2E;
-    if (a->head_dim == 64) return rlx_fa_launch<64, 2>(p, a->n_seqs, a->max_q, stream);
-    return rlx_fa_launch<128, 2>(p, a->n_seqs, a->max_q, stream);
+    const int tile = a->tile ? a->tile : rlx_flash_tile(a->heads, a->kv_heads, a->n_seqs, a->max_q, a->sm_count);
+    if (a->head_dim == 64)
+        return tile == RLX_FA_TILE_WIDE ? rlx_fa_launch<64, 2, 64>(p, a->n_seqs, a->max_q, stream)
+                                        : rlx_fa_launch<64, 1, 64>(p, a->n_seqs, a->max_q, stream);
+    return tile == RLX_FA_TILE_WIDE ? rlx_fa_launch<128, 2, 32>(p, a->n_seqs, a->max_q, stream)
+                                    : rlx_fa_launch<128, 1, 64>(p, a->n_seqs, a->max_q, stream);
 }

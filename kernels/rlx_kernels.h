@@ -94,6 +94,8 @@ typedef struct rlx_attn_args {
     int causal, rope;
     float scale;
     rlx_kdtype dt;
+    int tile;     /* flash_attention's tile shape: RLX_FA_TILE_RULE (0: rlx_flash_tile) or one named */
+    int sm_count; /* the device's multiprocessors, for that rule (0: unknown, taken as a full grid) */
 } rlx_attn_args;
 
 /* Any head_dim <= 256, bf16 or f32, any alignment: one warp per query row streaming its keys with
@@ -105,6 +107,25 @@ RLX_KDECL(attention, const rlx_attn_args *a, void *stream)
  * 128, q and o 16-byte aligned with ldq and ldo multiples of 8, K/V bases 16-byte aligned and
  * their strides multiples of 8 elements, n_seqs <= 65535. */
 RLX_KDECL(flash_attention, const rlx_attn_args *a, void *stream)
+/* Its tile shapes (kernels/flash_attention.cu, header comment): WIDE is 128 query rows per CTA
+ * (two m16 tiles per warp) × 64 keys per step at head_dim 64, × 32 keys at 128; NARROW is 64 query
+ * rows (one m16 tile per warp) × 64 keys. Neither spills registers on sm_80 or sm_90a (ctest -L
+ * nvcc fails if one does). */
+enum { RLX_FA_TILE_RULE = 0, RLX_FA_TILE_WIDE = 1, RLX_FA_TILE_NARROW = 2 };
+/* CTAs a flash_attention launch has with that tile: query-row tiles × kv heads × CTAs along the
+ * GQA group × sequences (a query-row tile packs min(G, rows) heads of the group, token-major). */
+static inline int64_t rlx_flash_ctas(int tile, int64_t heads, int64_t kv_heads, int64_t n_seqs, int64_t max_q) {
+    const int64_t bm = tile == RLX_FA_TILE_NARROW ? 64 : 128, g = heads / kv_heads, gh = g < bm ? g : bm, tq = bm / gh;
+    return (max_q + tq - 1) / tq * kv_heads * ((g + gh - 1) / gh) * n_seqs;
+}
+/* The rule: WIDE (every K/V fragment feeds two mmas), unless its grid has fewer CTAs than the
+ * device has multiprocessors (e.g. Llama-3.1-8B at 1 × 512 tokens: 128 CTAs for 132 SMs), where
+ * NARROW doubles the CTAs. sm_count 0 (unknown) keeps WIDE. */
+static inline int rlx_flash_tile(int64_t heads, int64_t kv_heads, int64_t n_seqs, int64_t max_q, int sm_count) {
+    if (sm_count > 0 && kv_heads > 0 && rlx_flash_ctas(RLX_FA_TILE_WIDE, heads, kv_heads, n_seqs, max_q) < sm_count)
+        return RLX_FA_TILE_NARROW;
+    return RLX_FA_TILE_WIDE;
+}
 
 /* Split-KV (flash-decoding) for few new tokens per sequence: the key range is split across CTAs,
  * one CTA per (split, kv head, sequence) holds the query rows of the whole GQA group (q_len · G

@@ -69,6 +69,9 @@ typedef struct rlx__device_ops {
     void (*close)(rlx__device *d);
     /* Describes the device ("NVIDIA H100 80GB HBM3, sm_90, 79.1 GiB"). */
     const char *(*describe)(rlx__device *d);
+    /* Optional (NULL: unknown): the device's multiprocessors, for kernel rules that size a grid
+     * against one wave (flash_attention's tile, rlx_flash_tile). */
+    int (*sm_count)(rlx__device *d);
     rlx_status (*alloc)(rlx__device *d, size_t bytes, const char *what, void **ptr);
     void (*free)(rlx__device *d, void *ptr);
     /* Optional (NULL: none): a host pointer through which device memory at ptr can be written
@@ -128,6 +131,7 @@ typedef struct rlx__dev_model {
     const rlx__device_ops *ops;
     rlx__device *dev;
     int ordinal;      /* the device's ordinal (rlx_build_params.cuda_device) */
+    int sm_count;     /* its multiprocessors (ops->sm_count; 0 = unknown) */
     rlx__plan plan;
     void **wptr;      /* [n_weights + derived] device copies (NULL for weights no kernel reads) */
     int n_wptr;

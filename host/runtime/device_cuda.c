@@ -15,6 +15,7 @@
 
 struct rlx__device {
     int ordinal;
+    int sm_count; /* multiprocessors (cudaDeviceProp.multiProcessorCount) */
     cublasLtHandle_t lt;
     char desc[256];
     rlx__gemm_cache cache; /* algorithm per GEMM shape (runtime/gemm_algo.h) */
@@ -90,8 +91,12 @@ static rlx_status dev_open(int ordinal, rlx__device **out) {
     rlx__gemm_cache_init(&d->cache);
     struct cudaDeviceProp prop;
     size_t free_b = 0, total_b = 0;
-    cudaGetDeviceProperties(&prop, ordinal);
+    if (cudaGetDeviceProperties(&prop, ordinal) != cudaSuccess) { /* described as unknown, rules take no SM count */
+        memset(&prop, 0, sizeof prop);
+        cudaGetLastError();
+    }
     cudaMemGetInfo(&free_b, &total_b);
+    d->sm_count = prop.multiProcessorCount;
     int n_ = snprintf(d->desc, sizeof d->desc, "%.200s, sm_%d%d, %.1f GiB", prop.name, prop.major, prop.minor,
                       (double)total_b / (1 << 30));
     if (n_ < 0) d->desc[0] = '\0';
@@ -108,6 +113,7 @@ static void dev_close(rlx__device *d) {
 }
 
 static const char *describe(rlx__device *d) { return d->desc; }
+static int sm_count(rlx__device *d) { return d->sm_count; }
 
 static rlx_status dalloc(rlx__device *d, size_t bytes, const char *what, void **ptr) {
     *ptr = NULL;
@@ -420,6 +426,7 @@ static const rlx__device_ops cuda_ops = {
     .open = dev_open,
     .close = dev_close,
     .describe = describe,
+    .sm_count = sm_count,
     .alloc = dalloc,
     .free = dfree,
     .h2d = h2d,

@@ -379,6 +379,7 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
     dm->ordinal = ordinal;
     rlx_status s = ops->open(ordinal, &dm->dev);
     if (s) goto fail;
+    dm->sm_count = ops->sm_count ? ops->sm_count(dm->dev) : 0;
     if ((s = rlx__plan_build(m, policy, act, &dm->plan))) goto fail;
     for (int i = 0; i < dm->plan.n; i++) {
         const rlx__kernel *k = &dm->plan.k[i];
@@ -678,7 +679,7 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
                                .n_seqs = b->n_seqs, .max_q = max_len, .max_kv = paged ? kv->max_kv : max_len,
                                .heads = sg->heads, .kv_heads = sg->kv_heads, .head_dim = sg->head_dim, .causal = sg->causal,
                                .scale = (float)(1.0 / sqrt((double)sg->head_dim)), .dt = dt,
-                               .work = s->attn_work, .work_bytes = s->attn_work_bytes};
+                               .work = s->attn_work, .work_bytes = s->attn_work_bytes, .sm_count = m->dev->sm_count};
             if (!unfused) {
                 a.q_scale = bptr(m, s, k->in[1]);
                 a.rope = k->rope;

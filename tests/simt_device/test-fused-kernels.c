@@ -574,15 +574,15 @@ typedef struct fa_result {
     double nmse, nmse_naive, ratio;
 } fa_result;
 
-static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
+static fa_result run_flash_case(const fa_case *c, int tile, uint64_t seed) {
     const int H = c->heads, KV = c->kv_heads, D = c->D, half = D / 2;
     char shape[200];
     int n = snprintf(shape, sizeof shape, "lens=[");
     for (int s = 0; s < c->n_seqs; s++) n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%d", s ? "," : "", c->lens[s]);
     snprintf(shape + n, sizeof shape - (size_t)n,
-             "] heads=%d kv_heads=%d D=%d causal=%d rope=%d%s row_scale=%s ld_pad=%d ldo_pad=%d pos_off=%d", H, KV, D,
+             "] heads=%d kv_heads=%d D=%d causal=%d rope=%d%s row_scale=%s ld_pad=%d ldo_pad=%d pos_off=%d tile=%s", H, KV, D,
              c->causal, c->rope, c->llama3 ? "(llama3)" : "", c->row_scale ? "random" : "NULL", c->ld_pad, c->ldo_pad,
-             c->pos_off);
+             c->pos_off, tile == RLX_FA_TILE_WIDE ? "wide" : "narrow");
     const rlx_kdtype dt = RLX_K_BF16;
     rlxt_rng rng = {seed};
 
@@ -639,7 +639,8 @@ static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
     rlx_attn_args aa = {.o = dout, .q = dqkv, .q_scale = ds, .cos_t = c->rope ? dcos : NULL, .sin_t = c->rope ? dsin : NULL,
                         .pos = c->rope ? dpos : NULL, .rope = c->rope, .seq_start = dss, .ldq = ld, .ldo = ldo, .n_tokens = T,
                         .n_seqs = c->n_seqs, .max_q = max_len, .max_kv = max_len, .heads = H, .kv_heads = KV, .head_dim = D,
-                        .causal = c->causal, .scale = scale, .dt = dt, .kv = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
+                        .causal = c->causal, .scale = scale, .dt = dt, .tile = tile,
+                        .kv = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
     const int code = rlx_simt_flash_attention(&aa, NULL);
     expect_launch(code, "flash_attention", shape, dt, seed);
 
@@ -730,16 +731,19 @@ static fa_result run_flash_case(const fa_case *c, uint64_t seed) {
     return r;
 }
 
+/* Every case with every tile shape (RLX_FA_TILE_WIDE, RLX_FA_TILE_NARROW): the launcher's rule
+ * picks one per call, so each must be right on every shape. */
 static void run_flash_range(size_t from, size_t to) {
     double worst = 0, worst_ratio = 0, worst_naive = 0;
-    for (size_t ci = from; ci < to && ci < N_FA_CASES; ci++) {
-        const fa_result r = run_flash_case(&FA_CASES[ci], 7000 + ci);
-        fprintf(stderr, "fused-kernels: flash_attention case %2zu: NMSE %.3e, naive bf16 %.3e, RMS ratio %.3f\n", ci,
-                r.nmse, r.nmse_naive, r.ratio);
-        if (r.nmse > worst) worst = r.nmse;
-        if (r.nmse_naive > worst_naive) worst_naive = r.nmse_naive;
-        if (r.ratio > worst_ratio) worst_ratio = r.ratio;
-    }
+    for (size_t ci = from; ci < to && ci < N_FA_CASES; ci++)
+        for (int tile = RLX_FA_TILE_WIDE; tile <= RLX_FA_TILE_NARROW; tile++) {
+            const fa_result r = run_flash_case(&FA_CASES[ci], tile, 7000 + ci);
+            fprintf(stderr, "fused-kernels: flash_attention case %2zu, %s tile: NMSE %.3e, naive bf16 %.3e, RMS ratio %.3f\n", ci,
+                    tile == RLX_FA_TILE_WIDE ? "wide" : "narrow", r.nmse, r.nmse_naive, r.ratio);
+            if (r.nmse > worst) worst = r.nmse;
+            if (r.nmse_naive > worst_naive) worst_naive = r.nmse_naive;
+            if (r.ratio > worst_ratio) worst_ratio = r.ratio;
+        }
     fprintf(stderr, "fused-kernels: flash_attention cases %zu-%zu: worst NMSE %.3e (bound %.0e), worst RMS ratio to naive bf16 %.3f (bound %.1f)\n",
             from, to - 1, worst, BOUND_ATTN, worst_ratio, ATTN_RATIO);
 }
@@ -749,6 +753,51 @@ Test(fused_kernels, flash_attention_short) { run_flash_range(0, 9); }
 Test(fused_kernels, flash_attention_seq1000) { run_flash_range(9, 10); }
 Test(fused_kernels, flash_attention_long_groups) { run_flash_range(10, 14); }
 Test(fused_kernels, flash_attention_ragged) { run_flash_range(14, N_FA_CASES); }
+
+/* The launcher's tile rule (rlx_flash_tile, rlx_kernels.h): the wide tile unless its grid has
+ * fewer CTAs than the device has multiprocessors. */
+Test(fused_kernels, flash_attention_tile_rule) {
+    /* Llama-3.1-8B (32 heads, 8 kv heads) at 1 x 512 tokens: 16 token tiles of 32 x 8 kv heads = 128 CTAs */
+    cr_expect_eq(rlx_flash_ctas(RLX_FA_TILE_WIDE, 32, 8, 1, 512), 128);
+    cr_expect_eq(rlx_flash_ctas(RLX_FA_TILE_NARROW, 32, 8, 1, 512), 256);
+    cr_expect_eq(rlx_flash_tile(32, 8, 1, 512, 132), RLX_FA_TILE_NARROW, "128 CTAs on 132 SMs: under one wave");
+    cr_expect_eq(rlx_flash_tile(32, 8, 1, 512, 108), RLX_FA_TILE_WIDE, "128 CTAs on an A100's 108 SMs");
+    cr_expect_eq(rlx_flash_tile(32, 8, 4, 2048, 132), RLX_FA_TILE_WIDE, "4 x 2048: 2048 CTAs");
+    cr_expect_eq(rlx_flash_tile(32, 8, 1, 512, 0), RLX_FA_TILE_WIDE, "unknown SM count");
+    /* group 192 > 128 rows: two CTAs along the group when wide, three when narrow (64 + 64 + 64) */
+    cr_expect_eq(rlx_flash_ctas(RLX_FA_TILE_WIDE, 192, 1, 2, 3), 2 * 3 * 2);
+    cr_expect_eq(rlx_flash_ctas(RLX_FA_TILE_NARROW, 192, 1, 2, 3), 3 * 3 * 2);
+    /* A launch by the rule (tile 0) runs the tile the rule names: the same bits. Two sequences of 40
+     * and 9 tokens, 8 heads over 2 kv heads, head_dim 128, no rope: 2 token tiles x 2 x 2 = 8 wide CTAs. */
+    const int T = 49, H = 8, KV = 2, D = 128, ld = (H + 2 * KV) * D;
+    rlxt_rng rng = {31};
+    gbuf bq, bss, bo[4];
+    unsigned char *qkv = gb_new(&bq, (size_t)(T * ld) * 2, 0);
+    for (int64_t i = 0; i < (int64_t)T * ld; i++) ((uint16_t *)qkv)[i] = rlx_f32_to_bf16(2.0f * rlxt_uniform(&rng));
+    int32_t *ss = gb_new(&bss, 3 * 4, 0);
+    ss[0] = 0, ss[1] = 40, ss[2] = T;
+    const rlx_attn_args base = {.q = qkv, .seq_start = ss, .ldq = ld, .ldo = H * D, .n_tokens = T, .n_seqs = 2, .max_q = 40,
+                                .max_kv = 40, .heads = H, .kv_heads = KV, .head_dim = D, .causal = 1, .scale = 0.088f,
+                                .dt = RLX_K_BF16,
+                                .kv = {.k = qkv + (size_t)(H * D) * 2, .v = qkv + (size_t)((H + KV) * D) * 2, .token_stride = ld,
+                                       .head_stride = D}};
+    const int tiles[4] = {RLX_FA_TILE_RULE, RLX_FA_TILE_NARROW, RLX_FA_TILE_RULE, RLX_FA_TILE_WIDE};
+    const int sms[4] = {9, 0, 8, 0}; /* 8 wide CTAs: under one wave of 9 SMs, exactly one of 8 */
+    for (int i = 0; i < 4; i++) {
+        rlx_attn_args a = base;
+        a.o = gb_new(&bo[i], (size_t)(T * H * D) * 2, 0);
+        a.tile = tiles[i], a.sm_count = sms[i];
+        cr_assert_eq(rlx_simt_flash_attention(&a, NULL), 0, "launch %d: %s", i, rlx_simt_last_error());
+    }
+    cr_expect(rlx_flash_ctas(RLX_FA_TILE_WIDE, H, KV, 2, 40) == 8);
+    cr_expect(!memcmp(bo[0].p, bo[1].p, bo[0].bytes), "the rule under one wave must run the narrow tile");
+    cr_expect(!memcmp(bo[2].p, bo[3].p, bo[2].bytes), "the rule at a full wave must run the wide tile");
+    /* and the two tiles add the keys in different blocks (32 vs 64): not the same bits, a check that
+     * the comparison above can fail */
+    cr_expect(memcmp(bo[0].p, bo[3].p, bo[0].bytes) != 0, "wide and narrow tiles gave identical bits");
+    gb_free(&bq), gb_free(&bss);
+    for (int i = 0; i < 4; i++) gb_free(&bo[i]);
+}
 
 Test(fused_kernels, flash_attention_arguments) {
     const int T = 4, H = 4, KV = 2, D = 64, ld = (H + 2 * KV) * D;
@@ -782,6 +831,9 @@ Test(fused_kernels, flash_attention_arguments) {
     FA(kv.k, (char *)kv + 2, "K not 16-byte aligned");
     FA(kv.token_stride, KV * D + 4, "K rows not 16-byte aligned");
     FA(kv.page_indptr, ss, "a page table without indices");
+    FA(tile, RLX_FA_TILE_NARROW + 1, "an unknown tile shape");
+    FA(tile, -1, "a negative tile shape");
+    FA(sm_count, -1, "a negative multiprocessor count");
 #undef FA
     cr_expect_eq(rlx_simt_flash_attention(NULL, NULL), inval, "NULL args");
     for (size_t i = 0; i < bo.bytes; i++)

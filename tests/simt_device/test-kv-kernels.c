@@ -273,8 +273,9 @@ static void ref_attention(float *o, const uint16_t *q, int64_t ldq, const float 
     free(p), free(acc), free(qv);
 }
 
-/* Runs kernel `which` on one case; returns its NMSE. work: decode's split-KV workspace (or none). */
-static double run_at_case(const at_case *ac, int which, int with_work, uint64_t seed) {
+/* Runs kernel `which` on one case; returns its NMSE. work: decode's split-KV workspace (or none);
+ * tile: flash_attention's tile shape (RLX_FA_TILE_*; 0 = its rule). */
+static double run_at_case(const at_case *ac, int which, int with_work, int tile, uint64_t seed) {
     rlxt_rng r = {seed};
     cache c;
     cache_new(&c, &r, ac->n_seqs, ac->cached, ac->fresh, ac->P, ac->layout, ac->KV, ac->D, 0);
@@ -312,14 +313,15 @@ static double run_at_case(const at_case *ac, int which, int with_work, uint64_t 
     rlx_attn_args a = {.o = o, .q = q, .q_scale = sc, .cos_t = ct, .sin_t = st, .pos = pos, .rope = ac->rope, .seq_start = ss,
                        .kv = cache_ref(&c, ip, ix, kl), .work = work, .work_bytes = wbytes, .ldq = ldq, .ldo = ldo, .n_tokens = T,
                        .n_seqs = ac->n_seqs, .max_q = maxq, .max_kv = maxkv, .heads = H, .kv_heads = KV, .head_dim = D,
-                       .causal = ac->causal, .scale = scale, .dt = RLX_K_BF16};
+                       .causal = ac->causal, .scale = scale, .dt = RLX_K_BF16, .tile = tile};
     int (*fn)(const rlx_attn_args *, void *) = which == K_FLASH ? rlx_simt_flash_attention : which == K_DECODE ? rlx_simt_decode_attention
                                                                                                              : rlx_simt_attention;
     char shape[240];
     int n = snprintf(shape, sizeof shape, "%s seqs (cached+new)=[", kname[which]);
     for (int s = 0; s < ac->n_seqs && n < 150; s++) n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%d+%d", s ? "," : "", ac->cached[s], ac->fresh[s]);
-    snprintf(shape + n, sizeof shape - (size_t)n, "] H=%d KV=%d D=%d P=%d %s causal=%d rope=%d work=%d", H, KV, D, ac->P,
-             ac->layout ? "HND" : "NHD", ac->causal, ac->rope, with_work);
+    snprintf(shape + n, sizeof shape - (size_t)n, "] H=%d KV=%d D=%d P=%d %s causal=%d rope=%d work=%d tile=%s", H, KV, D, ac->P,
+             ac->layout ? "HND" : "NHD", ac->causal, ac->rope, with_work,
+             tile == RLX_FA_TILE_WIDE ? "wide" : tile == RLX_FA_TILE_NARROW ? "narrow" : "rule");
     cr_assert_eq(fn(&a, NULL), 0, "%s seed %llu: launch failed: %s", shape, (unsigned long long)seed, rlx_simt_last_error());
     /* the other thread order: same bits */
     {
@@ -375,33 +377,37 @@ Test(kv_kernels, decode_attention_awkward_shapes) {
     double worst = 0;
     for (size_t i = 0; i < N_DEC; i++)
         for (int w = 0; w < 2; w++) {
-            const double e = run_at_case(&DEC_CASES[i], K_DECODE, w, 900 + i);
+            const double e = run_at_case(&DEC_CASES[i], K_DECODE, w, 0, 900 + i);
             if (e > worst) worst = e;
         }
     fprintf(stderr, "kv-kernels: decode_attention %zu cases x {1 split, split-KV}: worst NMSE %.3e (bound 5e-4)\n", N_DEC, worst);
 }
 
-/* The prefill kernels on pages: a cached prefix and new tokens read alike from the page table. */
+/* The prefill kernels on pages: a cached prefix and new tokens read alike from the page table.
+ * Prefixes and new-token counts off the key tiles (32 and 64 keys) and off the query tiles. */
 static const at_case PRE_CASES[] = {
     {1, {0}, {17}, 4, 2, 64, 16, 0, 1, 1},
     {2, {5, 0}, {70, 129}, 8, 2, 128, 64, 1, 1, 1},
     {3, {64, 1, 100}, {64, 3, 17}, 4, 4, 64, 1, 0, 1, 1},
     {2, {31, 0}, {9, 40}, 16, 2, 64, 4, 1, 0, 1},
     {1, {200}, {65}, 2, 1, 128, 256, 0, 1, 0},
+    {2, {33, 7}, {31, 97}, 8, 2, 128, 8, 1, 1, 1},
 };
 
+/* Every tile shape on every case (the rule picks one per call; each must be right on its own). */
 Test(kv_kernels, flash_attention_paged) {
-    for (size_t i = 0; i < sizeof PRE_CASES / sizeof PRE_CASES[0]; i++) run_at_case(&PRE_CASES[i], K_FLASH, 0, 950 + i);
+    for (int tile = RLX_FA_TILE_WIDE; tile <= RLX_FA_TILE_NARROW; tile++)
+        for (size_t i = 0; i < sizeof PRE_CASES / sizeof PRE_CASES[0]; i++) run_at_case(&PRE_CASES[i], K_FLASH, 0, tile, 950 + i);
 }
 
 Test(kv_kernels, generic_attention_paged) {
     const size_t short_pre[] = {0, 2, 3}; /* the generic kernel is one warp per query row: slow under simt */
-    for (size_t i = 0; i < sizeof short_pre / sizeof short_pre[0]; i++) run_at_case(&PRE_CASES[short_pre[i]], K_GENERIC, 0, 960 + i);
+    for (size_t i = 0; i < sizeof short_pre / sizeof short_pre[0]; i++) run_at_case(&PRE_CASES[short_pre[i]], K_GENERIC, 0, 0, 960 + i);
     /* the short decode shapes (the long ones cost minutes under ASan with one warp per query row) */
     const size_t short_dec[] = {0, 1, 2, 3, 6, 8};
-    for (size_t i = 0; i < sizeof short_dec / sizeof short_dec[0]; i++) run_at_case(&DEC_CASES[short_dec[i]], K_GENERIC, 0, 970 + i);
+    for (size_t i = 0; i < sizeof short_dec / sizeof short_dec[0]; i++) run_at_case(&DEC_CASES[short_dec[i]], K_GENERIC, 0, 0, 970 + i);
     const at_case odd = {2, {3, 0}, {2, 5}, 4, 2, 12, 2, 1, 1, 1}; /* head_dim 12: only this kernel applies */
-    run_at_case(&odd, K_GENERIC, 0, 990);
+    run_at_case(&odd, K_GENERIC, 0, 0, 990);
 }
 
 Test(kv_kernels, decode_attention_arguments) {
