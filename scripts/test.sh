@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 export PATH="/usr/local/cuda/bin:$PATH"
 jobs=$(nproc)
-cmake -S . -B build-test -G Ninja -DRLX_WERROR=ON
+# RLX_REQUIRE_NCCL=1 (CI): the NCCL backend must be built (configure fails without nccl.h >= 2.14)
+nccl=()
+if [ "${RLX_REQUIRE_NCCL:-0}" = 1 ]; then nccl=(-DRLX_NCCL=ON); fi
+cmake -S . -B build-test -G Ninja -DRLX_WERROR=ON ${nccl[@]+"${nccl[@]}"}
 cmake --build build-test -j "$jobs"
 (cd build-test && ctest --output-on-failure -j "$jobs")
 # The Python package in a fresh virtualenv against an install of that build (RLX_TEST_PYTHON=0 skips it).
@@ -19,7 +22,7 @@ if [ "${RLX_TEST_PYTHON:-1}" != 0 ]; then
   scripts/test-python.sh build-test
 fi
 if [ "${RLX_TEST_RELEASE:-1}" != 0 ]; then
-  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DRLX_WERROR=ON -DRLX_CUDA_ARCHS=90a -DRLX_CRITERION=OFF
+  cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DRLX_WERROR=ON -DRLX_CUDA_ARCHS=90a -DRLX_CRITERION=OFF ${nccl[@]+"${nccl[@]}"}
   cmake --build build-release -j "$jobs"
   (cd build-release && ctest --output-on-failure -j "$jobs" -LE 'nvcc|gpu')
 fi

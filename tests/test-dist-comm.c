@@ -4,6 +4,7 @@
  * the file rendezvous of rlx_comm_from_env (a world-size mismatch named on both sides), and the
  * argument checks. Every test has a Criterion timeout: a hang fails it. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -359,6 +360,23 @@ Test(dist_comm, nccl_loads_at_first_use) {
     cr_expect(nonzero, "an NCCL unique id of zeros");
 }
 
+/* CI (.ci/run sets RLX_REQUIRE_NCCL=1, and scripts/test.sh then configures with -DRLX_NCCL=ON, so a
+ * toolkit without nccl.h fails the configure): a build with the CUDA backend has the NCCL backend
+ * compiled in, and the library loads at first use with every entry point rlx calls bound
+ * (ncclGetUniqueId needs no GPU). Elsewhere the NCCL tests above say what they could check. */
+Test(dist_comm, nccl_compiled_and_loaded_where_required) {
+    const char *req = getenv("RLX_REQUIRE_NCCL");
+    if (!req || strcmp(req, "1")) cr_skip_test("RLX_REQUIRE_NCCL is not 1 (CI sets it)");
+    if (!rlx_device_compiled(RLX_DEVICE_CUDA)) cr_skip_test("this build has no CUDA backend (the sanitizer build)");
+    cr_assert(rlx_comm_nccl_available(), "RLX_REQUIRE_NCCL=1: the CUDA build has no NCCL backend");
+    rlx_comm_id id;
+    memset(&id, 0, sizeof id);
+    cr_assert_eq(rlx_comm_nccl_unique_id(&id), RLX_OK, "RLX_REQUIRE_NCCL=1: %s", rlx_last_error());
+    int nonzero = 0;
+    for (int i = 0; i < RLX_COMM_ID_BYTES; i++) nonzero |= id.bytes[i];
+    cr_expect(nonzero, "an NCCL unique id of zeros");
+}
+
 /* ---- the file rendezvous -------------------------------------------------------------------------- */
 
 typedef struct rv_ctx {
@@ -398,6 +416,12 @@ Test(dist_comm, rendezvous_hands_every_rank_the_id, .timeout = 60) {
         cr_expect_eq(r[i].st, RLX_OK, "rank %d: %s", i, r[i].msg);
         cr_expect_eq(memcmp(r[i].id.bytes, r[0].id.bytes, RLX_COMM_ID_BYTES), 0, "rank %d", i);
     }
+    /* rank 0 returns once every rank has read its verdict, and removes every file */
+    DIR *d = opendir(dir);
+    cr_assert(d);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_expect(e->d_name[0] == '.', "left behind: %s", e->d_name);
+    closedir(d);
     cr_expect_neq(access(path, F_OK), 0, "rank 0 removes the file once the job has its id");
     rlxt_rmtree(dir);
     free(dir);
@@ -417,6 +441,35 @@ Test(dist_comm, rendezvous_world_size_mismatch_on_both_sides, .timeout = 60) {
     cr_expect(
         strstr(r[1].msg, "world-size mismatch: rank 1 was started with world size 4 but rank 0 created the job with 2"),
         "%s", r[1].msg);
+    rlxt_rmtree(dir);
+    free(dir);
+}
+
+/* Three ranks, the last started with another world size: it and rank 0 see the mismatch, and
+ * rank 1, whose own record was right, is told by rank 0's verdict, so no rank goes on to NCCL init
+ * (where it would wait for the others until its bound). */
+Test(dist_comm, rendezvous_world_size_mismatch_reaches_every_rank, .timeout = 60) {
+    char *dir = rlxt_tmpdir();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/nccl.id", dir);
+    rv_ctx r[3] = {{.path = path, .rank = 0, .world = 3, .timeout = 20000},
+                   {.path = path, .rank = 1, .world = 3, .timeout = 20000},
+                   {.path = path, .rank = 2, .world = 4, .timeout = 20000}};
+    for (int k = 0; k < RLX_COMM_ID_BYTES; k++) r[0].id.bytes[k] = (unsigned char)(k + 3);
+    rendezvous(r, 3);
+    const char *mismatch = "world-size mismatch: rank 2 was started with world size 4, rank 0 with 3";
+    cr_expect_eq(r[0].st, RLX_ERR_COMM, "%s", r[0].msg);
+    cr_expect(strstr(r[0].msg, mismatch), "%s", r[0].msg);
+    cr_expect_eq(r[1].st, RLX_ERR_COMM, "%s", r[1].msg);
+    cr_expect(strstr(r[1].msg, "rank 1: rank 0 called the job off") && strstr(r[1].msg, mismatch), "%s", r[1].msg);
+    cr_expect_eq(r[2].st, RLX_ERR_COMM, "%s", r[2].msg);
+    cr_expect(strstr(r[2].msg, "rank 2 was started with world size 4 but rank 0 created the job with 3"), "%s", r[2].msg);
+    /* a later job at the same path is not confused by the failed job's verdict */
+    rv_ctx ok[2] = {{.path = path, .rank = 0, .world = 2, .timeout = 20000}, {.path = path, .rank = 1, .world = 2, .timeout = 20000}};
+    for (int k = 0; k < RLX_COMM_ID_BYTES; k++) ok[0].id.bytes[k] = (unsigned char)(k * 5 + 1);
+    rendezvous(ok, 2);
+    for (int i = 0; i < 2; i++) cr_expect_eq(ok[i].st, RLX_OK, "rank %d: %s", i, ok[i].msg);
+    cr_expect_eq(memcmp(ok[1].id.bytes, ok[0].id.bytes, RLX_COMM_ID_BYTES), 0);
     rlxt_rmtree(dir);
     free(dir);
 }

@@ -543,13 +543,57 @@ static int read_record(const char *path, int *world, rlx_comm_id *id) {
     return 1;
 }
 
+/* Rank 0's verdict on a job, once every acknowledgement is in (or one is wrong, or missing):
+ * "rlx-comm-verdict 1 / id HEX / ok 0|1 / why MESSAGE". The id ties it to this job, so a
+ * verdict left by an earlier job at the same path is ignored. */
+static rlx_status write_verdict(const char *path, const rlx_comm_id *id, int ok, const char *why) {
+    char tmp[1200], hex[2 * RLX_COMM_ID_BYTES + 1];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid() * 1000 + (long)(now_ms()) % 1000);
+    to_hex(hex, id);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return rlx__fail(RLX_ERR_IO, "rendezvous: cannot write %s: %s", tmp, strerror(errno));
+    int good = fprintf(f, "rlx-comm-verdict 1\nid %s\nok %d\nwhy %.700s\n", hex, ok, why && *why ? why : "-") > 0;
+    good = (fclose(f) == 0) && good;
+    if (!good || rename(tmp, path) != 0) {
+        rlx_status s = rlx__fail(RLX_ERR_IO, "rendezvous: cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return s;
+    }
+    return RLX_OK;
+}
+
+/* 1 with ok and why when path holds this job's verdict, 0 when it is absent or another job's,
+ * -1 when it is malformed. */
+static int read_verdict(const char *path, const rlx_comm_id *id, int *ok, char *why, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[4][800];
+    int n = 0;
+    while (n < 4 && fgets(line[n], sizeof line[n], f))
+        n++;
+    fclose(f);
+    rlx_comm_id got;
+    if (n < 4 || strcmp(line[0], "rlx-comm-verdict 1\n") || strncmp(line[1], "id ", 3) || !from_hex(&got, line[1] + 3) ||
+        sscanf(line[2], "ok %d", ok) != 1 || strncmp(line[3], "why ", 4))
+        return -1;
+    if (memcmp(got.bytes, id->bytes, sizeof got.bytes)) return 0;
+    line[3][strcspn(line[3], "\n")] = '\0';
+    snprintf(why, cap, "%s", line[3] + 4);
+    return 1;
+}
+
 rlx_status rlx__rendezvous_file(const char *path, int rank, int world, rlx_comm_id *id, int timeout_ms) {
     char ack[1100];
     const double deadline = now_ms() + timeout_ms;
     if (rank == 0) {
+        char verdict[1100];
+        snprintf(verdict, sizeof verdict, "%s.verdict", path);
+        unlink(verdict); /* an earlier job's */
         for (int r = 1; r < world; r++) {
             snprintf(ack, sizeof ack, "%s.ack%d", path, r);
             unlink(ack); /* a crashed earlier job's */
+            snprintf(ack, sizeof ack, "%s.seen%d", path, r);
+            unlink(ack);
         }
         rlx_status s = write_record(path, world, id);
         if (s) return s;
@@ -594,12 +638,36 @@ rlx_status rlx__rendezvous_file(const char *path, int rank, int world, rlx_comm_
                 }
             }
         }
-        free(seen);
         for (int r = 1; r < world; r++) {
             snprintf(ack, sizeof ack, "%s.ack%d", path, r);
             unlink(ack);
         }
-        unlink(path); /* the job has its id: the path is free for the next one */
+        unlink(path); /* the job has its id (or has failed): the path is free for the next one */
+        /* every rank that acknowledged waits for the verdict, so a mismatch anywhere fails the job on
+         * every rank, not only on rank 0 and the mismatched one */
+        char why[768];
+        snprintf(why, sizeof why, "%s", s ? rlx_last_error() : "");
+        rlx_status v = write_verdict(verdict, id, !s, why);
+        if (s || v) {
+            free(seen);
+            return s ? rlx__fail(s, "%s", why) : v; /* a failed job's verdict stays for its ranks to read */
+        }
+        /* a good job: each rank confirms it read the verdict, then it is removed */
+        const double until = now_ms() + timeout_ms;
+        memset(seen, 0, (size_t)world);
+        for (left = world - 1; left > 0 && !s;) {
+            for (int r = 1; r < world; r++) {
+                snprintf(ack, sizeof ack, "%s.seen%d", path, r);
+                if (!seen[r] && access(ack, F_OK) == 0) seen[r] = 1, left--, unlink(ack);
+            }
+            if (left == 0) break;
+            if (now_ms() > until)
+                s = rlx__fail(RLX_ERR_COMM, "rendezvous %s: rank 0 waited %d ms for the ranks to read its verdict", path, timeout_ms);
+            else
+                usleep(5000);
+        }
+        free(seen);
+        unlink(verdict);
         return s;
     }
     for (;;) {
@@ -616,6 +684,22 @@ rlx_status rlx__rendezvous_file(const char *path, int rank, int world, rlx_comm_
                                  "rendezvous %s: world-size mismatch: rank %d was started with world size %d but rank "
                                  "0 created the job with %d",
                                  path, rank, world, w);
+            /* rank 0's verdict once every rank has acknowledged: another rank's mismatch fails this one too */
+            char verdict[1100], why[800];
+            snprintf(verdict, sizeof verdict, "%s.verdict", path);
+            const double until = now_ms() + timeout_ms;
+            for (;;) {
+                int ok = 0;
+                int kv = read_verdict(verdict, &got, &ok, why, sizeof why);
+                if (kv < 0) return rlx__fail(RLX_ERR_FORMAT, "rendezvous: %s is malformed", verdict);
+                if (kv > 0 && !ok) return rlx__fail(RLX_ERR_COMM, "rendezvous: rank %d: rank 0 called the job off: %s", rank, why);
+                if (kv > 0) break;
+                if (now_ms() > until)
+                    return rlx__fail(RLX_ERR_COMM, "rendezvous: rank %d waited %d ms for rank 0's verdict (%s)", rank, timeout_ms, verdict);
+                usleep(5000);
+            }
+            snprintf(ack, sizeof ack, "%s.seen%d", path, rank);
+            if ((s = write_record(ack, world, &got))) return s;
             *id = got;
             return RLX_OK;
         }

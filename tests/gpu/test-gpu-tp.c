@@ -6,7 +6,8 @@
  *                     (bf16 bounds) and against tp = 1, a rank that aborts (the other's bounded wait
  *                     returns RLX_ERR_COMM, no hang), and, when RLX_CLI is set, `rlx run --tp 2` as
  *                     two processes (RLX_RANK / RLX_WORLD_SIZE / RLX_NCCL_ID_FILE) giving the same
- *                     logits as one process.
+ *                     logits as one process; rlx_generate on both ranks (each KV cache on its own
+ *                     GPU with its kv heads) giving tp = 1's greedy tokens (>= 95 % of them).
  * Exits 77 (skipped) with the reason when the build has no NCCL or fewer GPUs are present: it never
  * passes vacuously. */
 #include <cuda_runtime.h>
@@ -18,6 +19,7 @@
 
 #include "io/npy.h"
 #include "rlx/dist.h"
+#include "rlx/kv.h"
 #include "tools/check.h"
 #include "tools/tp.h"
 
@@ -101,6 +103,59 @@ static void abort_check(void) {
     rlx_weights_destroy(w);
 }
 
+/* rlx_generate on both ranks in lockstep (what `rlx generate --tp 2` runs), each rank's KV cache
+ * on its own GPU with its own kv heads, against tp = 1 on GPU 0: greedy tokens equal on >= 95 % of
+ * the new tokens (a token after a sequence's first difference counts as a miss), as on simt. */
+static void generate_check(void) {
+    rlx_llama_config c;
+    rlx_weights *w = NULL;
+    rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+    rp.batch = 3, rp.seq = 40, rp.max_context = 40 + 24;
+    rlx_flow *f = NULL;
+    if (rlx_llama_builtin_config("tiny", &c) || rlx_llama_random_weights(&c, 7, RLX_DTYPE_BF16, &w) || rlx_llama_flow(&c, &rp, &f)) {
+        expect(0, rlx_last_error());
+        return;
+    }
+    int32_t tok[40 + 9 + 1];
+    for (int i = 0; i < 50; i++) tok[i] = (int32_t)((i * 131 + 7) % c.vocab_size);
+    int64_t lens[3] = {40, 9, 1};
+    rlx_generate_params gp = rlx_generate_default_params();
+    gp.max_new_tokens = 24;
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = RLX_DEVICE_CUDA;
+    rlx_model *m = NULL;
+    rlx_generation *ref = NULL, *got = NULL;
+    rlx__tp_group g;
+    memset(&g, 0, sizeof g);
+    rlx_status s = rlx_model_build(f, w, &bp, &m);
+    if (!s) s = rlx_generate(m, tok, lens, 3, &gp, NULL, &ref);
+    if (!s) s = rlx__tp_group_create(f, w, &bp, 2, NULL, &g);
+    if (!s) s = rlx__tp_group_generate(&g, tok, lens, 3, &gp, &got);
+    if (s) {
+        expect(0, rlx_last_error());
+    } else {
+        int64_t same_all = 0, all = 0;
+        for (int i = 0; i < 3; i++) {
+            int64_t a, b, same = 0;
+            const int32_t *x = rlx_generation_tokens(ref, i, &a), *y = rlx_generation_tokens(got, i, &b);
+            while (same < a && same < b && x[same] == y[same]) same++;
+            same_all += same, all += a;
+        }
+        char line[256];
+        snprintf(line, sizeof line, "generate tp 2 vs tp 1: %lld of %lld new tokens equal", (long long)same_all, (long long)all);
+        expect(all > 0 && same_all >= 0.95 * (double)all, line);
+        rlx_kv_desc d = rlx_kv_default_desc();
+        s = rlx_kv_desc_from_model(g.r[1].model, &d);
+        snprintf(line, sizeof line, "rank 1's KV cache: %lld of %lld kv heads", (long long)d.kv_heads, (long long)c.num_key_value_heads);
+        expect(!s && d.kv_heads == (c.num_key_value_heads >= 2 ? c.num_key_value_heads / 2 : 1), line);
+    }
+    rlx_generation_destroy(ref), rlx_generation_destroy(got);
+    if (g.r) rlx__tp_group_free(&g);
+    rlx_model_destroy(m);
+    rlx_flow_destroy(f);
+    rlx_weights_destroy(w);
+}
+
 /* `rlx run --tp 2` as two processes against the same run in one process. */
 static void two_process_check(const char *cli) {
     char dir[] = "/tmp/rlx-gpu-tp-XXXXXX";
@@ -176,6 +231,7 @@ int main(int argc, char **argv) {
     } else {
         model_checks(2);
         abort_check();
+        generate_check();
         const char *cli = getenv("RLX_CLI");
         if (cli && *cli)
             two_process_check(cli);
