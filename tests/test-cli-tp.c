@@ -152,14 +152,17 @@ Test(cli_tp, plan_of_one_rank) {
  * on simt prints tp = 1's tokens (GQA, 2 kv heads: tp 4 replicates them). */
 Test(cli_tp, generate_tp2_and_tp4_on_simt_print_tp1s_tokens, .timeout = 300) {
     char a[1200], want[4096];
-    snprintf(a, sizeof a, "generate --model %s --tokens 1,5,9,2 --tokens 3,3 --max-new-tokens 6 --device simt", fixture("gqa_tied_f32"));
+    snprintf(a, sizeof a, "generate --model %s --tokens 1,5,9,2 --tokens 3,3 --max-new-tokens 6 --device simt",
+             fixture("gqa_tied_f32"));
     cr_assert_eq(rlx(a), 0, "%s", err_text);
     const char *seq = strstr(out_text, "sequence 0");
     cr_assert(seq, "%s", out_text);
-    snprintf(want, sizeof want, "%.*s", (int)(strstr(seq, "time to first token") ? strstr(seq, "time to first token") - seq : 0), seq);
+    snprintf(want, sizeof want, "%.*s",
+             (int)(strstr(seq, "time to first token") ? strstr(seq, "time to first token") - seq : 0), seq);
     cr_assert(strlen(want) > 20, "%s", out_text);
     for (int tp = 2; tp <= 4; tp *= 2) {
-        snprintf(a, sizeof a, "generate --model %s --tokens 1,5,9,2 --tokens 3,3 --max-new-tokens 6 --device simt --tp %d",
+        snprintf(a, sizeof a,
+                 "generate --model %s --tokens 1,5,9,2 --tokens 3,3 --max-new-tokens 6 --device simt --tp %d",
                  fixture("gqa_tied_f32"), tp);
         cr_assert_eq(rlx(a), 0, "%s", err_text);
         char head[64];
@@ -168,7 +171,8 @@ Test(cli_tp, generate_tp2_and_tp4_on_simt_print_tp1s_tokens, .timeout = 300) {
         cr_expect(strstr(out_text, want), "tp %d:\n%s\ntp 1:\n%s", tp, out_text, want);
         cr_expect(strstr(out_text, "on rank 0 (its own kv heads)"), "%s", out_text);
     }
-    snprintf(a, sizeof a, "generate --model %s --tokens 1,2 --max-new-tokens 2 --device cpu --tp 3", fixture("gqa_tied_f32"));
+    snprintf(a, sizeof a, "generate --model %s --tokens 1,2 --max-new-tokens 2 --device cpu --tp 3",
+             fixture("gqa_tied_f32"));
     cr_expect_eq(rlx(a), 2);
     expect_one_line_error();
     cr_expect(strstr(err_text, "tp = 3 does not divide the 4 query heads"), "%s", err_text);

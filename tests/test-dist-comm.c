@@ -373,7 +373,8 @@ Test(dist_comm, nccl_compiled_and_loaded_where_required) {
     memset(&id, 0, sizeof id);
     cr_assert_eq(rlx_comm_nccl_unique_id(&id), RLX_OK, "RLX_REQUIRE_NCCL=1: %s", rlx_last_error());
     int nonzero = 0;
-    for (int i = 0; i < RLX_COMM_ID_BYTES; i++) nonzero |= id.bytes[i];
+    for (int i = 0; i < RLX_COMM_ID_BYTES; i++)
+        nonzero |= id.bytes[i];
     cr_expect(nonzero, "an NCCL unique id of zeros");
 }
 
@@ -455,7 +456,8 @@ Test(dist_comm, rendezvous_world_size_mismatch_reaches_every_rank, .timeout = 60
     rv_ctx r[3] = {{.path = path, .rank = 0, .world = 3, .timeout = 20000},
                    {.path = path, .rank = 1, .world = 3, .timeout = 20000},
                    {.path = path, .rank = 2, .world = 4, .timeout = 20000}};
-    for (int k = 0; k < RLX_COMM_ID_BYTES; k++) r[0].id.bytes[k] = (unsigned char)(k + 3);
+    for (int k = 0; k < RLX_COMM_ID_BYTES; k++)
+        r[0].id.bytes[k] = (unsigned char)(k + 3);
     rendezvous(r, 3);
     const char *mismatch = "world-size mismatch: rank 2 was started with world size 4, rank 0 with 3";
     cr_expect_eq(r[0].st, RLX_ERR_COMM, "%s", r[0].msg);
@@ -463,12 +465,16 @@ Test(dist_comm, rendezvous_world_size_mismatch_reaches_every_rank, .timeout = 60
     cr_expect_eq(r[1].st, RLX_ERR_COMM, "%s", r[1].msg);
     cr_expect(strstr(r[1].msg, "rank 1: rank 0 called the job off") && strstr(r[1].msg, mismatch), "%s", r[1].msg);
     cr_expect_eq(r[2].st, RLX_ERR_COMM, "%s", r[2].msg);
-    cr_expect(strstr(r[2].msg, "rank 2 was started with world size 4 but rank 0 created the job with 3"), "%s", r[2].msg);
+    cr_expect(strstr(r[2].msg, "rank 2 was started with world size 4 but rank 0 created the job with 3"), "%s",
+              r[2].msg);
     /* a later job at the same path is not confused by the failed job's verdict */
-    rv_ctx ok[2] = {{.path = path, .rank = 0, .world = 2, .timeout = 20000}, {.path = path, .rank = 1, .world = 2, .timeout = 20000}};
-    for (int k = 0; k < RLX_COMM_ID_BYTES; k++) ok[0].id.bytes[k] = (unsigned char)(k * 5 + 1);
+    rv_ctx ok[2] = {{.path = path, .rank = 0, .world = 2, .timeout = 20000},
+                    {.path = path, .rank = 1, .world = 2, .timeout = 20000}};
+    for (int k = 0; k < RLX_COMM_ID_BYTES; k++)
+        ok[0].id.bytes[k] = (unsigned char)(k * 5 + 1);
     rendezvous(ok, 2);
-    for (int i = 0; i < 2; i++) cr_expect_eq(ok[i].st, RLX_OK, "rank %d: %s", i, ok[i].msg);
+    for (int i = 0; i < 2; i++)
+        cr_expect_eq(ok[i].st, RLX_OK, "rank %d: %s", i, ok[i].msg);
     cr_expect_eq(memcmp(ok[1].id.bytes, ok[0].id.bytes, RLX_COMM_ID_BYTES), 0);
     rlxt_rmtree(dir);
     free(dir);

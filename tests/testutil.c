@@ -212,9 +212,11 @@ int rlxt_llama_fixture_dirs(const char **names, int cap) {
         if (d) closedir(d);
     }
     const char *all[64];
-    for (int i = 0; i < n_store; i++) all[i] = store[i];
+    for (int i = 0; i < n_store; i++)
+        all[i] = store[i];
     qsort(all, (size_t)n_store, sizeof all[0], by_name);
     int n = n_store < cap ? n_store : cap;
-    for (int i = 0; i < n; i++) names[i] = all[i];
+    for (int i = 0; i < n; i++)
+        names[i] = all[i];
     return n;
 }

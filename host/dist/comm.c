@@ -573,8 +573,8 @@ static int read_verdict(const char *path, const rlx_comm_id *id, int *ok, char *
         n++;
     fclose(f);
     rlx_comm_id got;
-    if (n < 4 || strcmp(line[0], "rlx-comm-verdict 1\n") || strncmp(line[1], "id ", 3) || !from_hex(&got, line[1] + 3) ||
-        sscanf(line[2], "ok %d", ok) != 1 || strncmp(line[3], "why ", 4))
+    if (n < 4 || strcmp(line[0], "rlx-comm-verdict 1\n") || strncmp(line[1], "id ", 3) ||
+        !from_hex(&got, line[1] + 3) || sscanf(line[2], "ok %d", ok) != 1 || strncmp(line[3], "why ", 4))
         return -1;
     if (memcmp(got.bytes, id->bytes, sizeof got.bytes)) return 0;
     line[3][strcspn(line[3], "\n")] = '\0';
@@ -662,7 +662,8 @@ rlx_status rlx__rendezvous_file(const char *path, int rank, int world, rlx_comm_
             }
             if (left == 0) break;
             if (now_ms() > until)
-                s = rlx__fail(RLX_ERR_COMM, "rendezvous %s: rank 0 waited %d ms for the ranks to read its verdict", path, timeout_ms);
+                s = rlx__fail(RLX_ERR_COMM, "rendezvous %s: rank 0 waited %d ms for the ranks to read its verdict",
+                              path, timeout_ms);
             else
                 usleep(5000);
         }
@@ -692,10 +693,12 @@ rlx_status rlx__rendezvous_file(const char *path, int rank, int world, rlx_comm_
                 int ok = 0;
                 int kv = read_verdict(verdict, &got, &ok, why, sizeof why);
                 if (kv < 0) return rlx__fail(RLX_ERR_FORMAT, "rendezvous: %s is malformed", verdict);
-                if (kv > 0 && !ok) return rlx__fail(RLX_ERR_COMM, "rendezvous: rank %d: rank 0 called the job off: %s", rank, why);
+                if (kv > 0 && !ok)
+                    return rlx__fail(RLX_ERR_COMM, "rendezvous: rank %d: rank 0 called the job off: %s", rank, why);
                 if (kv > 0) break;
                 if (now_ms() > until)
-                    return rlx__fail(RLX_ERR_COMM, "rendezvous: rank %d waited %d ms for rank 0's verdict (%s)", rank, timeout_ms, verdict);
+                    return rlx__fail(RLX_ERR_COMM, "rendezvous: rank %d waited %d ms for rank 0's verdict (%s)", rank,
+                                     timeout_ms, verdict);
                 usleep(5000);
             }
             snprintf(ack, sizeof ack, "%s.seen%d", path, rank);

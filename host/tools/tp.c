@@ -210,13 +210,15 @@ rlx_status rlx__tp_group_generate(rlx__tp_group *g, const int32_t *tokens, const
     for (int i = 1; i < g->n && !s; i++)
         for (int64_t q = 0; q < n && !s; q++) {
             int64_t a, b;
-            const int32_t *x = rlx_generation_tokens(jobs[0].generation, q, &a), *y = rlx_generation_tokens(jobs[i].generation, q, &b);
+            const int32_t *x = rlx_generation_tokens(jobs[0].generation, q, &a),
+                          *y = rlx_generation_tokens(jobs[i].generation, q, &b);
             if (a != b || (a && memcmp(x, y, (size_t)a * sizeof *x)))
-                s = rlx__fail(RLX_ERR_INTERNAL, "tp generate: rank %d's tokens for sequence %lld differ from rank 0's", g->first_rank + i,
-                              (long long)q);
+                s = rlx__fail(RLX_ERR_INTERNAL, "tp generate: rank %d's tokens for sequence %lld differ from rank 0's",
+                              g->first_rank + i, (long long)q);
         }
     if (!s) *out = jobs[0].generation, jobs[0].generation = NULL;
-    for (int i = 0; i < g->n; i++) rlx_generation_destroy(jobs[i].generation);
+    for (int i = 0; i < g->n; i++)
+        rlx_generation_destroy(jobs[i].generation);
     free(jobs);
     return s;
 }

@@ -112,12 +112,14 @@ static void generate_check(void) {
     rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
     rp.batch = 3, rp.seq = 40, rp.max_context = 40 + 24;
     rlx_flow *f = NULL;
-    if (rlx_llama_builtin_config("tiny", &c) || rlx_llama_random_weights(&c, 7, RLX_DTYPE_BF16, &w) || rlx_llama_flow(&c, &rp, &f)) {
+    if (rlx_llama_builtin_config("tiny", &c) || rlx_llama_random_weights(&c, 7, RLX_DTYPE_BF16, &w) ||
+        rlx_llama_flow(&c, &rp, &f)) {
         expect(0, rlx_last_error());
         return;
     }
     int32_t tok[40 + 9 + 1];
-    for (int i = 0; i < 50; i++) tok[i] = (int32_t)((i * 131 + 7) % c.vocab_size);
+    for (int i = 0; i < 50; i++)
+        tok[i] = (int32_t)((i * 131 + 7) % c.vocab_size);
     int64_t lens[3] = {40, 9, 1};
     rlx_generate_params gp = rlx_generate_default_params();
     gp.max_new_tokens = 24;
@@ -138,15 +140,18 @@ static void generate_check(void) {
         for (int i = 0; i < 3; i++) {
             int64_t a, b, same = 0;
             const int32_t *x = rlx_generation_tokens(ref, i, &a), *y = rlx_generation_tokens(got, i, &b);
-            while (same < a && same < b && x[same] == y[same]) same++;
+            while (same < a && same < b && x[same] == y[same])
+                same++;
             same_all += same, all += a;
         }
         char line[256];
-        snprintf(line, sizeof line, "generate tp 2 vs tp 1: %lld of %lld new tokens equal", (long long)same_all, (long long)all);
+        snprintf(line, sizeof line, "generate tp 2 vs tp 1: %lld of %lld new tokens equal", (long long)same_all,
+                 (long long)all);
         expect(all > 0 && same_all >= 0.95 * (double)all, line);
         rlx_kv_desc d = rlx_kv_default_desc();
         s = rlx_kv_desc_from_model(g.r[1].model, &d);
-        snprintf(line, sizeof line, "rank 1's KV cache: %lld of %lld kv heads", (long long)d.kv_heads, (long long)c.num_key_value_heads);
+        snprintf(line, sizeof line, "rank 1's KV cache: %lld of %lld kv heads", (long long)d.kv_heads,
+                 (long long)c.num_key_value_heads);
         expect(!s && d.kv_heads == (c.num_key_value_heads >= 2 ? c.num_key_value_heads / 2 : 1), line);
     }
     rlx_generation_destroy(ref), rlx_generation_destroy(got);

@@ -96,7 +96,8 @@ Test(simt_tp, every_fixture_tp2_and_tp4_match_tp1, .timeout = 600) {
                 /* single_token_f32 has 2 query heads: tp = 4 is refused, on every rank */
                 rlx__tp_group g;
                 char why[96];
-                snprintf(why, sizeof why, "tp = %d does not divide the %lld query heads", tp, (long long)c.num_attention_heads);
+                snprintf(why, sizeof why, "tp = %d does not divide the %lld query heads", tp,
+                         (long long)c.num_attention_heads);
                 cr_expect_eq(rlx__tp_group_create(f, w, &bp, tp, NULL, &g), RLX_ERR_INVALID_ARGUMENT);
                 cr_expect(strstr(rlx_last_error(), why), "%s: %s", cases[ci], rlx_last_error());
                 continue;
@@ -326,9 +327,11 @@ Test(simt_tp, generate_tp2_and_tp4_equal_tp1_greedy_tokens, .timeout = 600) {
         char err[1600];
         cr_assert_eq(rlxt_llama_fixture_load(name, &fx, err, sizeof err), 0, "%s", err);
         int64_t lens[4], max_len = 0, total = 0;
-        for (int i = 0; i < fx.n_prompts; i++) lens[i] = fx.prompt_len[i], total += lens[i], max_len = lens[i] > max_len ? lens[i] : max_len;
+        for (int i = 0; i < fx.n_prompts; i++)
+            lens[i] = fx.prompt_len[i], total += lens[i], max_len = lens[i] > max_len ? lens[i] : max_len;
         int32_t *tok = malloc(sizeof(int32_t) * (size_t)total);
-        for (int i = 0, at = 0; i < fx.n_prompts; at += (int)lens[i], i++) memcpy(tok + at, fx.prompt[i], sizeof(int32_t) * (size_t)lens[i]);
+        for (int i = 0, at = 0; i < fx.n_prompts; at += (int)lens[i], i++)
+            memcpy(tok + at, fx.prompt[i], sizeof(int32_t) * (size_t)lens[i]);
         rlx_flow *f = gen_flow(&fx, max_len, N);
         rlx_build_params bp = rlx_build_default_params();
         bp.device = RLX_DEVICE_SIMT;
@@ -338,7 +341,8 @@ Test(simt_tp, generate_tp2_and_tp4_equal_tp1_greedy_tokens, .timeout = 600) {
         rlx_model *m;
         cr_assert_eq(rlx_model_build(f, fx.w, &bp, &m), RLX_OK, "%s: %s", name, rlx_last_error());
         rlx_generation *ref;
-        cr_assert_eq(rlx_generate(m, tok, lens, fx.n_prompts, &gp, NULL, &ref), RLX_OK, "%s: %s", name, rlx_last_error());
+        cr_assert_eq(rlx_generate(m, tok, lens, fx.n_prompts, &gp, NULL, &ref), RLX_OK, "%s: %s", name,
+                     rlx_last_error());
         rlx_generation_stats ref_st;
         cr_assert_eq(rlx_generation_get_stats(ref, &ref_st), RLX_OK);
         const int64_t KV = fx.cfg.num_key_value_heads;
@@ -347,7 +351,8 @@ Test(simt_tp, generate_tp2_and_tp4_equal_tp1_greedy_tokens, .timeout = 600) {
             rlx__tp_group g;
             rlx_comm_params cp = rlx_comm_default_params();
             cp.timeout_ms = 120000;
-            cr_assert_eq(rlx__tp_group_create(f, fx.w, &bp, tp, &cp, &g), RLX_OK, "%s tp %d: %s", name, tp, rlx_last_error());
+            cr_assert_eq(rlx__tp_group_create(f, fx.w, &bp, tp, &cp, &g), RLX_OK, "%s tp %d: %s", name, tp,
+                         rlx_last_error());
             const int64_t rank_kv = KV >= tp ? KV / tp : 1;
             for (int r = 0; r < tp; r++) {
                 rlx_kv_desc d = rlx_kv_default_desc();
@@ -356,24 +361,28 @@ Test(simt_tp, generate_tp2_and_tp4_equal_tp1_greedy_tokens, .timeout = 600) {
                              (long long)d.kv_heads, (long long)rank_kv, (long long)KV);
             }
             rlx_generation *got;
-            cr_assert_eq(rlx__tp_group_generate(&g, tok, lens, fx.n_prompts, &gp, &got), RLX_OK, "%s tp %d: %s", name, tp,
-                         rlx_last_error());
+            cr_assert_eq(rlx__tp_group_generate(&g, tok, lens, fx.n_prompts, &gp, &got), RLX_OK, "%s tp %d: %s", name,
+                         tp, rlx_last_error());
             for (int i = 0; i < fx.n_prompts; i++) {
                 int64_t a, b;
                 const int32_t *x = rlx_generation_tokens(ref, i, &a), *y = rlx_generation_tokens(got, i, &b);
-                cr_expect_eq(a, b, "%s tp %d, prompt %d: %lld tokens vs tp 1's %lld", name, tp, i, (long long)b, (long long)a);
+                cr_expect_eq(a, b, "%s tp %d, prompt %d: %lld tokens vs tp 1's %lld", name, tp, i, (long long)b,
+                             (long long)a);
                 int64_t same = 0;
-                while (same < a && same < b && x[same] == y[same]) same++;
+                while (same < a && same < b && x[same] == y[same])
+                    same++;
                 agree[tp / 4] += same, steps[tp / 4] += a;
                 if (same < a)
-                    fprintf(stderr, "simt-tp: %s tp %d, prompt %d: greedy tokens part from tp 1's at new token %lld (%d vs %d)\n", name, tp, i,
-                            (long long)same, y[same], x[same]);
+                    fprintf(
+                        stderr,
+                        "simt-tp: %s tp %d, prompt %d: greedy tokens part from tp 1's at new token %lld (%d vs %d)\n",
+                        name, tp, i, (long long)same, y[same], x[same]);
             }
             rlx_generation_stats st;
             cr_assert_eq(rlx_generation_get_stats(got, &st), RLX_OK);
             cr_expect_eq(st.kv_pages, ref_st.kv_pages);
-            cr_expect_eq(st.kv_bytes * (size_t)KV, ref_st.kv_bytes * (size_t)rank_kv, "%s tp %d: rank 0's pool %zu bytes, tp 1's %zu",
-                         name, tp, st.kv_bytes, ref_st.kv_bytes);
+            cr_expect_eq(st.kv_bytes * (size_t)KV, ref_st.kv_bytes * (size_t)rank_kv,
+                         "%s tp %d: rank 0's pool %zu bytes, tp 1's %zu", name, tp, st.kv_bytes, ref_st.kv_bytes);
             rlx_generation_destroy(got);
             rlx__tp_group_free(&g);
         }
@@ -385,10 +394,11 @@ Test(simt_tp, generate_tp2_and_tp4_equal_tp1_greedy_tokens, .timeout = 600) {
     }
     for (int k = 0; k < 2; k++) {
         const double rate = (double)agree[k] / (double)steps[k];
-        cr_expect(steps[k] > 0 && rate >= 0.95, "tp %d: greedy tokens equal tp 1's on %lld of %lld new tokens (%.3f < 0.95)", 2 << k,
+        cr_expect(steps[k] > 0 && rate >= 0.95,
+                  "tp %d: greedy tokens equal tp 1's on %lld of %lld new tokens (%.3f < 0.95)", 2 << k,
                   (long long)agree[k], (long long)steps[k], rate);
-        fprintf(stderr, "simt-tp: generate tp %d: %lld of %lld new tokens equal tp 1's (%.3f)\n", 2 << k, (long long)agree[k],
-                (long long)steps[k], rate);
+        fprintf(stderr, "simt-tp: generate tp %d: %lld of %lld new tokens equal tp 1's (%.3f)\n", 2 << k,
+                (long long)agree[k], (long long)steps[k], rate);
     }
 }
 
@@ -423,15 +433,17 @@ Test(simt_tp, a_rank_failing_mid_decode_is_reported_on_every_rank, .timeout = 12
     rlx_simt_device_plant_fault_on(-1, 0);
     cr_expect_null(out);
     cr_expect_eq(s, RLX_ERR_SESSION_BROKEN, "%s", rlx_last_error());
-    cr_expect(strstr(rlx_last_error(), "tp rank 2 of 4") && strstr(rlx_last_error(), "planted fault"), "%s", rlx_last_error());
+    cr_expect(strstr(rlx_last_error(), "tp rank 2 of 4") && strstr(rlx_last_error(), "planted fault"), "%s",
+              rlx_last_error());
     for (int r = 0; r < tp; r++) {
         if (r == 2) {
             cr_expect_eq(g.r[r].status, RLX_ERR_SESSION_BROKEN, "%s", g.r[r].error);
             continue;
         }
         cr_expect_eq(g.r[r].status, RLX_ERR_COMM, "rank %d: %s", r, g.r[r].error);
-        cr_expect(strstr(g.r[r].error, "rank 2 failed (RLX_ERR_SESSION_BROKEN)") && strstr(g.r[r].error, "planted fault"), "rank %d: %s",
-                  r, g.r[r].error);
+        cr_expect(strstr(g.r[r].error, "rank 2 failed (RLX_ERR_SESSION_BROKEN)") &&
+                      strstr(g.r[r].error, "planted fault"),
+                  "rank %d: %s", r, g.r[r].error);
     }
     rlx__tp_group_free(&g);
     rlx_flow_destroy(f);
@@ -464,37 +476,48 @@ static void *tf_step(void *arg) {
 }
 
 /* Runs steps 0 .. N-1 (the prompts, then ref's tokens) on n ranks; logits [N][n_prompts × V]. */
-static void teacher_forced(const char *what, rlx_session **sessions, rlx_model **models, int n, const rlxt_llama_fixture *fx,
-                           const rlx_generation *ref, int64_t N, float *logits) {
+static void teacher_forced(const char *what, rlx_session **sessions, rlx_model **models, int n,
+                           const rlxt_llama_fixture *fx, const rlx_generation *ref, int64_t N, float *logits) {
     tf_rank r[4];
     const int64_t np = fx->n_prompts, V = fx->V;
     int64_t seqs[4] = {0, 1, 2, 3}, fresh[4];
     int64_t max_len = 0;
-    for (int64_t i = 0; i < np; i++) max_len = fx->prompt_len[i] > max_len ? fx->prompt_len[i] : max_len;
+    for (int64_t i = 0; i < np; i++)
+        max_len = fx->prompt_len[i] > max_len ? fx->prompt_len[i] : max_len;
     for (int i = 0; i < n; i++) {
         r[i] = (tf_rank){.s = sessions[i], .seqs = seqs};
         /* pages of 4 handed out shuffled (seeded): page lists that are not in order */
-        cr_assert_eq(rlx__kv_pool_create(models[i], 4, RLX_KV_LAYOUT_NHD, np * ((max_len + N + 3) / 4), np, -1, 9, &r[i].pool), RLX_OK,
-                     "%s", rlx_last_error());
+        cr_assert_eq(
+            rlx__kv_pool_create(models[i], 4, RLX_KV_LAYOUT_NHD, np * ((max_len + N + 3) / 4), np, -1, 9, &r[i].pool),
+            RLX_OK, "%s", rlx_last_error());
     }
     for (int64_t step = 0; step < N; step++) {
         int32_t in[512];
         int64_t T = 0;
         for (int64_t i = 0; i < np; i++) {
-            if (step == 0) memcpy(in + T, fx->prompt[i], sizeof(int32_t) * (size_t)fx->prompt_len[i]), fresh[i] = fx->prompt_len[i];
-            else in[T] = rlx_generation_tokens(ref, i, NULL)[step - 1], fresh[i] = 1;
+            if (step == 0)
+                memcpy(in + T, fx->prompt[i], sizeof(int32_t) * (size_t)fx->prompt_len[i]),
+                    fresh[i] = fx->prompt_len[i];
+            else
+                in[T] = rlx_generation_tokens(ref, i, NULL)[step - 1], fresh[i] = 1;
             T += fresh[i];
         }
         rlx_prefill_batch pb = {.tokens = in, .n_tokens = T, .seq_lens = fresh, .n_seqs = np};
         pthread_t t[4];
-        for (int i = 0; i < n; i++) r[i].pb = &pb;
-        for (int i = 1; i < n; i++) cr_assert_eq(pthread_create(&t[i], NULL, tf_step, &r[i]), 0);
+        for (int i = 0; i < n; i++)
+            r[i].pb = &pb;
+        for (int i = 1; i < n; i++)
+            cr_assert_eq(pthread_create(&t[i], NULL, tf_step, &r[i]), 0);
         tf_step(&r[0]);
-        for (int i = 1; i < n; i++) pthread_join(t[i], NULL);
-        for (int i = 0; i < n; i++) cr_assert_eq(r[i].st, RLX_OK, "%s rank %d of %d, step %lld: %s", what, i, n, (long long)step, r[i].err);
-        cr_assert_eq(rlx_session_output_to_host(sessions[0], logits + step * np * V, (size_t)(np * V)), RLX_OK, "%s", rlx_last_error());
+        for (int i = 1; i < n; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < n; i++)
+            cr_assert_eq(r[i].st, RLX_OK, "%s rank %d of %d, step %lld: %s", what, i, n, (long long)step, r[i].err);
+        cr_assert_eq(rlx_session_output_to_host(sessions[0], logits + step * np * V, (size_t)(np * V)), RLX_OK, "%s",
+                     rlx_last_error());
     }
-    for (int i = 0; i < n; i++) rlx__kv_pool_destroy(r[i].pool);
+    for (int i = 0; i < n; i++)
+        rlx__kv_pool_destroy(r[i].pool);
 }
 
 Test(simt_tp, teacher_forced_decode_logits_match_tp1, .timeout = 600) {
@@ -507,10 +530,12 @@ Test(simt_tp, teacher_forced_decode_logits_match_tp1, .timeout = 600) {
         cr_assert_eq(rlxt_llama_fixture_load(name, &fx, err, sizeof err), 0, "%s", err);
         cr_assert(fx.n_prompts <= 4);
         int64_t lens[4], max_len = 0, total = 0;
-        for (int i = 0; i < fx.n_prompts; i++) lens[i] = fx.prompt_len[i], total += lens[i], max_len = lens[i] > max_len ? lens[i] : max_len;
+        for (int i = 0; i < fx.n_prompts; i++)
+            lens[i] = fx.prompt_len[i], total += lens[i], max_len = lens[i] > max_len ? lens[i] : max_len;
         cr_assert(total <= 512 - 4);
         int32_t *tok = malloc(sizeof(int32_t) * (size_t)total);
-        for (int i = 0, at = 0; i < fx.n_prompts; at += (int)lens[i], i++) memcpy(tok + at, fx.prompt[i], sizeof(int32_t) * (size_t)lens[i]);
+        for (int i = 0, at = 0; i < fx.n_prompts; at += (int)lens[i], i++)
+            memcpy(tok + at, fx.prompt[i], sizeof(int32_t) * (size_t)lens[i]);
         rlx_flow *f = gen_flow(&fx, max_len, N);
         rlx_build_params bp = rlx_build_default_params();
         bp.device = RLX_DEVICE_SIMT;
@@ -521,7 +546,8 @@ Test(simt_tp, teacher_forced_decode_logits_match_tp1, .timeout = 600) {
         cr_assert_eq(rlx_model_build(f, fx.w, &bp, &m), RLX_OK, "%s: %s", name, rlx_last_error());
         cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
         rlx_generation *ref;
-        cr_assert_eq(rlx_generate(m, tok, lens, fx.n_prompts, &gp, NULL, &ref), RLX_OK, "%s: %s", name, rlx_last_error());
+        cr_assert_eq(rlx_generate(m, tok, lens, fx.n_prompts, &gp, NULL, &ref), RLX_OK, "%s: %s", name,
+                     rlx_last_error());
         const size_t step_cnt = (size_t)(fx.n_prompts * fx.V);
         float *want = malloc(sizeof(float) * step_cnt * (size_t)N), *got = malloc(sizeof(float) * step_cnt * (size_t)N);
         teacher_forced(name, &s, &m, 1, &fx, ref, N, want);
@@ -530,19 +556,23 @@ Test(simt_tp, teacher_forced_decode_logits_match_tp1, .timeout = 600) {
             rlx__tp_group g;
             rlx_comm_params cp = rlx_comm_default_params();
             cp.timeout_ms = 120000;
-            cr_assert_eq(rlx__tp_group_create(f, fx.w, &bp, tp, &cp, &g), RLX_OK, "%s tp %d: %s", name, tp, rlx_last_error());
+            cr_assert_eq(rlx__tp_group_create(f, fx.w, &bp, tp, &cp, &g), RLX_OK, "%s tp %d: %s", name, tp,
+                         rlx_last_error());
             rlx_session *ss[4];
             rlx_model *mm[4];
-            for (int r = 0; r < tp; r++) ss[r] = g.r[r].session, mm[r] = g.r[r].model;
+            for (int r = 0; r < tp; r++)
+                ss[r] = g.r[r].session, mm[r] = g.r[r].model;
             char what[96];
             snprintf(what, sizeof what, "%s tp %d", name, tp);
             teacher_forced(what, ss, mm, tp, &fx, ref, N, got);
             double mc, rel, agree;
             rlx__compare_logits(got, want, N * fx.n_prompts, fx.V, &mc, &rel, &agree);
             cr_expect(mc >= 0.999 && agree >= 0.95,
-                      "%s: teacher-forced decode logits vs tp 1 (%lld steps x %d prompts): min cosine %.6f, max|d|/max|ref| %.3g, argmax %.3f",
+                      "%s: teacher-forced decode logits vs tp 1 (%lld steps x %d prompts): min cosine %.6f, "
+                      "max|d|/max|ref| %.3g, argmax %.3f",
                       what, (long long)N, fx.n_prompts, mc, rel, agree);
-            fprintf(stderr, "simt-tp: %-28s teacher-forced decode vs tp 1: min cosine %.6f, argmax agreement %.3f\n", what, mc, agree);
+            fprintf(stderr, "simt-tp: %-28s teacher-forced decode vs tp 1: min cosine %.6f, argmax agreement %.3f\n",
+                    what, mc, agree);
             rlx__tp_group_free(&g);
         }
         free(want), free(got);
