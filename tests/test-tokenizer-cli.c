@@ -97,6 +97,11 @@ Test(tokenizer_cli, usage_and_model_errors) {
     cr_expect_eq(rlx("tokenize --model %s", fx("llama_bpe")), 2);
     cr_expect_eq(rlx("tokenize --model %s --text a --decode 1", fx("llama_bpe")), 2);
     cr_expect_eq(rlx("tokenize --model %s --decode 1,x", fx("llama_bpe")), 2);
+    cr_expect(strstr(err_text, "--decode:") && !strstr(err_text, "--tokens"), "a bad list names --decode: %s", err_text);
+    cr_expect_eq(rlx("tokenize --model %s --decode ''", fx("llama_bpe")), 2);
+    cr_expect(strstr(err_text, "--decode") && !strstr(err_text, "--tokens"), "%s", err_text);
+    cr_expect_eq(rlx("tokenize --model %s --decode 1,99999999999", fx("llama_bpe")), 2);
+    cr_expect(strstr(err_text, "--decode:") && strstr(err_text, "too large"), "%s", err_text);
     cr_expect_eq(rlx("tokenize --model %s --decode 1,999999", fx("llama_bpe")), 2);
     cr_expect(strstr(err_text, "999999"), "%s", err_text);
     cr_expect_eq(rlx("tokenize --model %s --text a --max-length 0", fx("llama_bpe")), 2);
@@ -104,8 +109,9 @@ Test(tokenizer_cli, usage_and_model_errors) {
     /* a model directory without tokenizer.json: every text command says so, exit 1 */
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/llama/gqa_tied_f32", rlxt_fixtures_dir());
-    const char *cmds[] = {"tokenize --model %s --text hi", "run --model %s --prompt hi --device cpu"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *cmds[] = {"tokenize --model %s --text hi", "run --model %s --prompt hi --device cpu",
+                          "generate --model %s --prompt hi --max-new-tokens 2 --device cpu"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         cr_expect_eq(rlx(cmds[i], dir), 1, "%s", cmds[i]);
         cr_expect(strstr(err_text, "tokenizer.json") && strstr(err_text, "missing"), "%s: %s", cmds[i], err_text);
         cr_expect_str_eq(out_text, "");
@@ -187,6 +193,140 @@ Test(tokenizer_cli, embed_text_equals_embed_tokens) {
     cr_expect_eq(rlx("embed --model %s --device cpu --text %s", dir, long_text), 2);
     cr_expect_eq(rlx("embed --model %s --device cpu --truncate --text %s", dir, long_text), 0, "%s", err_text);
     cr_expect(strstr(out_text, "(128 tokens)"), "%s", out_text);
+    rlxt_rmtree(tmp);
+    free(tmp);
+}
+
+/* ---- rlx generate --prompt (tests/fixtures/tokenizer/llama_bpe/generate_text.json, written by
+ * gen_generate_text_fixtures.py: transformers' greedy generate and tokenizer.decode) ---------------- */
+
+/* text as one single-quoted shell word */
+static void shell_quote(const char *text, char *out, size_t cap) {
+    size_t w = 0;
+    out[w++] = '\'';
+    for (const char *c = text; *c && w + 6 < cap; c++)
+        if (*c == '\'') memcpy(out + w, "'\\''", 4), w += 4;
+        else out[w++] = *c;
+    out[w++] = '\'';
+    out[w] = '\0';
+}
+
+static void ids_text(json_t *a, char *out, size_t cap) {
+    size_t w = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < json_array_size(a); k++)
+        w += (size_t)snprintf(out + w, cap - w, "%s%lld", k ? "," : "", (long long)json_integer_value(json_array_get(a, k)));
+}
+
+/* What `rlx generate` prints for a sequence's text: one line, control characters escaped. */
+static void one_line(const char *text, char *out, size_t cap) {
+    size_t w = 0;
+    for (const unsigned char *c = (const unsigned char *)text; *c && w + 5 < cap; c++)
+        if (*c == '\n') w += (size_t)snprintf(out + w, cap - w, "\\n");
+        else if (*c == '\t') w += (size_t)snprintf(out + w, cap - w, "\\t");
+        else if (*c == '\r') w += (size_t)snprintf(out + w, cap - w, "\\r");
+        else if (*c < 0x20 || *c == 0x7f) w += (size_t)snprintf(out + w, cap - w, "\\x%02x", *c);
+        else out[w++] = (char)*c;
+    out[w] = '\0';
+}
+
+static json_t *generate_text_fixture(void) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/tokenizer/llama_bpe/generate_text.json", rlxt_fixtures_dir());
+    json_error_t err;
+    json_t *j = json_load_file(path, 0, &err);
+    cr_assert(j, "%s: %s", path, err.text);
+    return j;
+}
+
+/* --out's file (the caller decrefs it); *seqs its "sequences" */
+static json_t *load_out(const char *path, json_t **seqs) {
+    json_error_t err;
+    json_t *j = json_load_file(path, 0, &err);
+    cr_assert(j, "%s: %s", path, err.text);
+    *seqs = json_object_get(j, "sequences");
+    return j;
+}
+
+Test(tokenizer_cli, generate_prompt_equals_tokens_and_transformers) {
+    json_t *fx_doc = generate_text_fixture(), *cases = json_object_get(fx_doc, "cases");
+    const int64_t max_new = json_integer_value(json_object_get(fx_doc, "max_new_tokens"));
+    size_t n = 0; /* the cases without an extra stop token, in one batch */
+    while (n < json_array_size(cases) && !json_object_get(json_array_get(cases, n), "stop_tokens")) n++;
+    cr_assert_geq(n, 3);
+    static char prompts[1 << 13], tokens[1 << 14], q[1024], ids[8][4096], want_line[4096], args[1 << 15];
+    size_t wp = 0, wt = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_array_get(cases, i);
+        const char *text = json_string_value(json_object_get(c, "text"));
+        shell_quote(text, q, sizeof q);
+        /* rlx tokenize gives transformers' ids for the prompt, and they go into --tokens as they are */
+        cr_assert_eq(rlx("tokenize --model %s --text %s", fx("llama_bpe"), q), 0, "%s", err_text);
+        ids_text(json_object_get(c, "ids"), ids[i], sizeof ids[i]);
+        char want[4200];
+        snprintf(want, sizeof want, "%s\n", ids[i]);
+        cr_expect_str_eq(out_text, want, "tokenize %s", q);
+        wp += (size_t)snprintf(prompts + wp, sizeof prompts - wp, " --prompt %s", q);
+        wt += (size_t)snprintf(tokens + wt, sizeof tokens - wt, " --tokens %s", ids[i]);
+    }
+    char *tmp = rlxt_tmpdir();
+    snprintf(args, sizeof args, "generate --model %s --device cpu --max-new-tokens %lld --out %s/p.json%s", fx("llama_bpe"),
+             (long long)max_new, tmp, prompts);
+    cr_assert_eq(rlx("%s", args), 0, "%s", err_text);
+    cr_expect_str_eq(err_text, "");
+    /* stdout: per sequence the ids line, then the text on one line in quotes */
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_array_get(cases, i);
+        char tk[4096], line[8300];
+        ids_text(json_object_get(c, "tokens"), tk, sizeof tk);
+        one_line(json_string_value(json_object_get(c, "decode_skip_special")), want_line, sizeof want_line);
+        snprintf(line, sizeof line, "\n  %s\n  '%s'\n", tk, want_line);
+        cr_expect(strstr(out_text, line), "sequence %zu: no\n%s\nin\n%s", i, line, out_text);
+    }
+    snprintf(args, sizeof args, "generate --model %s --device cpu --max-new-tokens %lld --out %s/t.json%s", fx("llama_bpe"),
+             (long long)max_new, tmp, tokens);
+    cr_assert_eq(rlx("%s", args), 0, "%s", err_text);
+    char pp[1300], pt[1300];
+    snprintf(pp, sizeof pp, "%s/p.json", tmp);
+    snprintf(pt, sizeof pt, "%s/t.json", tmp);
+    json_t *sp, *st, *jp = load_out(pp, &sp), *jt = load_out(pt, &st);
+    cr_assert(json_array_size(sp) == n && json_array_size(st) == n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *c = json_array_get(cases, i), *a = json_array_get(sp, i), *b = json_array_get(st, i);
+        /* --prompt's ids are transformers' (and tokenize's); --prompt and --tokens generate the same */
+        cr_expect(json_equal(json_object_get(a, "prompt"), json_object_get(c, "ids")), "sequence %zu: prompt ids", i);
+        cr_expect(json_equal(json_object_get(a, "prompt"), json_object_get(b, "prompt")), "sequence %zu", i);
+        cr_expect(json_equal(json_object_get(a, "tokens"), json_object_get(b, "tokens")), "sequence %zu: --prompt and --tokens differ", i);
+        cr_expect(json_equal(json_object_get(a, "tokens"), json_object_get(c, "tokens")), "sequence %zu: not transformers' greedy tokens", i);
+        cr_expect_str_eq(json_string_value(json_object_get(a, "finish")), json_string_value(json_object_get(c, "finish")));
+        /* the text: tokenizer.decode(tokens, skip_special_tokens=True), with or without --prompt */
+        const char *want = json_string_value(json_object_get(c, "decode_skip_special"));
+        cr_expect_str_eq(json_string_value(json_object_get(a, "text")), want, "sequence %zu", i);
+        cr_expect_str_eq(json_string_value(json_object_get(b, "text")), want, "sequence %zu", i);
+    }
+    json_decref(jp);
+    json_decref(jt);
+    /* an end token given with --stop-token: transformers stopped on it too */
+    for (size_t i = n; i < json_array_size(cases); i++) {
+        json_t *c = json_array_get(cases, i);
+        shell_quote(json_string_value(json_object_get(c, "text")), q, sizeof q);
+        cr_assert_eq(rlx("generate --model %s --device cpu --max-new-tokens %lld --prompt %s --stop-token %lld --out %s/s.json",
+                         fx("llama_bpe"), (long long)max_new, q,
+                         (long long)json_integer_value(json_array_get(json_object_get(c, "stop_tokens"), 0)), tmp),
+                     0, "%s", err_text);
+        snprintf(pp, sizeof pp, "%s/s.json", tmp);
+        json_t *ss, *js = load_out(pp, &ss), *s0 = json_array_get(ss, 0);
+        cr_expect(json_equal(json_object_get(s0, "tokens"), json_object_get(c, "tokens")), "stop case %zu", i);
+        cr_expect_str_eq(json_string_value(json_object_get(s0, "finish")), "stop");
+        cr_expect_str_eq(json_string_value(json_object_get(s0, "text")), json_string_value(json_object_get(c, "decode_skip_special")));
+        json_decref(js);
+    }
+    /* usage: --prompt is listed, and needs a value */
+    cr_expect_eq(rlx("generate --help"), 0);
+    cr_expect(strstr(out_text, "--prompt TEXT"), "%s", out_text);
+    cr_expect_eq(rlx("generate --model %s --max-new-tokens 2 --prompt", fx("llama_bpe")), 2);
+    cr_expect(strstr(err_text, "--prompt"), "%s", err_text);
+    json_decref(fx_doc);
     rlxt_rmtree(tmp);
     free(tmp);
 }

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Exit codes (scripts depend on them). */
 enum { CLI_OK = 0, CLI_RUNTIME = 1, CLI_USAGE = 2 };
@@ -27,8 +28,9 @@ const char *cli_echo(const char *s);
  * and how many it holds. */
 int cli_check_finite(const char *what, const float *x, int64_t rows, int64_t cols, const int64_t *lens, int64_t n_seqs);
 
-/* Token lists: "1,2,3". Returns 0 and a malloc'd array, or prints a usage error and returns 2. */
-int cli_parse_tokens(const char *text, int32_t **out, int64_t *n);
+/* Id lists: "1,2,3", the value of option opt (--tokens, --decode, ...). Returns 0 and a malloc'd
+ * array, or prints a usage error naming opt and returns 2. */
+int cli_parse_ids(const char *opt, const char *text, int32_t **out, int64_t *n);
 /* Device names: auto|cpu|cuda|simt. */
 int cli_parse_device(const char *text, rlx_device_kind *out);
 /* Positive integer option value. */
@@ -136,5 +138,29 @@ typedef struct rlx_tokenizer rlx_tokenizer;
 int cli_tokenizer_open(const char *model_dir, rlx_tokenizer **out);
 int cli_encode_texts(const rlx_tokenizer *tok, const char *const *texts, int n, int64_t max_length, int32_t **ids,
                      int64_t *lens);
+
+/* Prompts given as --tokens IDS and --prompt TEXT, mixed, in command-line order (rlx run,
+ * rlx generate; prompts.c). */
+#define CLI_MAX_PROMPTS 256
+typedef struct cli_prompts {
+    const char *arg[CLI_MAX_PROMPTS];
+    int is_text[CLI_MAX_PROMPTS]; /* arg[s] is a --prompt text, not ids */
+    int n, n_text;
+} cli_prompts;
+/* argv[*i] is --tokens or --prompt: takes it and its value (advancing *i) and returns 1; another
+ * option: 0; a missing value or too many prompts: prints the usage error and returns -1. */
+int cli_prompts_option(cli_prompts *p, int argc, char **argv, int *i);
+/* Every prompt as ids, packed in order into *tokens (malloc'd, at least one element) with lens[s]
+ * per prompt, *total and *max_len: --tokens lists parsed first (a usage error needs no model), then
+ * the texts encoded in one batch by model_dir's tokenizer.json, opened into *tok (NULL when no
+ * --prompt was given; the caller destroys it). Prints the error and returns the exit code. */
+int cli_prompts_pack(const cli_prompts *p, const char *model_dir, rlx_tokenizer **tok, int32_t **tokens, int64_t *lens,
+                     int64_t *total, int64_t *max_len);
+/* Every packed id below vocab; else a usage error naming the option, the id and the prompt
+ * (counted from 0 in command-line order). */
+int cli_prompts_check_vocab(const cli_prompts *p, const int32_t *tokens, const int64_t *lens, int64_t vocab);
+/* Writes text to f on one line: newline, tab and carriage return as \n, \t, \r, other control
+ * characters as \xNN. */
+void cli_put_one_line(FILE *f, const char *text, size_t n);
 
 #endif

@@ -13,7 +13,6 @@
 #include "rlx/encoder.h"
 #include "rlx/tokenizer.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,53 +20,13 @@
 
 #define MAX_SEQS 256
 
-/* "1,2,3" -> ids; usage error (2) naming opt on anything else. */
-static int parse_ids(const char *opt, const char *text, int32_t **out, int64_t *n) {
-    *out = NULL;
-    *n = 0;
-    if (!text || !*text) return cli_error(CLI_USAGE, "%s: the list is empty", opt);
-    size_t cap = 1;
-    for (const char *p = text; *p; p++) cap += *p == ',';
-    int32_t *ids = malloc(cap * sizeof *ids);
-    if (!ids) return cli_error(CLI_RUNTIME, "out of memory");
-    const char *p = text;
-    int64_t k = 0;
-    for (;;) {
-        while (*p == ' ') p++;
-        if (*p < '0' || *p > '9') {
-            free(ids);
-            return cli_error(CLI_USAGE, "%s: expected a non-negative integer at position %lld of '%s'", opt, (long long)(p - text) + 1, text);
-        }
-        errno = 0;
-        char *end;
-        long long v = strtoll(p, &end, 10);
-        if (errno || v > INT32_MAX) {
-            free(ids);
-            return cli_error(CLI_USAGE, "%s: id '%.*s' is too large", opt, (int)(end - p), p);
-        }
-        ids[k++] = (int32_t)v;
-        p = end;
-        while (*p == ' ') p++;
-        if (!*p) break;
-        if (*p != ',') {
-            free(ids);
-            return cli_error(CLI_USAGE, "%s: unexpected '%c' at position %lld of '%s' (ids are separated by commas)", opt, *p,
-                             (long long)(p - text) + 1, text);
-        }
-        p++;
-    }
-    *out = ids;
-    *n = k;
-    return CLI_OK;
-}
-
 /* Appends lists[0..n) parsed from args to one packed array. */
 static int pack_lists(const char *opt, const char **args, int n, int32_t **packed, int64_t *lens, int64_t *total) {
     *packed = NULL;
     *total = 0;
     for (int s = 0; s < n; s++) {
         int32_t *ids;
-        int rc = parse_ids(opt, args[s], &ids, &lens[s]);
+        int rc = cli_parse_ids(opt, args[s], &ids, &lens[s]);
         if (rc) {
             free(*packed);
             *packed = NULL;
@@ -154,7 +113,7 @@ static int cmd_embed(int argc, char **argv) {
     rlx_tokenizer *tok = NULL;
     int rc = CLI_OK;
     for (int q = 0; !rc && q < n_seqs; q++)
-        if (!is_text[q]) rc = parse_ids("--tokens", tok_args[q], &seq_ids[q], &lens[q]);
+        if (!is_text[q]) rc = cli_parse_ids("--tokens", tok_args[q], &seq_ids[q], &lens[q]);
     if (!rc && n_tt) rc = pack_lists("--token-types", tt_args, n_tt, &types, tt_lens, &tt_total);
 
     rlx_st_pipeline st = {.pool = RLX_POOL_MEAN};

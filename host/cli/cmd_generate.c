@@ -1,7 +1,11 @@
 /* rlx generate: prefill the prompts into a KV page pool, then decode steps (rlx_generate,
- * rlx/generate.h); prints the new ids per sequence and the time to first token / decode rate. */
+ * rlx/generate.h); prints the new ids per sequence (and their text when the model directory has a
+ * tokenizer.json) and the time to first token / decode rate. */
 #include "cli/cli.h"
 #include "rlx/generate.h"
+#include "rlx/tokenizer.h"
+
+#include <sys/stat.h>
 
 #include <errno.h>
 #include <jansson.h>
@@ -10,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SEQS 256
 #define MAX_STOP 64
 
 static int parse_real(const char *opt, const char *text, double lo, double hi, int lo_open, double *out) {
@@ -23,8 +26,10 @@ static int parse_real(const char *opt, const char *text, double lo, double hi, i
     return CLI_OK;
 }
 
-/* {"sequences": [{"prompt": [ids], "tokens": [new ids], "finish": "length" | "stop"}]} */
-static int write_json(const char *path, const rlx_generation *g, const int32_t *tokens, const int64_t *lens, int n) {
+/* {"sequences": [{"prompt": [ids], "tokens": [new ids], "finish": "length" | "stop"[, "text": "..."]}]}:
+ * "text" (the new tokens decoded) only where there is one. */
+static int write_json(const char *path, const rlx_generation *g, const int32_t *tokens, const int64_t *lens, int n,
+                      char *const *text, const size_t *text_bytes) {
     json_t *root = json_object(), *seqs = json_array();
     json_object_set_new(root, "sequences", seqs);
     int64_t at = 0;
@@ -38,6 +43,7 @@ static int write_json(const char *path, const rlx_generation *g, const int32_t *
         json_object_set_new(o, "prompt", pr);
         json_object_set_new(o, "tokens", tk);
         json_object_set_new(o, "finish", json_string(rlx_generation_stopped(g, i) == 1 ? "stop" : "length"));
+        if (text[i]) json_object_set_new(o, "text", json_stringn(text[i], text_bytes[i]));
         json_array_append_new(seqs, o);
     }
     int rc = json_dump_file(root, path, JSON_COMPACT) ? cli_error(CLI_RUNTIME, "--out %s: cannot write the file", path) : CLI_OK;
@@ -45,24 +51,39 @@ static int write_json(const char *path, const rlx_generation *g, const int32_t *
     return rc;
 }
 
+/* The tokenizer to print text with: the one --prompt opened, else DIR/tokenizer.json when there is
+ * one. Without it the command prints ids only, so a tokenizer rlx cannot read is a warning here,
+ * not an error: generating from ids never needed it. */
+static rlx_tokenizer *output_tokenizer(const char *model_dir, rlx_tokenizer *prompt_tok) {
+    if (prompt_tok) return prompt_tok;
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/tokenizer.json", model_dir) >= (int)sizeof path || stat(path, &st)) return NULL;
+    rlx_tokenizer *tok = NULL;
+    if (rlx_tokenizer_open(model_dir, &tok)) {
+        fprintf(stderr, "rlx: warning: %s: %s; printing ids only\n", path, rlx_last_error());
+        return NULL;
+    }
+    return tok;
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *model_dir = NULL, *out_path = NULL, *v;
-    const char *token_args[MAX_SEQS];
-    int n_seqs = 0, n_stop = 0, max_new_set = 0;
+    cli_prompts prompts = {0};
+    int n_stop = 0, max_new_set = 0;
     int32_t stop[MAX_STOP];
     rlx_generate_params gp = rlx_generate_default_params();
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     int64_t x, tp = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int taken = cli_prompts_option(&prompts, argc, argv, &i);
+        if (taken < 0) return CLI_USAGE;
+        if (taken) continue;
         if (cli_is_opt(a, "--model")) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--tp")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--tp")) || cli_parse_tp(v, &tp)) return CLI_USAGE;
-        } else if (cli_is_opt(a, "--tokens")) {
-            if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
-            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens lists", MAX_SEQS);
-            token_args[n_seqs++] = v;
         } else if (cli_is_opt(a, "--max-new-tokens")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--max-new-tokens")) ||
                 cli_parse_count("--max-new-tokens", v, 1, 1 << 24, &gp.max_new_tokens))
@@ -94,43 +115,27 @@ static int cmd_generate(int argc, char **argv) {
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "generate: --model DIR is required");
-    if (!n_seqs) return cli_error(CLI_USAGE, "generate: --tokens is required (e.g. --tokens 1,2,3)");
+    if (!prompts.n) return cli_error(CLI_USAGE, "generate: --tokens or --prompt is required (e.g. --tokens 1,2,3)");
     if (!max_new_set) return cli_error(CLI_USAGE, "generate: --max-new-tokens N is required");
     if (cli_tp_check_env(tp)) return CLI_USAGE;
 
+    const int n_seqs = prompts.n;
+    rlx_tokenizer *prompt_tok = NULL, *tok = NULL;
     int32_t *tokens = NULL;
-    int64_t lens[MAX_SEQS], total = 0, max_len = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        int32_t *ids;
-        int rc = cli_parse_tokens(token_args[s], &ids, &lens[s]);
-        if (rc) {
-            free(tokens);
-            return rc;
-        }
-        int32_t *nt = realloc(tokens, (size_t)(total + lens[s]) * sizeof *nt);
-        if (!nt) {
-            free(ids), free(tokens);
-            return cli_error(CLI_RUNTIME, "out of memory");
-        }
-        tokens = nt;
-        memcpy(tokens + total, ids, (size_t)lens[s] * sizeof *ids);
-        free(ids);
-        total += lens[s];
-        if (lens[s] > max_len) max_len = lens[s];
-    }
+    int64_t lens[CLI_MAX_PROMPTS], total, max_len;
+    char *text[CLI_MAX_PROMPTS] = {0};
+    size_t text_bytes[CLI_MAX_PROMPTS] = {0};
+    int rc = cli_prompts_pack(&prompts, model_dir, &prompt_tok, &tokens, lens, &total, &max_len);
+    if (rc) return rc;
     cli_llama l;
-    int rc = cli_llama_open(model_dir, &l);
     rlx_generation *g = NULL;
-    if (rc) {
+    if ((rc = cli_llama_open(model_dir, &l))) {
         free(tokens);
+        rlx_tokenizer_destroy(prompt_tok);
         return rc;
     }
-    for (int64_t t = 0; t < total; t++)
-        if (tokens[t] >= l.cfg.vocab_size) {
-            rc = cli_error(CLI_USAGE, "--tokens: id %ld is outside the vocabulary [0, %lld)", (long)tokens[t],
-                           (long long)l.cfg.vocab_size);
-            goto out;
-        }
+    if ((rc = cli_prompts_check_vocab(&prompts, tokens, lens, l.cfg.vocab_size))) goto out;
+    tok = output_tokenizer(model_dir, prompt_tok);
     for (int i = 0; i < n_stop; i++)
         if (stop[i] >= l.cfg.vocab_size) {
             rc = cli_error(CLI_USAGE, "--stop-token: id %ld is outside the vocabulary [0, %lld)", (long)stop[i], (long long)l.cfg.vocab_size);
@@ -166,6 +171,15 @@ static int cmd_generate(int argc, char **argv) {
         printf("rlx generate: rank %d of %d done (rank 0 prints the results)\n", l.group.first_rank, l.group.world);
         goto out;
     }
+    /* the new tokens as text, special tokens dropped (what transformers' text-generation pipeline
+     * prints); an id the tokenizer lacks (a checkpoint padded past its vocabulary) leaves that
+     * sequence without text */
+    for (int i = 0; tok && i < n_seqs; i++) {
+        int64_t k;
+        const int32_t *ids = rlx_generation_tokens(g, i, &k);
+        if (rlx_tokenizer_decode(tok, ids, k, 1, &text[i], &text_bytes[i]))
+            fprintf(stderr, "rlx: warning: sequence %d: no text: %s\n", i, rlx_last_error());
+    }
     const rlx_device_kind used = rlx_model_device(l.model);
     char tps[96] = "";
     if (tp > 1)
@@ -178,6 +192,11 @@ static int cmd_generate(int argc, char **argv) {
         printf("sequence %d (prompt %lld tokens): %lld new, finish %s\n  ", i, (long long)lens[i], (long long)k,
                rlx_generation_stopped(g, i) == 1 ? "stop" : "length");
         for (int64_t t = 0; t < k; t++) printf("%s%d", t ? "," : "", (int)ids[t]);
+        if (text[i]) {
+            printf("\n  '");
+            cli_put_one_line(stdout, text[i], text_bytes[i]);
+            printf("'");
+        }
         printf("\n");
     }
     rlx_generation_stats st;
@@ -189,8 +208,11 @@ static int cmd_generate(int argc, char **argv) {
     if (st.decode_tokens && st.decode_ms > 0) printf(" = %.1f tokens/s", 1e3 * (double)st.decode_tokens / st.decode_ms);
     printf("%s\nkv cache: %lld pages of %lld tokens, %.1f KiB%s, %lld calls\n", label, (long long)st.kv_pages, (long long)gp.page_size,
            (double)st.kv_bytes / 1024.0, tp > 1 ? " on rank 0 (its own kv heads)" : "", (long long)st.calls);
-    if (out_path && (rc = write_json(out_path, g, tokens, lens, n_seqs)) == CLI_OK) printf("sequences written to %s\n", out_path);
+    if (out_path && (rc = write_json(out_path, g, tokens, lens, n_seqs, text, text_bytes)) == CLI_OK) printf("sequences written to %s\n", out_path);
 out:
+    for (int i = 0; i < n_seqs; i++) rlx_free(text[i]);
+    if (tok != prompt_tok) rlx_tokenizer_destroy(tok);
+    rlx_tokenizer_destroy(prompt_tok);
     rlx_generation_destroy(g);
     cli_llama_close(&l);
     free(tokens);
@@ -202,9 +224,13 @@ const cli_command cli_cmd_generate = {
     .run = cmd_generate,
     .summary = "prefill the prompts, then decode new tokens over a KV cache (greedy or sampled)",
     .usage =
-    "usage: rlx generate --model DIR --tokens IDS [--tokens IDS ...] --max-new-tokens N [options]\n"
-    "  --model DIR            Hugging Face model directory (config.json + safetensors)\n"
+    "usage: rlx generate --model DIR (--tokens IDS | --prompt TEXT) [--tokens IDS | --prompt TEXT ...] --max-new-tokens N\n"
+    "                    [options]\n"
+    "  --model DIR            Hugging Face model directory (config.json + safetensors); with a tokenizer.json\n"
+    "                         the new tokens are printed as text too (special tokens dropped)\n"
     "  --tokens 1,2,3         one prompt's token ids; repeat for a batch (sequences finish independently)\n"
+    "  --prompt TEXT          one prompt as text, through the directory's tokenizer.json (BOS added as\n"
+    "                         the tokenizer's post-processor says); repeat for a batch, mix with --tokens\n"
     "  --max-new-tokens N     new tokens per sequence at most\n"
     "  --temperature T        0 (default): greedy; > 0: sampling from softmax(logits / T)\n"
     "  --top-k K              sampling: the K most likely tokens only (default 0: all)\n"
@@ -215,5 +241,6 @@ const cli_command cli_cmd_generate = {
     "  --device D             auto|cpu|cuda|simt (default auto: cuda when a GPU is present)\n"
     "  --tp N                 tensor parallelism over N ranks, each with a KV cache of its kv heads: N GPUs (NCCL),\n"
     "                         or N in-process ranks on cpu/simt; with RLX_WORLD_SIZE set, one rank of that job\n"
-    "  --out F.json           write {\"sequences\": [{\"prompt\": [ids], \"tokens\": [new ids], \"finish\": \"length\"|\"stop\"}]}\n",
+    "  --out F.json           write {\"sequences\": [{\"prompt\": [ids], \"tokens\": [new ids], \"finish\": \"length\"|\"stop\"}]},\n"
+    "                         each sequence with \"text\" too (its new tokens decoded) when there is a tokenizer.json\n",
 };

@@ -22,11 +22,7 @@ static void print_top_k(const float *row, int64_t V, int64_t k, const rlx_tokeni
         int32_t id = (int32_t)ids[i];
         if (tok && rlx_tokenizer_decode(tok, &id, 1, 0, &text, NULL) == RLX_OK) {
             printf("  '");
-            for (const char *c = text; *c; c++) /* one line per token: escape what would break it */
-                if (*c == '\n') printf("\\n");
-                else if (*c == '\t') printf("\\t");
-                else if (*c == '\r') printf("\\r");
-                else putchar(*c);
+            cli_put_one_line(stdout, text, strlen(text)); /* one line per token */
             printf("'");
         }
         rlx_free(text);
@@ -65,35 +61,24 @@ static int load_profile(const char *path, const rlx_weights *w, rlx_profile *out
                      rlx_last_error());
 }
 
-#define MAX_SEQS 256
-
 static int cmd_run(int argc, char **argv) {
     const char *model_dir = NULL, *logits_out = NULL, *profile_path = NULL;
-    const char *token_args[MAX_SEQS];
-    int is_prompt[MAX_SEQS]; /* token_args[s] is a --prompt text, not ids */
+    cli_prompts prompts = {0};
     rlx_fusion_policy fusion = RLX_FUSION_FUSED;
     int fusion_set = 0;
-    int n_seqs = 0, n_prompts = 0, all_logits = 0, truncate = 0, json = 0;
+    int all_logits = 0, truncate = 0, json = 0;
     rlx_weights_open_params open_params = rlx_weights_open_default_params();
     int64_t top_k = 5, tp = 1;
     rlx_device_kind dev = RLX_DEVICE_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int taken = cli_prompts_option(&prompts, argc, argv, &i);
+        if (taken < 0) return CLI_USAGE;
+        if (taken) continue;
         if (cli_is_opt(a, "--model")) {
             if (!(model_dir = cli_opt_value(argc, argv, &i, "--model"))) return CLI_USAGE;
         } else if (cli_is_opt(a, "--tp")) {
             if (!(v = cli_opt_value(argc, argv, &i, "--tp")) || cli_parse_tp(v, &tp)) return CLI_USAGE;
-        } else if (cli_is_opt(a, "--tokens")) {
-            if (!(v = cli_opt_value(argc, argv, &i, "--tokens"))) return CLI_USAGE;
-            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --prompt", MAX_SEQS);
-            is_prompt[n_seqs] = 0;
-            token_args[n_seqs++] = v;
-        } else if (cli_is_opt(a, "--prompt")) {
-            if (!(v = cli_opt_value(argc, argv, &i, "--prompt"))) return CLI_USAGE;
-            if (n_seqs == MAX_SEQS) return cli_error(CLI_USAGE, "at most %d --tokens / --prompt", MAX_SEQS);
-            is_prompt[n_seqs] = 1;
-            token_args[n_seqs++] = v;
-            n_prompts++;
         } else if (!strcmp(a, "--truncate")) {
             truncate = 1;
         } else if (cli_is_opt(a, "--device")) {
@@ -118,64 +103,18 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (!model_dir) return cli_error(CLI_USAGE, "run: --model DIR is required");
-    if (!n_seqs) return cli_error(CLI_USAGE, "run: --tokens is required, or --prompt (e.g. --tokens 1,2,3)");
+    if (!prompts.n) return cli_error(CLI_USAGE, "run: --tokens is required, or --prompt (e.g. --tokens 1,2,3)");
     if (cli_tp_check_env(tp)) return CLI_USAGE;
 
     /* --prompt texts go through the model directory's tokenizer.json */
+    const int n_seqs = prompts.n;
     rlx_tokenizer *tok = NULL;
-    int32_t *prompt_ids = NULL;
-    int64_t prompt_lens[MAX_SEQS], prompt_off = 0;
-    if (n_prompts) {
-        const char *texts[MAX_SEQS];
-        int k = 0;
-        for (int q = 0; q < n_seqs; q++)
-            if (is_prompt[q]) texts[k++] = token_args[q];
-        int rc = cli_tokenizer_open(model_dir, &tok);
-        if (!rc) rc = cli_encode_texts(tok, texts, n_prompts, 0, &prompt_ids, prompt_lens);
-        if (rc) {
-            rlx_tokenizer_destroy(tok);
-            return rc;
-        }
-    }
-
     int32_t *tokens = NULL;
-    int64_t lens[MAX_SEQS], total = 0, max_len = 0;
-    for (int s = 0, k = 0; s < n_seqs; s++) {
-        int32_t *ids;
-        int rc = CLI_OK;
-        if (is_prompt[s]) {
-            lens[s] = prompt_lens[k];
-            if (!(ids = malloc((size_t)(lens[s] ? lens[s] : 1) * sizeof *ids))) rc = cli_error(CLI_RUNTIME, "out of memory");
-            else memcpy(ids, prompt_ids + prompt_off, (size_t)lens[s] * sizeof *ids);
-            prompt_off += prompt_lens[k++];
-        } else {
-            rc = cli_parse_tokens(token_args[s], &ids, &lens[s]);
-        }
-        if (rc) {
-            free(tokens);
-            rlx_free(prompt_ids);
-            rlx_tokenizer_destroy(tok);
-            return rc;
-        }
-        int32_t *nt = realloc(tokens, (size_t)(total + lens[s] + 1) * sizeof *nt);
-        if (!nt) {
-            free(ids);
-            free(tokens);
-            rlx_free(prompt_ids);
-            rlx_tokenizer_destroy(tok);
-            return cli_error(CLI_RUNTIME, "out of memory");
-        }
-        tokens = nt;
-        memcpy(tokens + total, ids, (size_t)lens[s] * sizeof *ids);
-        free(ids);
-        total += lens[s];
-        if (lens[s] > max_len) max_len = lens[s];
-    }
-
-    rlx_free(prompt_ids);
+    int64_t lens[CLI_MAX_PROMPTS], total, max_len;
+    int rc = cli_prompts_pack(&prompts, model_dir, &tok, &tokens, lens, &total, &max_len);
+    if (rc) return rc;
     cli_llama l;
-    int rc = cli_llama_open_ex(model_dir, &open_params, &l);
-    if (rc) {
+    if ((rc = cli_llama_open_ex(model_dir, &open_params, &l))) {
         free(tokens);
         rlx_tokenizer_destroy(tok);
         return rc;
@@ -193,11 +132,7 @@ static int cmd_run(int argc, char **argv) {
         total = w;
         max_len = cap;
     }
-    for (int64_t t = 0; t < total; t++)
-        if (tokens[t] >= l.cfg.vocab_size) {
-            rc = cli_error(CLI_USAGE, "--tokens: id %ld is outside the vocabulary [0, %lld)", (long)tokens[t], (long long)l.cfg.vocab_size);
-            goto out;
-        }
+    if ((rc = cli_prompts_check_vocab(&prompts, tokens, lens, l.cfg.vocab_size))) goto out;
     if (max_len > l.cfg.max_position_embeddings) {
         rc = cli_error(CLI_USAGE, "--tokens/--prompt: %lld tokens exceed max_position_embeddings %lld (--truncate cuts them)",
                        (long long)max_len, (long long)l.cfg.max_position_embeddings);

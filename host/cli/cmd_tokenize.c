@@ -72,7 +72,7 @@ static int cmd_tokenize(int argc, char **argv) {
     int64_t list_n[MAX_TEXTS];
     int rc = CLI_OK, n_lists = 0;
     for (; n_lists < n_decodes && !rc; n_lists++)
-        rc = cli_parse_tokens(decodes[n_lists], &lists[n_lists], &list_n[n_lists]);
+        rc = cli_parse_ids("--decode", decodes[n_lists], &lists[n_lists], &list_n[n_lists]);
     if (rc) n_lists--;
     rlx_tokenizer *tok = NULL;
     if (!rc) rc = cli_tokenizer_open(model_dir, &tok);

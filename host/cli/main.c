@@ -50,10 +50,10 @@ int cli_status_error(rlx_status s, const char *what) {
     return cli_error(code, "%s: %s", what, *msg ? msg : rlx_status_string(s));
 }
 
-int cli_parse_tokens(const char *text, int32_t **out, int64_t *n) {
+int cli_parse_ids(const char *opt, const char *text, int32_t **out, int64_t *n) {
     *out = NULL;
     *n = 0;
-    if (!text || !*text) return cli_error(CLI_USAGE, "--tokens: the token list is empty");
+    if (!text || !*text) return cli_error(CLI_USAGE, "%s: the list of ids is empty", opt);
     size_t cap = 1;
     for (const char *p = text; *p; p++) cap += *p == ',';
     int32_t *ids = malloc(cap * sizeof *ids);
@@ -64,7 +64,7 @@ int cli_parse_tokens(const char *text, int32_t **out, int64_t *n) {
         while (*p == ' ') p++;
         if (*p < '0' || *p > '9') {
             free(ids);
-            return cli_error(CLI_USAGE, "--tokens: expected a non-negative integer at position %lld of '%s'", (long long)(p - text) + 1,
+            return cli_error(CLI_USAGE, "%s: expected a non-negative integer at position %lld of '%s'", opt, (long long)(p - text) + 1,
                              cli_echo(text));
         }
         errno = 0;
@@ -72,7 +72,7 @@ int cli_parse_tokens(const char *text, int32_t **out, int64_t *n) {
         long long v = strtoll(p, &end, 10);
         if (errno || v > INT32_MAX) {
             free(ids);
-            return cli_error(CLI_USAGE, "--tokens: id '%.*s' is too large", (int)(end - p) < 32 ? (int)(end - p) : 32, p);
+            return cli_error(CLI_USAGE, "%s: id '%.*s' is too large", opt, (int)(end - p) < 32 ? (int)(end - p) : 32, p);
         }
         ids[k++] = (int32_t)v;
         p = end;
@@ -80,7 +80,7 @@ int cli_parse_tokens(const char *text, int32_t **out, int64_t *n) {
         if (!*p) break;
         if (*p != ',') {
             free(ids);
-            return cli_error(CLI_USAGE, "--tokens: unexpected '%c' at position %lld of '%s' (ids are separated by commas)", *p,
+            return cli_error(CLI_USAGE, "%s: unexpected '%c' at position %lld of '%s' (ids are separated by commas)", opt, *p,
                              (long long)(p - text) + 1, cli_echo(text));
         }
         p++;
