@@ -29,6 +29,7 @@ RLX_ERR_INVALID_ARGUMENT = 1
 RLX_ERR_UNSUPPORTED = 4
 RLX_ERR_CONFIG = 5
 RLX_ERR_MISSING_WEIGHT = 6
+RLX_ERR_TOKEN_RANGE = 13
 
 # rlx_dtype
 DTYPE_F32, DTYPE_F16, DTYPE_BF16, DTYPE_I32 = 0, 1, 2, 3
@@ -40,6 +41,13 @@ FUSIONS = {"fused": 0, "none": 1}
 PRECISIONS = {"bf16": 0, "f32": 1, "f16": 2}
 # rlx_pool
 POOLS = {"none": 0, "cls": 1, "mean": 2}
+# rlx_kv_layout (kv.h)
+KV_LAYOUTS = {"nhd": 0, "hnd": 1}
+# tokenizer.h: rlx_tokenizer_model, rlx_tokenizer_utf8, RLX_TOKENIZER_MODEL_MAX_LENGTH, rlx_special_token
+TOKENIZER_MODELS = {0: "bpe", 1: "wordpiece"}
+TOKENIZER_UTF8_ERROR, TOKENIZER_UTF8_REPLACE = 0, 1
+TOKENIZER_MODEL_MAX_LENGTH = -1
+SPECIAL_TOKENS = {"bos": 0, "eos": 1, "unk": 2, "pad": 3, "cls": 4, "sep": 5, "mask": 6}
 
 
 class RopeParams(ctypes.Structure):  # rlx_rope_params (llama.h)
@@ -118,23 +126,49 @@ class OutputView(ctypes.Structure):  # rlx_output_view (flow.h)
                 ("device", c_enum), ("device_ordinal", ctypes.c_int), ("stream", ctypes.c_void_p)]
 
 
+class GenerateParams(ctypes.Structure):  # rlx_generate_params (generate.h)
+    _fields_ = [("max_new_tokens", ctypes.c_int64), ("temperature", ctypes.c_double), ("top_k", ctypes.c_int64),
+                ("top_p", ctypes.c_double), ("seed", ctypes.c_uint64), ("stop_tokens", ctypes.POINTER(ctypes.c_int32)),
+                ("n_stop_tokens", ctypes.c_int64), ("page_size", ctypes.c_int64), ("layout", c_enum)]
+
+
+class GenerationStats(ctypes.Structure):  # rlx_generation_stats (generate.h)
+    _fields_ = [("first_token_ms", ctypes.c_double), ("decode_ms", ctypes.c_double), ("decode_tokens", ctypes.c_int64),
+                ("calls", ctypes.c_int64), ("kv_pages", ctypes.c_int64), ("kv_bytes", ctypes.c_size_t)]
+
+
+class TokenizerEncodeParams(ctypes.Structure):  # rlx_tokenizer_encode_params (tokenizer.h)
+    _fields_ = [("add_special_tokens", ctypes.c_int), ("max_length", ctypes.c_int64), ("truncate_left", ctypes.c_int),
+                ("invalid_utf8", c_enum), ("threads", ctypes.c_int)]
+
+
 # Constants the ABI check holds to the headers: C name -> value here.
 CONSTANTS = {"RLX_OK": RLX_OK, "RLX_ERR_INVALID_ARGUMENT": RLX_ERR_INVALID_ARGUMENT,
              "RLX_ERR_UNSUPPORTED": RLX_ERR_UNSUPPORTED, "RLX_ERR_CONFIG": RLX_ERR_CONFIG,
-             "RLX_ERR_MISSING_WEIGHT": RLX_ERR_MISSING_WEIGHT, "RLX_MAX_DIMS": RLX_MAX_DIMS, "RLX_PROFILE_SOURCE_MAX": RLX_PROFILE_SOURCE_MAX,
+             "RLX_ERR_MISSING_WEIGHT": RLX_ERR_MISSING_WEIGHT, "RLX_ERR_TOKEN_RANGE": RLX_ERR_TOKEN_RANGE, "RLX_MAX_DIMS": RLX_MAX_DIMS, "RLX_PROFILE_SOURCE_MAX": RLX_PROFILE_SOURCE_MAX,
              "RLX_DTYPE_F32": DTYPE_F32, "RLX_DTYPE_F16": DTYPE_F16, "RLX_DTYPE_BF16": DTYPE_BF16,
              "RLX_DTYPE_I32": DTYPE_I32, "RLX_DEVICE_AUTO": DEVICE_AUTO, "RLX_DEVICE_CPU": DEVICE_CPU,
              "RLX_DEVICE_CUDA": DEVICE_CUDA, "RLX_DEVICE_SIMT": DEVICE_SIMT, "RLX_FUSION_FUSED": FUSIONS["fused"],
              "RLX_FUSION_NONE": FUSIONS["none"], "RLX_PRECISION_BF16": PRECISIONS["bf16"],
              "RLX_PRECISION_F32": PRECISIONS["f32"], "RLX_PRECISION_F16": PRECISIONS["f16"],
              "RLX_POOL_NONE": POOLS["none"], "RLX_POOL_CLS": POOLS["cls"], "RLX_POOL_MEAN": POOLS["mean"],
-             "RLX_VERSION_MAJOR": ABI_MAJOR, "RLX_VERSION_MINOR": ABI_MINOR}
+             "RLX_VERSION_MAJOR": ABI_MAJOR, "RLX_VERSION_MINOR": ABI_MINOR,
+             "RLX_KV_LAYOUT_NHD": KV_LAYOUTS["nhd"], "RLX_KV_LAYOUT_HND": KV_LAYOUTS["hnd"],
+             "RLX_TOKENIZER_BPE": 0, "RLX_TOKENIZER_WORDPIECE": 1,
+             "RLX_TOKENIZER_UTF8_ERROR": TOKENIZER_UTF8_ERROR, "RLX_TOKENIZER_UTF8_REPLACE": TOKENIZER_UTF8_REPLACE,
+             "RLX_TOKENIZER_MODEL_MAX_LENGTH": TOKENIZER_MODEL_MAX_LENGTH,
+             "RLX_SPECIAL_BOS": SPECIAL_TOKENS["bos"], "RLX_SPECIAL_EOS": SPECIAL_TOKENS["eos"],
+             "RLX_SPECIAL_UNK": SPECIAL_TOKENS["unk"], "RLX_SPECIAL_PAD": SPECIAL_TOKENS["pad"],
+             "RLX_SPECIAL_CLS": SPECIAL_TOKENS["cls"], "RLX_SPECIAL_SEP": SPECIAL_TOKENS["sep"],
+             "RLX_SPECIAL_MASK": SPECIAL_TOKENS["mask"]}
 
 # The structs the ABI check holds to the headers: ctypes class -> C type name.
 STRUCTS = {RopeParams: "rlx_rope_params", LlamaConfig: "rlx_llama_config", LlamaRecipeParams: "rlx_llama_recipe_params",
            Profile: "rlx_profile", BuildParams: "rlx_build_params", TensorView: "rlx_tensor_view",
            EncoderConfig: "rlx_encoder_config", StPipeline: "rlx_st_pipeline", EncoderRecipeParams: "rlx_encoder_recipe_params",
-           NamedIds: "rlx_named_ids", PrefillBatch: "rlx_prefill_batch", OutputView: "rlx_output_view"}
+           NamedIds: "rlx_named_ids", PrefillBatch: "rlx_prefill_batch", OutputView: "rlx_output_view",
+           GenerateParams: "rlx_generate_params", GenerationStats: "rlx_generation_stats",
+           TokenizerEncodeParams: "rlx_tokenizer_encode_params"}
 
 P = ctypes.POINTER
 vp = ctypes.c_void_p
@@ -194,6 +228,30 @@ FUNCTIONS = {
     "rlx_encoder_recipe_default_params": (EncoderRecipeParams, []),
     "rlx_encoder_flow": (c_status, [P(EncoderConfig), P(EncoderRecipeParams), P(vp)]),
     "rlx_session_prefill_ex": (c_status, [vp, P(PrefillBatch), vp]),
+    # kv.h, generate.h
+    "rlx_model_max_context": (i64, [vp]),
+    "rlx_generate_default_params": (GenerateParams, []),
+    "rlx_generate": (c_status, [vp, P(ctypes.c_int32), P(i64), i64, P(GenerateParams), vp, P(vp)]),
+    "rlx_generation_destroy": (None, [vp]),
+    "rlx_generation_count": (i64, [vp]),
+    "rlx_generation_tokens": (P(ctypes.c_int32), [vp, i64, P(i64)]),
+    "rlx_generation_stopped": (ctypes.c_int, [vp, i64]),
+    "rlx_generation_get_stats": (c_status, [vp, P(GenerationStats)]),
+    "rlx_eos_tokens": (c_status, [vp, P(ctypes.c_int32), i64, P(i64)]),
+    # tokenizer.h
+    "rlx_tokenizer_open": (c_status, [ctypes.c_char_p, P(vp)]),
+    "rlx_tokenizer_destroy": (None, [vp]),
+    "rlx_tokenizer_encode_default_params": (TokenizerEncodeParams, []),
+    "rlx_tokenizer_encode_batch": (c_status, [vp, P(ctypes.c_char_p), P(ctypes.c_size_t), i64, P(TokenizerEncodeParams),
+                                              P(vp), P(i64)]),
+    "rlx_tokenizer_decode": (c_status, [vp, P(ctypes.c_int32), i64, ctypes.c_int, P(vp), P(ctypes.c_size_t)]),
+    "rlx_tokenizer_model_kind": (c_enum, [vp]),
+    "rlx_tokenizer_vocab_size": (i64, [vp]),
+    "rlx_tokenizer_model_max_length": (i64, [vp]),
+    "rlx_tokenizer_token_to_id": (ctypes.c_int32, [vp, ctypes.c_char_p]),
+    "rlx_tokenizer_id_to_token": (ctypes.c_char_p, [vp, ctypes.c_int32]),
+    "rlx_tokenizer_is_special": (ctypes.c_int, [vp, ctypes.c_int32]),
+    "rlx_tokenizer_special_id": (ctypes.c_int32, [vp, c_enum]),
 }
 
 

@@ -20,7 +20,8 @@ spec = importlib.util.spec_from_file_location("rlx_capi", os.path.join(here, "..
 capi = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(capi)
 
-lines = ["#include <rlx/flow.h>", "#include <rlx/encoder.h>", "#include <rlx/profile.h>", "#include <stddef.h>",
+lines = ["#include <rlx/flow.h>", "#include <rlx/encoder.h>", "#include <rlx/profile.h>", "#include <rlx/generate.h>",
+         "#include <rlx/tokenizer.h>", "#include <stddef.h>",
          "#include <stdio.h>", "int main(void) {"]
 for cls, cname in capi.STRUCTS.items():
     lines.append('    printf("S %s %%zu\\n", sizeof(%s));' % (cname, cname))
