@@ -36,6 +36,7 @@ void rlx__plan_free(rlx__plan *p) {
     free(p->buf);
     free(p->dw);
     free(p->used_weight);
+    free(p->act_copy);
     free(p->offset);
     free(p->bytes);
     free(p->missed);
@@ -76,7 +77,7 @@ static rlx__kernel *add_kernel(planner *pl, rlx__kkind kind, const rlx__stage *s
     memset(k, 0, sizeof *k);
     k->kind = kind;
     k->in[0] = k->in[1] = k->in[2] = k->in[3] = -1;
-    k->out = k->out2 = k->w = k->bias = k->residual = k->gamma = -1;
+    k->out = k->out2 = k->w = k->bias = k->residual = k->gamma = k->shadow = -1;
     k->kv_layer = k->kv_k = k->kv_v = -1;
     k->st = st;
     return k;
@@ -105,6 +106,7 @@ static int add_buf(planner *pl, rlx__rows rows, int64_t cols, int kind) {
     b->fixed_rows = 0;
     b->cols = cols;
     b->kind = kind;
+    b->stream = 0;
     b->elem = kind == 0 ? (p->act_dtype == RLX_K_F32 ? 4 : 2) : 4;
     return p->n_buf++;
 }
@@ -535,6 +537,115 @@ static void plan_stages(planner *pl) {
     free(pats);
 }
 
+/* ---- the f32 residual stream (precision.mixed = "auto"; plan.h) ------------------------------------ */
+
+static int is_f32(const rlx__plan *p, int b) { return b >= 0 && p->buf[b].stream; }
+
+/* Kernels that can write the bf16 copy of the f32 stream buffer b as they touch it. */
+static int can_shadow(const rlx__plan *p, const rlx__kernel *k, int b) {
+    if (!k->resid) return 0;
+    switch (k->kind) {
+    case RLX__K_EMBED:
+    case RLX__K_EMBED_ROWSCALE: return k->out == b;
+    case RLX__K_ADD:
+    case RLX__K_ADD_ROWSCALE: return k->out == b && k->resid == 1;
+    case RLX__K_ROWSCALE: return k->in[0] == b;
+    default: (void)p; return 0;
+    }
+}
+
+/* The activation-dtype copy of f32 buffer b for the reader about to be appended to out[0..*n):
+ * the shadow a kernel already writes, or one a writer of b takes on, or a residual_cast appended
+ * now (it runs right before the reader). */
+static int act_copy_of(planner *pl, rlx__kernel *out, int *n, int b, const rlx__stage *reader) {
+    rlx__plan *p = pl->p;
+    if (p->act_copy[b] >= 0) return p->act_copy[b];
+    const int sh = add_buf(pl, p->buf[b].rows, p->buf[b].cols, 0);
+    if (sh < 0) return -1;
+    p->buf[sh].fixed_rows = p->buf[b].fixed_rows;
+    p->act_copy[b] = sh;
+    for (int i = *n - 1; i >= 0; i--)
+        if (can_shadow(p, &out[i], b)) {
+            out[i].shadow = sh;
+            return sh;
+        }
+    rlx__kernel *c = &out[(*n)++];
+    memset(c, 0, sizeof *c);
+    c->kind = RLX__K_RESIDUAL_CAST;
+    c->in[0] = b, c->in[1] = c->in[2] = c->in[3] = -1;
+    c->out = sh;
+    c->out2 = c->w = c->bias = c->residual = c->gamma = c->shadow = -1;
+    c->resid = 1;
+    c->st = reader;
+    return sh;
+}
+
+static void plan_residual_stream(planner *pl) {
+    const rlx_model *m = pl->m;
+    rlx__plan *p = pl->p;
+    const int nv = m->list.n_values;
+    unsigned char *res = rlx__malloc((size_t)nv + 1, "the residual-stream mask");
+    if (!res) {
+        pl->err = RLX_ERR_OUT_OF_MEMORY;
+        return;
+    }
+    rlx__slist_residual_stream(&m->list, res);
+    for (int v = 0; v < nv; v++)
+        if (res[v] && p->buf[v].kind == 0) p->buf[v].kind = 1, p->buf[v].elem = 4, p->buf[v].stream = 1, p->n_f32_resid++;
+    free(res);
+    if (!p->n_f32_resid) return;
+    /* every reader needs at most one copy kernel in front of it: at most twice as many entries */
+    rlx__kernel *out = rlx__calloc((size_t)p->n * 2 + 1, sizeof *out, "the kernel plan");
+    p->act_copy = rlx__malloc(((size_t)p->n_buf * 2 + (size_t)p->n * 2 + 1) * sizeof(int), "the residual-stream copies");
+    if (!out || !p->act_copy) {
+        free(out);
+        pl->err = RLX_ERR_OUT_OF_MEMORY;
+        return;
+    }
+    for (int b = 0; b < p->n_buf * 2 + p->n * 2 + 1; b++) p->act_copy[b] = -1;
+    int n = 0;
+    for (int i = 0; i < p->n && !pl->err; i++) {
+        rlx__kernel k = p->k[i];
+        switch (k.kind) {
+        case RLX__K_EMBED:
+        case RLX__K_EMBED_ROWSCALE: k.resid = is_f32(p, k.out); break;
+        case RLX__K_ADD:
+        case RLX__K_ADD_ROWSCALE:
+            if (!is_f32(p, k.out)) break;
+            if (!is_f32(p, k.in[0])) { /* the stream operand first: a is f32, b the branch */
+                const int t = k.in[0];
+                k.in[0] = k.in[1], k.in[1] = t;
+            }
+            k.resid = is_f32(p, k.in[1]) ? 2 : 1;
+            break;
+        case RLX__K_ROWSCALE:
+        case RLX__K_RMS_NORM:
+        case RLX__K_LAST_TOKEN:
+        case RLX__K_LAST_TOKEN_NORM: k.resid = is_f32(p, k.in[0]); break;
+        case RLX__K_GEMM:
+            /* C = D in f32 (cuBLASLt: C has D's type); the operand X is the stream's bf16 copy */
+            if (is_f32(p, k.residual) != is_f32(p, k.out))
+                pl->err = rlx__fail(RLX_ERR_INTERNAL, "planner: GEMM %s adds an %s residual into an %s output", k.st->name,
+                                    is_f32(p, k.residual) ? "f32" : "activation", is_f32(p, k.out) ? "f32" : "activation");
+            if (is_f32(p, k.in[0])) k.in[0] = act_copy_of(pl, out, &n, k.in[0], k.st);
+            break;
+        case RLX__K_CUSTOM:
+            for (int j = 0; j < k.st->n_in; j++)
+                if (is_f32(p, k.st->in[j]) && k.st->in[j] != m->tokens) act_copy_of(pl, out, &n, k.st->in[j], k.st);
+            break;
+        default:
+            for (int j = 0; j < 4; j++)
+                if (is_f32(p, k.in[j]) && p->buf[k.in[j]].rows != RLX__ROWS_FIXED) k.in[j] = act_copy_of(pl, out, &n, k.in[j], k.st);
+            break;
+        }
+        out[n++] = k;
+    }
+    free(p->k);
+    p->k = out;
+    p->n = n;
+    p->cap = n;
+}
+
 /* ---- arena by liveness ---------------------------------------------------------------------------- */
 
 typedef struct live {
@@ -560,16 +671,16 @@ static int64_t cap_rows(const rlx_model *m, const rlx__buf *b) {
     return 0;
 }
 
-static int kernel_touches(const rlx__kernel *k, int b, int *writes) {
+static int kernel_touches(const rlx__plan *p, const rlx__kernel *k, int b, int *writes) {
     if (k->kind == RLX__K_CUSTOM) { /* up to 8 inputs and 4 outputs: the stage's own lists */
         *writes = 0;
         for (int j = 0; j < k->st->n_out; j++) *writes |= k->st->out[j] == b;
         if (*writes) return 1;
         for (int j = 0; j < k->st->n_in; j++)
-            if (k->st->in[j] == b) return 1;
+            if (k->st->in[j] == b || (p->act_copy && p->act_copy[k->st->in[j]] == b)) return 1;
         return 0;
     }
-    *writes = k->out == b || k->out2 == b;
+    *writes = k->out == b || k->out2 == b || k->shadow == b;
     if (*writes) return 1;
     for (int j = 0; j < 4; j++)
         if (k->in[j] == b) return 1;
@@ -594,7 +705,7 @@ static rlx_status plan_arena(const rlx_model *m, rlx__plan *p) {
         if (bf->value >= 0 && bf->value == m->tokens) first = -1;
         for (int i = 0; i < p->n; i++) {
             int w;
-            if (!kernel_touches(&p->k[i], b, &w)) continue;
+            if (!kernel_touches(p, &p->k[i], b, &w)) continue;
             if (w && first == -2) first = i;
             last = i;
         }
@@ -699,6 +810,7 @@ rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdt
         if (b >= 0) p->buf[b].value = v, p->buf[b].fixed_rows = val->fixed_rows;
     }
     plan_stages(&pl);
+    if (!pl.err && act == RLX_K_BF16 && m->profile.mixed == RLX_MIXED_AUTO) plan_residual_stream(&pl);
     if ((s = pl.err)) goto out;
     p->output_buf = m->output;
     for (int i = p->n - 1; i >= 0; i--)
@@ -717,6 +829,7 @@ rlx_status rlx__plan_build(const rlx_model *m, rlx_fusion_policy policy, rlx_kdt
             }
             break;
         }
+    if (p->buf[m->output].kind == 1) p->output_f32 = 1; /* a stream value as the output: f32 */
     if (p->output_f32) p->buf[m->output].kind = 1, p->buf[m->output].elem = 4;
     for (int i = 0; i < p->n; i++) {
         const rlx__kernel *k = &p->k[i];
@@ -773,7 +886,7 @@ double rlx__kernel_bytes(const rlx__plan *p, const rlx_model *m, const rlx__kern
         if (k->in[j] < 0 || p->buf[k->in[j]].rows == RLX__ROWS_FIXED) continue; /* rope tables: small */
         b += buf_bytes(p, k->in[j], T, S);
     }
-    b += buf_bytes(p, k->out, T, S) + buf_bytes(p, k->out2, T, S) + buf_bytes(p, k->residual, T, S);
+    b += buf_bytes(p, k->out, T, S) + buf_bytes(p, k->out2, T, S) + buf_bytes(p, k->residual, T, S) + buf_bytes(p, k->shadow, T, S);
     if (k->kind != RLX__K_KV_WRITE) b += buf_bytes(p, k->kv_k, T, S) + buf_bytes(p, k->kv_v, T, S); /* attention reads K and V */
     if (k->kind == RLX__K_EMBED || k->kind == RLX__K_EMBED_ROWSCALE)
         b += buf_bytes(p, k->out, T, S); /* the gathered rows, not the whole table */
@@ -805,8 +918,10 @@ rlx_status rlx__plan_format(const rlx__plan *p, const rlx_model *m, char **text)
         int w_ = snprintf(t + len, cap - len, __VA_ARGS__);                    \
         if (w_ > 0) len = len + (size_t)w_ < cap ? len + (size_t)w_ : cap - 1; \
     } while (0)
-    OUT("kernel plan: fusion %s, %d kernels, %s activations; arena %s at capacity (%s without reuse); %s moved per prefill at capacity\n",
-        p->policy == RLX_FUSION_FUSED ? "fused" : "none", p->n, p->act_dtype == RLX_K_F32 ? "f32" : "bf16", h1, h2, h3);
+    char stream[96] = "";
+    if (p->n_f32_resid) snprintf(stream, sizeof stream, ", f32 residual stream (%d buffers)", p->n_f32_resid);
+    OUT("kernel plan: fusion %s, %d kernels, %s activations%s; arena %s at capacity (%s without reuse); %s moved per prefill at capacity\n",
+        p->policy == RLX_FUSION_FUSED ? "fused" : "none", p->n, p->act_dtype == RLX_K_F32 ? "f32" : "bf16", stream, h1, h2, h3);
     for (int i = 0; i < p->n; i++) {
         const rlx__kernel *k = &p->k[i];
         char hb[32];
@@ -814,7 +929,10 @@ rlx_status rlx__plan_format(const rlx__plan *p, const rlx_model *m, char **text)
         OUT("%4d  %-20s %10s  ", i, rlx__kernel_name(k->kind), hb);
         for (int j = 0; j < k->n_stages; j++) OUT("%s%s", j ? " + " : "", m->list.stages[k->stages[j]].name);
         if (k->kind == RLX__K_ROWSCALE) OUT("(row scales of %s)", m->list.stages[k->st - m->list.stages].name);
-        if (k->residual >= 0) OUT("  [+residual]");
+        if (k->kind == RLX__K_RESIDUAL_CAST) OUT("(bf16 copy of the f32 stream for %s)", k->st->name);
+        if (k->residual >= 0) OUT("  [+residual%s]", p->buf[k->residual].stream ? " f32" : "");
+        if (k->resid && k->kind != RLX__K_RESIDUAL_CAST) OUT("  [f32 stream]");
+        if (k->shadow >= 0) OUT("  [+bf16 copy]");
         if (k->kind == RLX__K_ALL_REDUCE || k->kind == RLX__K_ALL_GATHER) OUT("  [%d tp ranks]", m->tp_size);
         if (after_all_reduce(p, i)) OUT("  [residual add + row scales after the all_reduce]");
         if (k->w >= m->n_weights) OUT("  [gamma-folded packed weight]");

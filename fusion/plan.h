@@ -31,6 +31,15 @@
  * A custom stage (tier 2) is one kernel-plan entry of its own (its stage's in/out lists are its
  * buffers); no rule matches across it.
  *
+ * The f32 residual stream (precision.mixed = "auto", bf16 activations; docs/numerics.md): the
+ * values rlx__slist_residual_stream marks (the embedding, every residual add, their last-token
+ * rows) are f32 buffers. The residual GEMMs (o_proj, down) take C and write D in f32 from bf16
+ * operands; the kernel that computes a stream row's scales (embed_f32, residual_rowscale,
+ * residual_add) also writes its bf16 copy, the "shadow", which the next packed GEMM reads; norms
+ * of the stream read f32 (residual_rms_norm). Any other kernel that reads a stream value gets its
+ * shadow; where no kernel writes one, a residual_cast entry does. Nothing else changes: attention,
+ * SwiGLU and every packed buffer stay bf16.
+ *
  * Tensor parallelism (the list is already one rank's, dist/shard.h): each all_reduce is one plan
  * entry on the communicator (out-of-place, in the activation dtype). Its consumer fuses the
  * residual add and the next norm's row scales (add_rowscale): the partial sums cannot take the
@@ -80,7 +89,8 @@ extern "C" {
     X(RLX__K_ALL_REDUCE, "all_reduce", 0)                     \
     X(RLX__K_ALL_GATHER, "all_gather", 0)                     \
     X(RLX__K_KV_WRITE, "kv_write", 0)                         \
-    X(RLX__K_DECODE_ATTENTION, "decode_attention", 0)
+    X(RLX__K_DECODE_ATTENTION, "decode_attention", 0)         \
+    X(RLX__K_RESIDUAL_CAST, "residual_cast", 0)
 
 typedef enum rlx__kkind {
 #define RLX__K_ENUM(e, name, standalone) e,
@@ -103,6 +113,7 @@ typedef struct rlx__buf {
     int64_t cols;
     int elem;         /* bytes per element */
     int kind;         /* 0 activation (act dtype), 1 f32, 2 i32 */
+    int stream;       /* 1: a residual-stream value kept in f32 (precision.mixed = "auto") */
 } rlx__buf;
 
 /* A weight the planner derives: rows of source weights stacked, each column c scaled by γ[c]
@@ -132,6 +143,12 @@ typedef struct rlx__kernel {
     int kv_layer;
     int kv_k, kv_v;
     int kv_only;                        /* kv_write: runs only in KV-cache calls (unfused plans) */
+    /* the f32 residual stream (precision.mixed = "auto"): resid = 1 when the kernel's stream side
+     * is f32 — the output of embed(_rowscale) and add(_rowscale), the input of rms_rowscale,
+     * rms_norm, last_token(_rms_norm); 2 for an add of two f32 operands. shadow: the bf16 copy of
+     * that f32 buffer the kernel also writes (-1 = none). */
+    int resid;
+    int shadow;
 } rlx__kernel;
 
 typedef struct rlx__plan {
@@ -150,6 +167,8 @@ typedef struct rlx__plan {
     size_t arena_bytes;      /* peak activation bytes at capacity (max tokens, max sequences) */
     size_t naive_bytes;      /* what the activations would take without reuse */
     int output_buf;          /* buffer of the model's output */
+    int n_f32_resid;         /* residual-stream buffers kept in f32 (precision.mixed = "auto"), 0 = none */
+    int *act_copy;           /* [n_buf]: the activation-dtype copy of an f32 residual buffer, -1 = none */
     int output_f32;          /* the output is written in f32 (by a GEMM), else in act_dtype */
     char *missed;            /* fused policy: standalone passes left, "layer: stage (why)"; NULL if clean */
     int n_missed;

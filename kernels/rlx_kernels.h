@@ -203,6 +203,31 @@ RLX_KDECL(scale_rows, void *y, const void *x, const float *s, const void *gamma,
 RLX_KDECL(swiglu_scaled, void *y, const void *gu, const float *s, int64_t rows, int64_t I, int64_t ld_gu,
           rlx_kdtype dt, void *stream)
 
+/* ---- the f32 residual stream (precision.mixed = "auto"): kernels/fused_norm.cu, kernels/rms_norm.cu.
+ * The stream is f32; a GEMM reads its bf16 copy ("shadow", xb) that the kernel touching the row
+ * also writes, with the row scales s taken over the f32 values. dt is the shadow's (and b's, γ's,
+ * the table's) dtype. xb and s may be NULL where named. ---- */
+
+/* s[r] = 1/sqrt(mean(x[r]²) + eps), xb = x rounded to dt; x f32 [rows, cols]; s or xb NULL (not
+ * both: xb alone is the cast a non-GEMM reader needs). */
+RLX_KDECL(residual_rowscale, float *s, void *xb, const float *x, int64_t rows, int64_t cols, float eps, rlx_kdtype dt,
+          void *stream)
+
+/* y = a + b, xb = y rounded to dt, s of y (f32): a, y f32 [rows, cols] (y may equal a), b in dt (a GEMM's
+ * output, an all_reduce's); xb, s NULL for none. */
+RLX_KDECL(residual_add, float *y, void *yb, float *s, const float *a, const void *b, int64_t rows, int64_t cols, float eps,
+          rlx_kdtype dt, void *stream)
+
+/* y[t] = table[tokens[t]] in f32 (exact), yb the same rows in dt, s of y; table in dt [V, H]; yb, s NULL
+ * for none. Token ids validated by the caller. */
+RLX_KDECL(embed_f32, float *y, void *yb, float *s, const int32_t *tokens, const void *table, int64_t T, int64_t H, float eps,
+          rlx_kdtype dt, void *stream)
+
+/* rms_norm of an f32 row into dt: y[r] = γ·(x[src] / sqrt(mean(x[src]²) + eps)), src = r, or with
+ * seq_start the last token of sequence r (rows = n_seqs, the final norm fused with the gather). */
+RLX_KDECL(residual_rms_norm, void *y, const float *x, const void *gamma, const int32_t *seq_start, int64_t rows, int64_t cols,
+          float eps, rlx_kdtype dt, void *stream)
+
 /* ---- encoder primitives (kernels/encoder.cu) ---- */
 
 /* LayerNorm with population variance: y = (x + residual − mean)/sqrt(var + eps)·γ + β per row;

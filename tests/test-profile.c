@@ -37,7 +37,7 @@ Test(profile, prefill_preset_defaults) {
     cr_expect_eq(p.constant_folding, 1);
     cr_expect_eq(p.verbose, 0);
     cr_expect_eq(p.compute, RLX_PRECISION_BF16);
-    cr_expect_eq(p.mixed, RLX_MIXED_NONE);
+    cr_expect_eq(p.mixed, RLX_MIXED_AUTO);
     cr_expect_eq(p.attention_block_q, 0);
     cr_expect_eq(p.gemm_workspace_mb, 32);
     cr_expect_eq(p.cuda_graphs, 0);

@@ -23,7 +23,7 @@ static void prefill_preset(rlx_profile *p) {
     p->constant_folding = 1;
     p->verbose = 0;
     p->compute = RLX_PRECISION_BF16;
-    p->mixed = RLX_MIXED_NONE;
+    p->mixed = RLX_MIXED_AUTO; /* the f32 residual stream: docs/numerics.md, "The default" */
     p->attention_block_q = 0;
     p->gemm_workspace_mb = 32;
     p->cuda_graphs = 0;

@@ -480,9 +480,7 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
 
     if (p.device != RLX_DEVICE_CPU && !p.plan_only) {
         /* settings a device build cannot honour yet are refused, never ignored */
-        const char *no = prof.mixed == RLX_MIXED_AUTO ? "precision.mixed = \"auto\" (an f32 residual stream)"
-                         : prof.attention_block_q    ? "kernels.attention_block_q other than 0"
-                                                     : NULL;
+        const char *no = prof.attention_block_q ? "kernels.attention_block_q other than 0" : NULL;
         if (no)
             return rlx__fail(RLX_ERR_UNSUPPORTED, "profile %s: %s is not implemented on devices yet", prof.source, no);
     }

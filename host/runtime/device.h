@@ -38,6 +38,11 @@ typedef struct rlx__kernel_table {
     int (*add_rowscale)(void *, float *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*embed_rowscale)(void *, float *, const int32_t *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
     int (*swiglu_scaled)(void *, const void *, const float *, int64_t, int64_t, int64_t, rlx_kdtype, void *);
+    /* the f32 residual stream (precision.mixed = "auto") */
+    int (*residual_rowscale)(float *, void *, const float *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*residual_add)(float *, void *, float *, const float *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*embed_f32)(float *, void *, float *, const int32_t *, const void *, int64_t, int64_t, float, rlx_kdtype, void *);
+    int (*residual_rms_norm)(void *, const float *, const void *, const int32_t *, int64_t, int64_t, float, rlx_kdtype, void *);
     /* encoder primitives */
     int (*layer_norm)(void *, const void *, const void *, const void *, const void *, int64_t, int64_t, float, rlx_kdtype,
                       void *);
@@ -57,6 +62,8 @@ typedef struct rlx__kernel_table {
         .decode_attention = P##decode_attention, .kv_write = P##kv_write,                             \
         .rms_rowscale = P##rms_rowscale, .add_rowscale = P##add_rowscale,                             \
         .embed_rowscale = P##embed_rowscale, .swiglu_scaled = P##swiglu_scaled,                       \
+        .residual_rowscale = P##residual_rowscale, .residual_add = P##residual_add,                   \
+        .embed_f32 = P##embed_f32, .residual_rms_norm = P##residual_rms_norm,                         \
         .layer_norm = P##layer_norm, .gelu = P##gelu, .gather_add = P##gather_add,                    \
         .slice_cols = P##slice_cols, .seq_pool = P##seq_pool, .l2_normalize = P##l2_normalize,        \
     }

@@ -240,8 +240,21 @@ static int custom_reads(const rlx_model *m, int v) {
     return 0;
 }
 
-static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
-    switch (kind) {
+static int kernel_available(const rlx__kernel_table *t, const rlx__kernel *k) {
+    if (k->resid) { /* the f32 residual stream's variants */
+        switch (k->kind) {
+        case RLX__K_EMBED:
+        case RLX__K_EMBED_ROWSCALE: return t->embed_f32 != NULL;
+        case RLX__K_ADD:
+        case RLX__K_ADD_ROWSCALE: return t->residual_add != NULL;
+        case RLX__K_ROWSCALE:
+        case RLX__K_RESIDUAL_CAST: return t->residual_rowscale != NULL;
+        case RLX__K_RMS_NORM:
+        case RLX__K_LAST_TOKEN_NORM: return t->residual_rms_norm != NULL;
+        default: break;
+        }
+    }
+    switch (k->kind) {
     case RLX__K_GEMM: return 1; /* the device's own GEMM */
     case RLX__K_EMBED: return t->embed != NULL;
     case RLX__K_RMS_NORM: return t->rms_norm != NULL;
@@ -271,6 +284,7 @@ static int kernel_available(const rlx__kernel_table *t, rlx__kkind kind) {
     case RLX__K_CUSTOM: return 1; /* the build checked the stage has an implementation here */
     case RLX__K_ALL_REDUCE:
     case RLX__K_ALL_GATHER: return 1; /* the model's communicator */
+    case RLX__K_RESIDUAL_CAST: return t->residual_rowscale != NULL;
     case RLX__K_COUNT: break;
     }
     return 0;
@@ -383,7 +397,7 @@ rlx_status rlx__dev_model_prepare(rlx_model *m, rlx_device_kind kind, int ordina
     if ((s = rlx__plan_build(m, policy, act, &dm->plan))) goto fail;
     for (int i = 0; i < dm->plan.n; i++) {
         const rlx__kernel *k = &dm->plan.k[i];
-        if (!kernel_available(&ops->k, k->kind)) {
+        if (!kernel_available(&ops->k, k)) {
             s = rlx__fail(RLX_ERR_UNSUPPORTED, "device '%s' has no %s kernel (stage %s)", ops->name,
                           rlx__kernel_name(k->kind), k->st->name);
             goto fail;
@@ -621,18 +635,30 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
         const void *x = bptr(m, s, k->in[0]);
         const int64_t xc = k->in[0] >= 0 ? p->buf[k->in[0]].cols : 0;
         void *w = k->w >= 0 ? dm->wptr[k->w] : NULL;
+        void *sh = bptr(m, s, k->shadow); /* the f32 stream's bf16 copy this kernel also writes, or NULL */
         int code = 0;
         switch (k->kind) {
-        case RLX__K_EMBED: code = ops->k.embed(y, s->meta, w, rows, cols, dt, stream); break;
+        case RLX__K_EMBED:
         case RLX__K_EMBED_ROWSCALE:
-            code = ops->k.embed_rowscale(y, bptr(m, s, k->out2), s->meta, w, rows, cols, k->eps, dt, stream);
+            if (k->resid)
+                code = ops->k.embed_f32(y, sh, k->kind == RLX__K_EMBED_ROWSCALE ? bptr(m, s, k->out2) : NULL, s->meta, w, rows, cols,
+                                        k->eps > 0 ? k->eps : 1e-6f, dt, stream);
+            else if (k->kind == RLX__K_EMBED)
+                code = ops->k.embed(y, s->meta, w, rows, cols, dt, stream);
+            else
+                code = ops->k.embed_rowscale(y, bptr(m, s, k->out2), s->meta, w, rows, cols, k->eps, dt, stream);
             break;
-        case RLX__K_RMS_NORM: code = ops->k.rms_norm(y, x, w, rows, cols, k->eps, dt, stream); break;
+        case RLX__K_RMS_NORM:
+            code = k->resid ? ops->k.residual_rms_norm(y, x, w, NULL, rows, cols, k->eps, dt, stream)
+                            : ops->k.rms_norm(y, x, w, rows, cols, k->eps, dt, stream);
+            break;
         case RLX__K_ROWSCALE: {
             const rlx__buf *xb = &p->buf[k->in[0]];
-            code = ops->k.rms_rowscale(y, x, buf_rows(xb, b), xb->cols, k->eps, dt, stream);
+            code = k->resid ? ops->k.residual_rowscale(y, sh, x, buf_rows(xb, b), xb->cols, k->eps, dt, stream)
+                            : ops->k.rms_rowscale(y, x, buf_rows(xb, b), xb->cols, k->eps, dt, stream);
             break;
         }
+        case RLX__K_RESIDUAL_CAST: code = ops->k.residual_rowscale(NULL, y, x, rows, cols, 1e-6f, dt, stream); break;
         case RLX__K_GEMM: {
             const rlx__gemm_desc g = gemm_desc(m, k, rows, x, k->residual >= 0 ? bptr(m, s, k->residual) : NULL, y,
                                                s->workspace);
@@ -701,17 +727,24 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
             break;
         }
         case RLX__K_DECODE_ATTENTION: st = rlx__fail(RLX_ERR_INTERNAL, "kernel plan: decode_attention is chosen per call, never planned"); break;
-        case RLX__K_ADD: code = ops->k.add(y, x, bptr(m, s, k->in[1]), rows * cols, dt, stream); break;
+        case RLX__K_ADD:
         case RLX__K_ADD_ROWSCALE:
-            code = ops->k.add_rowscale(y, bptr(m, s, k->out2), x, bptr(m, s, k->in[1]), rows, cols, k->eps, dt, stream);
+            if (k->resid) /* f32 stream + branch (in dt; in f32 when resid == 2) */
+                code = ops->k.residual_add(y, sh, k->kind == RLX__K_ADD_ROWSCALE ? bptr(m, s, k->out2) : NULL, x, bptr(m, s, k->in[1]),
+                                           rows, cols, k->eps > 0 ? k->eps : 1e-6f, k->resid == 2 ? RLX_K_F32 : dt, stream);
+            else if (k->kind == RLX__K_ADD)
+                code = ops->k.add(y, x, bptr(m, s, k->in[1]), rows * cols, dt, stream);
+            else
+                code = ops->k.add_rowscale(y, bptr(m, s, k->out2), x, bptr(m, s, k->in[1]), rows, cols, k->eps, dt, stream);
             break;
         case RLX__K_SILU_MUL: code = ops->k.silu_mul(y, x, bptr(m, s, k->in[1]), rows, cols, cols, cols, dt, stream); break;
         case RLX__K_SWIGLU_SCALED:
             code = ops->k.swiglu_scaled(y, x, bptr(m, s, k->in[1]), rows, cols, xc, dt, stream);
             break;
-        case RLX__K_LAST_TOKEN: code = ops->k.last_token(y, x, d_start, b->n_seqs, cols, dt, stream); break;
+        case RLX__K_LAST_TOKEN: code = ops->k.last_token(y, x, d_start, b->n_seqs, cols, k->resid ? RLX_K_F32 : dt, stream); break;
         case RLX__K_LAST_TOKEN_NORM:
-            code = ops->k.last_token_rms_norm(y, x, w, d_start, b->n_seqs, cols, k->eps, dt, stream);
+            code = k->resid ? ops->k.residual_rms_norm(y, x, w, d_start, b->n_seqs, cols, k->eps, dt, stream)
+                            : ops->k.last_token_rms_norm(y, x, w, d_start, b->n_seqs, cols, k->eps, dt, stream);
             break;
         case RLX__K_INPUT_IDS:
             if (!ids && !(ids = rlx__malloc((size_t)b->n_tokens * sizeof *ids, "id inputs"))) {
@@ -744,7 +777,11 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
             const void *ins[RLX__STAGE_MAX_IN] = {0}, *ws[RLX__STAGE_MAX_W] = {0};
             const int si = k->stages[0];
             for (int j = 0; j < sg->n_out; j++) outs[j] = bptr(m, s, sg->out[j]);
-            for (int j = 0; j < sg->n_in; j++) ins[j] = sg->in[j] == m->tokens ? s->meta : bptr(m, s, sg->in[j]);
+            /* a stream value reaches the stage as its copy in the activation dtype */
+            for (int j = 0; j < sg->n_in; j++)
+                ins[j] = sg->in[j] == m->tokens ? s->meta
+                         : p->act_copy && p->act_copy[sg->in[j]] >= 0 ? bptr(m, s, p->act_copy[sg->in[j]])
+                                                                       : bptr(m, s, sg->in[j]);
             for (int j = 0; j < sg->n_w; j++) {
                 int wi = m->stage_w[(size_t)si * RLX__STAGE_MAX_W + (size_t)j];
                 ws[j] = wi >= 0 ? dm->wptr[wi] : NULL;

@@ -52,7 +52,7 @@ struct rlx_profile {
     int verbose;                     /* 0; 1: the pass log lists every change, not counts */
     /* [precision] */
     rlx_precision compute;           /* RLX_PRECISION_BF16 (F32 = device debug mode) */
-    rlx_mixed_precision mixed;       /* RLX_MIXED_NONE (AUTO is not implemented: device builds refuse it) */
+    rlx_mixed_precision mixed;       /* RLX_MIXED_AUTO (the preset): an f32 residual stream with bf16 compute */
     /* [kernels] */
     int attention_block_q;           /* 0 = the kernel's choice (only 0 is implemented; device builds refuse 64/128) */
     int gemm_workspace_mb;           /* 32: cuBLASLt workspace per session, MiB, [0, 4096] */

@@ -248,6 +248,29 @@ static int p_swiglu_scaled(void *y, const void *gu, const float *s, int64_t rows
     if (!c) plant("swiglu_scaled", y, F32(dt), rows, I, I);
     return c;
 }
+static int p_residual_rowscale(float *s, void *xb, const float *x, int64_t rows, int64_t cols, float eps, rlx_kdtype dt, void *st) {
+    int c = rlx_simt_residual_rowscale(s, xb, x, rows, cols, eps, dt, st);
+    if (!c) plant("residual_rowscale", xb ? xb : (void *)s, xb ? F32(dt) : 1, xb ? rows : 1, xb ? cols : rows, xb ? cols : rows);
+    return c;
+}
+static int p_residual_add(float *y, void *yb, float *s, const float *a, const void *b, int64_t rows, int64_t cols, float eps,
+                          rlx_kdtype dt, void *st) {
+    int c = rlx_simt_residual_add(y, yb, s, a, b, rows, cols, eps, dt, st);
+    if (!c) plant("residual_add", y, 1, rows, cols, cols), plant("residual_add", yb, F32(dt), rows, cols, cols); /* both outputs */
+    return c;
+}
+static int p_embed_f32(float *y, void *yb, float *s, const int32_t *t, const void *tab, int64_t T, int64_t H, float eps, rlx_kdtype dt,
+                       void *st) {
+    int c = rlx_simt_embed_f32(y, yb, s, t, tab, T, H, eps, dt, st);
+    if (!c) plant("embed_f32", y, 1, T, H, H), plant("embed_f32", yb, F32(dt), T, H, H); /* both outputs */
+    return c;
+}
+static int p_residual_rms_norm(void *y, const float *x, const void *g, const int32_t *ss, int64_t rows, int64_t cols, float eps,
+                               rlx_kdtype dt, void *st) {
+    int c = rlx_simt_residual_rms_norm(y, x, g, ss, rows, cols, eps, dt, st);
+    if (!c) plant("residual_rms_norm", y, F32(dt), rows, cols, cols);
+    return c;
+}
 static int p_layer_norm(void *y, const void *x, const void *r, const void *g, const void *b, int64_t rows, int64_t cols, float eps,
                         rlx_kdtype dt, void *st) {
     int c = rlx_simt_layer_norm(y, x, r, g, b, rows, cols, eps, dt, st);

@@ -23,6 +23,7 @@ typedef struct model_case {
     int64_t lens[3], n_seqs, type_vocab;
     int argmax;
     int no_prune; /* build with passes.prune_last_layer = false (the final norm fused with the gather) */
+    rlx_mixed_precision mixed; /* RLX_MIXED_AUTO: the f32 residual stream */
 } model_case;
 
 static void close_case(model_case *c) {
@@ -96,9 +97,10 @@ static rlx__check_row run_check(const model_case *c, rlx_precision prec, rlx_fus
     bp.precision = prec;
     bp.fusion = fusion;
     rlx_profile prof;
-    if (c->no_prune) {
+    { /* always a profile: the kernels a case plants into depend on precision.mixed */
         cr_assert_eq(rlx_profile_preset("prefill", &prof), RLX_OK);
-        prof.prune_last_layer = 0;
+        prof.prune_last_layer = !c->no_prune;
+        prof.mixed = c->mixed;
         prof.compute = prec;
         prof.fusion_policy = fusion;
         bp.profile = &prof;
@@ -180,6 +182,19 @@ static void planted_llama(rlx_fusion_policy fusion, int64_t head_dim, int last_t
     close_case(&c);
 }
 
+/* The f32 residual stream's kernels (precision.mixed = "auto"): their plans run them in place of
+ * embed_rowscale, rms_rowscale, add, rms_norm and the final norm. */
+static void planted_f32_stream(rlx_fusion_policy fusion, int last_token, int no_prune, const char *kernel) {
+    rlx_simt_device_install();
+    model_case c;
+    tiny_case(&c, 0, last_token, 1);
+    c.no_prune = no_prune;
+    c.mixed = RLX_MIXED_AUTO;
+    c.lens[0] = 9, c.lens[2] = 5;
+    expect_caught(&c, fusion, kernel);
+    close_case(&c);
+}
+
 static void planted_encoder(const char *name, rlx_pool pool, int normalize, rlx_fusion_policy fusion, const char *kernel) {
     rlx_simt_device_install();
     model_case c;
@@ -206,6 +221,13 @@ Test(simt_check, planted_add) { planted_llama(RLX_FUSION_NONE, 0, 0, "add"); }
 Test(simt_check, planted_silu_mul) { planted_llama(RLX_FUSION_NONE, 0, 0, "silu_mul"); }
 Test(simt_check, planted_last_token) { planted_llama(RLX_FUSION_NONE, 0, 1, "last_token"); }
 /* encoders */
+Test(simt_check, planted_embed_f32) { planted_f32_stream(RLX_FUSION_FUSED, 0, 0, "embed_f32"); }
+Test(simt_check, planted_residual_rowscale) { planted_f32_stream(RLX_FUSION_FUSED, 0, 0, "residual_rowscale"); }
+Test(simt_check, planted_residual_add) { planted_f32_stream(RLX_FUSION_NONE, 0, 0, "residual_add"); }
+Test(simt_check, planted_residual_rms_norm) { planted_f32_stream(RLX_FUSION_NONE, 0, 0, "residual_rms_norm"); }
+Test(simt_check, planted_residual_rms_norm_last_token) { planted_f32_stream(RLX_FUSION_FUSED, 1, 1, "residual_rms_norm"); }
+Test(simt_check, planted_last_token_f32) { planted_f32_stream(RLX_FUSION_FUSED, 1, 0, "last_token"); }
+
 Test(simt_check, planted_layer_norm) { planted_encoder("bert_token_types_f32", RLX_POOL_NONE, 0, RLX_FUSION_FUSED, "layer_norm"); }
 Test(simt_check, planted_gelu) { planted_encoder("bert_token_types_f32", RLX_POOL_NONE, 0, RLX_FUSION_FUSED, "gelu"); }
 Test(simt_check, planted_gather_add) { planted_encoder("bert_token_types_f32", RLX_POOL_NONE, 0, RLX_FUSION_FUSED, "gather_add"); }

@@ -43,7 +43,7 @@ Test(simt_model, tiny_llama_matches_cpu_reference) {
             cr_assert_eq(r.n, 1);
             const rlx__check_row *x = &r.rows[0];
             cr_expect(x->pass, "fusion %d precision %d: %s", i, j, x->note);
-            cr_expect_str_eq(x->dtype, prec[j] == RLX_PRECISION_F32 ? "f32" : "bf16");
+            cr_expect_str_eq(x->dtype, prec[j] == RLX_PRECISION_F32 ? "f32" : "bf16+f32 residual");
             if (prec[j] == RLX_PRECISION_F32)
                 cr_expect(x->max_err <= 1e-4 && x->agree == x->rows, "f32 device mode: max|d|/max|ref| %.3g, argmax %lld of %lld",
                           x->max_err, (long long)x->agree, (long long)x->rows);
