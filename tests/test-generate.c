@@ -365,3 +365,45 @@ Test(generate, cli_out_json_and_usage) {
     rlxt_rmtree(dir);
     free(dir);
 }
+
+/* Sampling from the command line is reproducible with --seed, and --stop-token ends a sequence on
+ * that token (kept as its last), "finish": "stop" in the JSON. */
+Test(generate, cli_seeded_sampling_and_stop_token) {
+    char out[1 << 15], err[4096], args[4096], path[1200], a[1 << 14], b[1 << 14];
+    char *dir = rlxt_tmpdir();
+    snprintf(path, sizeof path, "%s/s.json", dir);
+    rlxt_llama_fixture f;
+    load("gqa_tied_f32", &f);
+    const char *sample = "generate --model %s --tokens 5,6,7 --tokens 9 --max-new-tokens 12 --temperature 1.2 --top-k 20 --top-p 0.9 "
+                         "--seed %d --device cpu --out %s";
+    for (int run = 0; run < 3; run++) {
+        snprintf(args, sizeof args, sample, f.dir, run == 2 ? 12 : 11, path);
+        const int rc = rlxt_run_cli(NULL, args, out, sizeof out, err, sizeof err);
+        cr_assert_eq(rc, 0, "rlx %s: exit %d: %s", args, rc, err);
+        rlxt_slurp(path, run ? b : a, sizeof a);
+        if (run == 1) cr_expect_str_eq(a, b, "--seed 11 twice gave different tokens");
+        if (run == 2) cr_expect(strcmp(a, b), "--seed 11 and --seed 12 gave the same tokens for both prompts");
+    }
+    /* greedy's 3rd new token for the fixture's prompt 2 as the stop token: generation ends at its
+     * first occurrence */
+    const int32_t stop = f.gen[2][2];
+    int64_t first = 0;
+    while (f.gen[2][first] != stop) first++;
+    int n = snprintf(args, sizeof args, "generate --model %s --tokens ", f.dir);
+    for (int64_t t = 0; t < f.prompt_len[2]; t++) n += snprintf(args + n, sizeof args - (size_t)n, "%s%d", t ? "," : "", f.prompt[2][t]);
+    snprintf(args + n, sizeof args - (size_t)n, " --max-new-tokens 32 --stop-token %d --device cpu --out %s", stop, path);
+    const int rc = rlxt_run_cli(NULL, args, out, sizeof out, err, sizeof err);
+    cr_assert_eq(rc, 0, "rlx %s: exit %d: %s", args, rc, err);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    cr_assert(j, "%s: %s", path, je.text);
+    json_t *s = json_array_get(json_object_get(j, "sequences"), 0), *tk = json_object_get(s, "tokens");
+    cr_expect_str_eq(json_string_value(json_object_get(s, "finish")), "stop");
+    cr_expect_eq((int64_t)json_array_size(tk), first + 1, "stops at new token %lld", (long long)first);
+    for (size_t t = 0; t < json_array_size(tk) && (int64_t)t < f.gen_len[2]; t++)
+        cr_expect_eq(json_integer_value(json_array_get(tk, t)), f.gen[2][t], "token %zu", t);
+    json_decref(j);
+    rlxt_llama_fixture_free(&f);
+    rlxt_rmtree(dir);
+    free(dir);
+}

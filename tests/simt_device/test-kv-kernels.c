@@ -370,6 +370,8 @@ static const at_case DEC_CASES[] = {
     {2, {600, 31}, {2, 8}, 2, 1, 128, 32, 1, 1, 1},         /* MQA, 16 rows, splits */
     {1, {40}, {1}, 6, 3, 48, 8, 0, 0, 0},                   /* not causal, no rope */
     {4, {511, 512, 513, 0}, {1, 1, 1, 2}, 32, 8, 64, 256, 1, 1, 1}, /* page size 256, Llama-1B's group */
+    {3, {0, 130, 37}, {1, 1, 1}, 16, 2, 48, 16, 1, 1, 1},   /* group 8 over contexts 1, 131, 38: head_dim 48, splits */
+    {2, {250, 9}, {1, 1}, 8, 1, 128, 1, 0, 1, 1},           /* group 8, page size 1 over 251 pages, head_dim 128 */
 };
 #define N_DEC (sizeof DEC_CASES / sizeof DEC_CASES[0])
 
