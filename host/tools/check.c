@@ -350,9 +350,10 @@ out:
 
 /* Fused attention as the fused plan runs it: kv_write (row scale and RoPE on K, into contiguous
  * K/V buffers) then flash_attention in bf16 for head_dim 64/128 (rope_attention otherwise) reading
- * Q from a packed QKV buffer with padding columns, against rope + scale + attention. */
+ * Q from a packed QKV buffer with padding columns, against rope + scale + attention. tile: the
+ * flash tile shape (RLX_FA_TILE_*; the launcher's rule picks one per call, so each is checked). */
 static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *lens, int64_t n_seqs, int64_t heads,
-                                  int64_t kv, int64_t D, int causal, uint64_t *s) {
+                                  int64_t kv, int64_t D, int causal, int tile, uint64_t *s) {
     const int flash = c->dt == RLX_K_BF16 && (D == 64 || D == 128);
     rlx__check_row *row = new_row(r);
     if (!row) return;
@@ -365,8 +366,9 @@ static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *
     }
     const int64_t T = start[n_seqs], qw = heads * D, kw = kv * D, ld = qw + 2 * kw + 8, half = D / 2, P = max_len + 3;
     snprintf(row->op, sizeof row->op, "%s", flash ? "flash_attn" : "rope_attn");
-    snprintf(row->shape, sizeof row->shape, "T=%lld seqs=%lld heads=%lld kv=%lld head_dim=%lld%s", (long long)T,
-             (long long)n_seqs, (long long)heads, (long long)kv, (long long)D, causal ? " causal" : "");
+    snprintf(row->shape, sizeof row->shape, "T=%lld seqs=%lld heads=%lld kv=%lld head_dim=%lld%s%s", (long long)T,
+             (long long)n_seqs, (long long)heads, (long long)kv, (long long)D, causal ? " causal" : "",
+             !flash ? "" : tile == RLX_FA_TILE_NARROW ? " tile=narrow" : " tile=wide");
     float *qkv = malloc(sizeof(float) * (size_t)(T * ld)), *sc = malloc(sizeof(float) * (size_t)T);
     float *q = malloc(sizeof(float) * (size_t)(T * qw)), *k = malloc(sizeof(float) * (size_t)(T * kw)),
           *v = malloc(sizeof(float) * (size_t)(T * kw)), *ref = malloc(sizeof(float) * (size_t)(T * qw)),
@@ -403,7 +405,7 @@ static void check_fused_attention(dctx *c, rlx__check_report *r, const int64_t *
         rlx_attn_args a = {.o = dy, .q = dqkv, .q_scale = dsc, .cos_t = dc, .sin_t = ds, .pos = dp, .rope = 1, .seq_start = dst,
                            .ldq = ld, .ldo = qw, .n_tokens = T, .n_seqs = n_seqs, .max_q = max_len, .max_kv = max_len, .heads = heads,
                            .kv_heads = kv, .head_dim = D, .causal = causal, .scale = (float)(1.0 / sqrt((double)D)), .dt = c->dt,
-                           .kv = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
+                           .tile = flash ? tile : 0, .kv = {.k = dk, .v = dv, .token_stride = kw, .head_stride = D}};
         code = c->ops->k.kv_write(&w, NULL);
         if (!code) code = (flash ? c->ops->k.flash_attention : c->ops->k.attention)(&a, NULL);
     }
@@ -563,8 +565,11 @@ rlx_status rlx__check_kernels(rlx_device_kind kind, rlx_kdtype dt, uint64_t seed
         {{1}, 1, 2, 2, 64, 1}, {{17, 3}, 2, 8, 2, 64, 1}, {{129}, 1, 4, 1, 128, 1}, {{33, 1, 70}, 3, 4, 4, 128, 0},
         {{17}, 1, 4, 2, 32, 1},
     };
-    for (size_t i = 0; i < sizeof fa / sizeof fa[0] && !c.err; i++)
-        check_fused_attention(&c, r, fa[i].lens, fa[i].n, fa[i].heads, fa[i].kv, fa[i].D, fa[i].causal, &s);
+    for (size_t i = 0; i < sizeof fa / sizeof fa[0] && !c.err; i++) {
+        const int flash = dt == RLX_K_BF16 && (fa[i].D == 64 || fa[i].D == 128);
+        for (int tile = RLX_FA_TILE_WIDE; tile <= (flash ? RLX_FA_TILE_NARROW : RLX_FA_TILE_WIDE) && !c.err; tile++)
+            check_fused_attention(&c, r, fa[i].lens, fa[i].n, fa[i].heads, fa[i].kv, fa[i].D, fa[i].causal, tile, &s);
+    }
     static const int64_t nf[][2] = {{1, 40}, {17, 129}, {129, 768}};
     for (size_t i = 0; i < 3 && !c.err; i++) check_norm_family(&c, r, nf[i][0], nf[i][1], &s);
     st = c.err;
