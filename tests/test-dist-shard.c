@@ -1,15 +1,20 @@
 /* The tensor-parallel split itself, on the CPU reference: every rank runs its part of the model in
  * f32 (in-process ranks exchanging partial sums), and the gathered logits must equal the unsharded
  * reference within max|Δ|/max|ref| <= 1e-5 on every LLaMA fixture and on random GQA/MQA models
- * (kv heads replicated when KV < tp). Also: each rank holds only its parts of the weights, and a tp
- * that does not divide the heads or the intermediate size is refused clearly on every rank. */
+ * (kv heads replicated when KV < tp). Also: each rank holds only its parts of the weights, a tp
+ * that does not divide the heads or the intermediate size is refused clearly on every rank, and
+ * decode steps over each rank's own KV cache (its kv heads) match the unsharded decode, 1e-5. */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/stages.h"
+#include "rlx/generate.h"
+#include "rlx/kv.h"
+#include "tools/kv_pool.h"
 #include "tools/tp.h"
 #include "testutil.h"
 
@@ -254,4 +259,140 @@ Test(dist_shard, one_rank_is_the_whole_model, .timeout = 60) {
     cr_expect_eq(sharded_vs_whole("tiny tp 1", f, w, 1, tok, 5, &len, 1), 0.0);
     rlx_flow_destroy(f);
     rlx_weights_destroy(w);
+}
+
+/* ---- the KV cache under tp --------------------------------------------------------------------------- */
+
+typedef struct kv_rank {
+    rlx_session *s;
+    rlx__kv_pool *pool;
+    const rlx_prefill_batch *pb;
+    const int64_t *seqs;
+    rlx_status st;
+    char err[512];
+} kv_rank;
+
+static void *kv_step(void *arg) {
+    kv_rank *r = arg;
+    rlx_kv_pages pg;
+    r->st = rlx__kv_pool_prepare(r->pool, r->seqs, r->pb->seq_lens, r->pb->n_seqs, &pg);
+    if (!r->st) r->st = rlx_session_prefill_kv(r->s, r->pb, &r->pool->desc, &pg, NULL);
+    if (!r->st) rlx__kv_pool_commit(r->pool, r->seqs, r->pb->seq_lens, r->pb->n_seqs);
+    snprintf(r->err, sizeof r->err, "%s", r->st ? rlx_last_error() : "");
+    return NULL;
+}
+
+/* n ranks (n = 1: the unsharded model) prefill 3 prompts into their own f32 page pools, then take
+ * the given tokens one per step; logits [steps][3 × V] from rank 0. */
+static void kv_teacher_forced(rlx_session **ss, rlx_model **ms, int n, const int32_t *prompts, const int64_t *lens,
+                              const int32_t *next, int64_t steps, int64_t V, float *logits) {
+    kv_rank r[8];
+    int64_t seqs[3] = {0, 1, 2}, fresh[3];
+    for (int i = 0; i < n; i++) {
+        r[i] = (kv_rank){.s = ss[i], .seqs = seqs};
+        cr_assert_eq(rlx__kv_pool_create(ms[i], 2, RLX_KV_LAYOUT_HND, 3 * 16, 3, RLX_DTYPE_F32, 3, &r[i].pool), RLX_OK,
+                     "%s", rlx_last_error());
+    }
+    for (int64_t step = 0; step < steps; step++) {
+        int32_t in[64];
+        int64_t T = 0, at = 0;
+        for (int i = 0; i < 3; i++) {
+            if (step == 0)
+                memcpy(in + T, prompts + at, sizeof(int32_t) * (size_t)lens[i]), fresh[i] = lens[i];
+            else
+                in[T] = next[(step - 1) * 3 + i], fresh[i] = 1;
+            T += fresh[i], at += lens[i];
+        }
+        rlx_prefill_batch pb = {.tokens = in, .n_tokens = T, .seq_lens = fresh, .n_seqs = 3};
+        pthread_t t[8];
+        for (int i = 0; i < n; i++)
+            r[i].pb = &pb;
+        for (int i = 1; i < n; i++)
+            cr_assert_eq(pthread_create(&t[i], NULL, kv_step, &r[i]), 0);
+        kv_step(&r[0]);
+        for (int i = 1; i < n; i++)
+            pthread_join(t[i], NULL);
+        for (int i = 0; i < n; i++)
+            cr_assert_eq(r[i].st, RLX_OK, "rank %d of %d, step %lld: %s", i, n, (long long)step, r[i].err);
+        cr_assert_eq(rlx_session_output_to_host(ss[0], logits + step * 3 * V, (size_t)(3 * V)), RLX_OK);
+    }
+    for (int i = 0; i < n; i++)
+        rlx__kv_pool_destroy(r[i].pool);
+}
+
+/* The sharded decode over each rank's own KV cache, on the CPU reference in f32: prompts, then
+ * decode steps fed the unsharded model's greedy tokens, every step's logits within 1e-5 of the
+ * unsharded model's; each rank's cache has KV/tp heads (one replicated head when KV < tp), and a
+ * descriptor with the unsharded kv heads is refused on a rank, naming the per-rank count. */
+Test(dist_shard, kv_cache_per_rank_decode_matches_the_whole_reference, .timeout = 300) {
+    const int64_t kvs[3] = {4, 2, 1}, steps = 6;
+    for (int ki = 0; ki < 3; ki++) {
+        rlx_llama_config c;
+        cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
+        c.num_hidden_layers = 2, c.hidden_size = 64, c.num_attention_heads = 8, c.num_key_value_heads = kvs[ki];
+        c.head_dim = c.rope.head_dim = 16, c.intermediate_size = 72, c.vocab_size = 101;
+        rlx_weights *w;
+        cr_assert_eq(rlx_llama_random_weights(&c, 31 + (uint64_t)ki, RLX_DTYPE_F32, &w), RLX_OK, "%s",
+                     rlx_last_error());
+        rlx_llama_recipe_params rp = rlx_llama_recipe_default_params();
+        rp.batch = 3, rp.seq = 11, rp.max_context = 11 + steps;
+        rlx_flow *f;
+        cr_assert_eq(rlx_llama_flow(&c, &rp, &f), RLX_OK, "%s", rlx_last_error());
+        int32_t prompts[19];
+        int64_t lens[3] = {11, 1, 7};
+        rlxt_rng g = {(uint64_t)ki + 17};
+        for (int i = 0; i < 19; i++)
+            prompts[i] = (int32_t)(rlxt_next(&g) % 101);
+        rlx_build_params bp = rlx_build_default_params();
+        rlx_model *m;
+        rlx_session *s;
+        cr_assert_eq(rlx_model_build(f, w, &bp, &m), RLX_OK, "%s", rlx_last_error());
+        cr_assert_eq(rlx_session_create(m, &s), RLX_OK);
+        rlx_generate_params gp = rlx_generate_default_params();
+        gp.max_new_tokens = steps;
+        rlx_generation *gen;
+        cr_assert_eq(rlx_generate(m, prompts, lens, 3, &gp, NULL, &gen), RLX_OK, "%s", rlx_last_error());
+        int32_t next[3 * 8];
+        for (int64_t t = 0; t < steps; t++)
+            for (int i = 0; i < 3; i++)
+                next[t * 3 + i] = rlx_generation_tokens(gen, i, NULL)[t];
+        const size_t cnt = (size_t)(steps * 3 * c.vocab_size);
+        float *want = malloc(cnt * sizeof(float)), *got = malloc(cnt * sizeof(float));
+        kv_teacher_forced(&s, &m, 1, prompts, lens, next, steps, c.vocab_size, want);
+        for (int tp = 2; tp <= 8; tp *= 2) {
+            rlx__tp_group grp;
+            rlx_comm_params cp = rlx_comm_default_params();
+            cp.timeout_ms = 60000;
+            cr_assert_eq(rlx__tp_group_create(f, w, &bp, tp, &cp, &grp), RLX_OK, "tp %d: %s", tp, rlx_last_error());
+            rlx_session *ss[8];
+            rlx_model *ms[8];
+            for (int r = 0; r < tp; r++) {
+                ss[r] = grp.r[r].session, ms[r] = grp.r[r].model;
+                rlx_kv_desc d = rlx_kv_default_desc();
+                cr_assert_eq(rlx_kv_desc_from_model(ms[r], &d), RLX_OK);
+                const int64_t want_heads = kvs[ki] >= tp ? kvs[ki] / tp : 1;
+                cr_expect_eq(d.kv_heads, want_heads, "kv %lld tp %d rank %d: %lld kv heads", (long long)kvs[ki], tp, r,
+                             (long long)d.kv_heads);
+                if (r == 0 && want_heads != kvs[ki]) {
+                    d.kv_heads = kvs[ki];
+                    d.page_size = 2, d.num_pages = 1, d.k_base = d.v_base = got, d.layer_stride = 0;
+                    cr_expect_eq(rlx_kv_desc_validate(ms[r], &d), RLX_ERR_SHAPE);
+                    cr_expect(strstr(rlx_last_error(), "per rank when the model is sharded"), "%s", rlx_last_error());
+                }
+            }
+            kv_teacher_forced(ss, ms, tp, prompts, lens, next, steps, c.vocab_size, got);
+            const double rel = rlxt_max_abs_diff(got, want, cnt) / rlxt_max_abs(want, cnt);
+            cr_expect(rel <= 1e-5, "kv %lld tp %d: sharded decode over per-rank KV caches, max|d|/max|ref| %.3g > 1e-5",
+                      (long long)kvs[ki], tp, rel);
+            fprintf(stderr, "dist-shard: kv %lld tp %d: decode over per-rank KV caches, max|d|/max|ref| %.3g\n",
+                    (long long)kvs[ki], tp, rel);
+            rlx__tp_group_free(&grp);
+        }
+        free(want), free(got);
+        rlx_generation_destroy(gen);
+        rlx_session_destroy(s);
+        rlx_model_destroy(m);
+        rlx_flow_destroy(f);
+        rlx_weights_destroy(w);
+    }
 }
