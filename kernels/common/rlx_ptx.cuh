@@ -117,6 +117,9 @@ inline const char *combine_ldmatrix(void *const *lanes, unsigned mask) {
         for (int row = 0; row < 8; ++row) {
             const void *p = static_cast<const LdmLane *>(lanes[8 * j + row])->addr;
             if ((uintptr_t)p % 16 != 0) return "ldmatrix: a row address is not 16-byte aligned";
+            if (!::rlx_simt::shared_address(p, 16))
+                return "ldmatrix: a row address is not shared memory (a __shared__ variable or the "
+                       "block's dynamic shared memory): ldmatrix reads shared memory only";
             memcpy(M[j][row], p, 16);
         }
     for (unsigned l = 0; l < 32; ++l) {
@@ -142,8 +145,8 @@ __device__ __forceinline__ void rlx_mma_m16n8k16_bf16(float d[4], const uint32_t
                                                       const float c[4] RLX_PTX_SITE) {
 #if RLX_SIMT
     rlx_simt_ptx::MmaLane lane{a, b, c, d};
-    ::rlx_simt::warp_collective("mma.sync.m16n8k16.bf16", 0xffffffffu, &lane,
-                                rlx_simt_ptx::combine_mma, rlx_file_, rlx_line_);
+    ::rlx_simt::warp_collective_aligned("mma.sync.m16n8k16.bf16", 0xffffffffu, &lane,
+                                        rlx_simt_ptx::combine_mma, rlx_file_, rlx_line_);
 #elif RLX_DEVICE_CODE
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};\n"
@@ -158,9 +161,9 @@ __device__ __forceinline__ void rlx_mma_m16n8k16_bf16(float d[4], const uint32_t
 #define RLX_LDMATRIX(NAME, NUM, TRANS, PTX)                                                        \
     __device__ __forceinline__ void NAME(uint32_t r[NUM], const void *smem_row RLX_PTX_SITE) {     \
         rlx_simt_ptx::LdmLane lane{smem_row, r};                                                   \
-        ::rlx_simt::warp_collective(PTX, 0xffffffffu, &lane,                                       \
-                                    rlx_simt_ptx::combine_ldmatrix<NUM, TRANS>, rlx_file_,         \
-                                    rlx_line_);                                                    \
+        ::rlx_simt::warp_collective_aligned(PTX, 0xffffffffu, &lane,                               \
+                                            rlx_simt_ptx::combine_ldmatrix<NUM, TRANS>, rlx_file_, \
+                                            rlx_line_);                                            \
     }
 RLX_LDMATRIX(rlx_ldmatrix_x1, 1, false, "ldmatrix.x1")
 RLX_LDMATRIX(rlx_ldmatrix_x2, 2, false, "ldmatrix.x2")

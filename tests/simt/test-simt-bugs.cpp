@@ -101,3 +101,85 @@ Test(launch, recovers_after_a_failure) {
         for (int t = 0; t < 256; ++t) cr_assert_eq(fixed[t], in[(t + 1) % 256]);
     }
 }
+
+// ---- the stricter simt of issue 18: each planted bug below passed the simt before it --------------
+
+// A prefetch that overwrites a buffer other threads still read (no barrier after the last read)
+// races on a GPU whatever order the warps run in; simt poisons a cp.async destination when the
+// copy is issued, so the race shows in each thread order on its own, not only as a difference
+// between the two.
+Test(cp_async, missing_trailing_barrier_in_a_double_buffered_prefetch_is_caught_in_each_order) {
+    const int tiles = 5, per = 4 * 64;
+    std::vector<float> in((size_t)tiles * per), want((size_t)tiles * 64);
+    uint32_t st = 12345;
+    for (float &x : in) {
+        st = st * 1664525u + 1013904223u;
+        x = (float)(st >> 8) / (float)(1u << 24) - 0.5f;
+    }
+    for (int it = 0; it < tiles; ++it)
+        for (int t = 0; t < 64; ++t) {
+            float s = 0.0f;
+            for (int i = 0; i < per; ++i) s += in[(size_t)it * per + (i + 4 * t) % per];
+            want[(size_t)it * 64 + t] = s;
+        }
+    for (int order = 0; order < 2; ++order) {
+        rlx_simt_set_order(order ? RLX_SIMT_REVERSE : RLX_SIMT_FORWARD);
+        std::vector<float> fixed(want.size(), 0.0f), racy(want.size(), 0.0f);
+        ASSERT_LAUNCH(simt_planted_prefetch(fixed.data(), in.data(), tiles, 1, nullptr));
+        ASSERT_LAUNCH(simt_planted_prefetch(racy.data(), in.data(), tiles, 0, nullptr));
+        cr_assert(bits(fixed) == bits(want), "order %d: the kernel with its barrier is wrong", order);
+        int wrong = 0;
+        for (size_t i = 0; i < racy.size(); ++i) wrong += std::isnan(racy[i]);
+        cr_assert_gt(wrong, 0, "order %d: the missing trailing barrier went unnoticed", order);
+    }
+    rlx_simt_set_order(RLX_SIMT_FORWARD);
+}
+
+// mma.sync / ldmatrix are .aligned: the two halves of a warp reaching one from two call sites
+// is not one instruction, even with the same name and mask.
+Test(divergence, aligned_collectives_from_two_call_sites) {
+    std::vector<float> out(32, 0.0f);
+    expect_failure(simt_planted_divergent_mma(out.data(), 0, 1, nullptr), "simt_planted_divergent_mma_kernel",
+                   {"divergent warp collective", "mma.sync", ".aligned", "planted.cu:"});
+    expect_failure(simt_planted_divergent_mma(out.data(), 1, 1, nullptr), "simt_planted_divergent_mma_kernel",
+                   {"divergent warp collective", "ldmatrix", ".aligned", "planted.cu:"});
+    ASSERT_LAUNCH(simt_planted_divergent_mma(out.data(), 0, 0, nullptr));
+    ASSERT_LAUNCH(simt_planted_divergent_mma(out.data(), 1, 0, nullptr));
+}
+
+// ldmatrix reads shared memory and cp.async copies global to shared; any other address is a bug
+// that simt used to execute as a plain host access.
+Test(address_space, ldmatrix_and_cp_async_need_shared_memory) {
+    std::vector<__nv_bfloat16> g(256);
+    for (int i = 0; i < 256; ++i) g[i] = __float2bfloat16((float)(i % 13));
+    std::vector<float> out(32, 0.0f), gdst(128, 0.0f);
+    expect_failure(simt_planted_not_shared(out.data(), g.data(), gdst.data(), 0, nullptr), "simt_planted_not_shared_kernel",
+                   {"ldmatrix", "not shared memory"});
+    expect_failure(simt_planted_not_shared(out.data(), g.data(), gdst.data(), 1, nullptr), "simt_planted_not_shared_kernel",
+                   {"ldmatrix", "not shared memory"});
+    expect_failure(simt_planted_not_shared(out.data(), g.data(), gdst.data(), 2, nullptr), "simt_planted_not_shared_kernel",
+                   {"cp.async", "destination", "not shared memory"});
+    expect_failure(simt_planted_not_shared(out.data(), g.data(), gdst.data(), 3, nullptr), "simt_planted_not_shared_kernel",
+                   {"cp.async", "source", "is shared memory"});
+    ASSERT_LAUNCH(simt_planted_not_shared(out.data(), g.data(), gdst.data(), 4, nullptr));
+}
+
+// Dynamic shared memory is capped per target: 163 KiB per block on sm_80 (the code path simt
+// runs), 227 KiB on sm_90.
+Test(launch, dynamic_shared_memory_is_capped_per_target) {
+    unsigned out = 0;
+    rlx_simt_set_target_arch(80);
+    ASSERT_LAUNCH(simt_planted_smem(&out, 166912, nullptr));
+    cr_assert_eq(out, 7u);
+    cudaError_t e = simt_planted_smem(&out, 200 * 1024, nullptr);
+    cr_assert_eq(e, cudaErrorInvalidValue, "200 KiB on sm_80: %d (%s)", (int)e, rlx_simt_last_error());
+    cr_assert(strstr(rlx_simt_last_error(), "sm_80") && strstr(rlx_simt_last_error(), "166912"), "%s", rlx_simt_last_error());
+    cr_assert_eq(rlx_simt_max_dynamic_smem(), (size_t)166912);
+    rlx_simt_set_target_arch(90);
+    cr_assert_eq(rlx_simt_max_dynamic_smem(), (size_t)232448);
+    out = 0;
+    ASSERT_LAUNCH(simt_planted_smem(&out, 200 * 1024, nullptr));
+    cr_assert_eq(out, 7u);
+    cr_assert_eq(simt_planted_smem(&out, 232448 + 1, nullptr), cudaErrorInvalidValue);
+    rlx_simt_set_target_arch(0);
+}

@@ -68,6 +68,18 @@ cudaError_t simt_planted_exit_before_barrier(int *out, int n, int threads, cudaS
 /* Out-of-bounds writes: mode 0 writes out[n] (global), mode 1 writes one float past the dynamic
  * shared memory, mode 2 writes past a local array (index `n` of a [4] array). */
 cudaError_t simt_planted_oob(float *out, int n, int mode, cudaStream_t s);
+/* A double-buffered cp.async prefetch of `tiles` tiles of 256 floats by 64 threads: out[it * 64 + t]
+ * = the sum of tile it (read in an order starting at thread t's own chunk); trailing_barrier = 0
+ * plants the missing barrier after the last read of a buffer. */
+cudaError_t simt_planted_prefetch(float *out, const float *in, int tiles, int trailing_barrier, cudaStream_t s);
+/* One warp: mma (mode 0) or ldmatrix (mode 1), reached by the two half-warps from two call sites
+ * when divergent = 1, from one otherwise. out[32]. */
+cudaError_t simt_planted_divergent_mma(float *out, int mode, int divergent, cudaStream_t s);
+/* One warp: ldmatrix from global (mode 0) or local memory (1), cp.async into global (2) or from
+ * shared memory (3), or the correct uses (4). g: 256 bf16 (global), gdst: 128 floats. out[32]. */
+cudaError_t simt_planted_not_shared(float *out, const __nv_bfloat16 *g, float *gdst, int mode, cudaStream_t s);
+/* A launch with `bytes` of dynamic shared memory; out[0] = 7 when it ran. */
+cudaError_t simt_planted_smem(unsigned *out, size_t bytes, cudaStream_t s);
 
 // ---- intrinsics.cu -----------------------------------------------------------------------------
 /* o[0..13] and f[0..7]: a sample of integer, float and bf16 intrinsics (see test-simt-basic.cpp). */

@@ -13,6 +13,8 @@
 
 #include <boost/context/detail/fcontext.hpp>
 
+#include <elf.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -61,7 +63,11 @@ constexpr size_t kDefaultStack = 256 * 1024; // ASan's redzones make frames seve
 #else
 constexpr size_t kDefaultStack = 128 * 1024;
 #endif
-constexpr size_t kMaxDynamicSmem = 227 * 1024; // sm_90's opt-in maximum per block
+// Dynamic shared memory a block may opt into (cudaDevAttrMaxSharedMemoryPerBlockOptin): 163 KiB on
+// sm_80 (A100), 227 KiB on sm_90 (H100/H200). simt runs the sm_80 code path (RLX_DEVICE_ARCH 800),
+// so it checks sm_80's limit unless told the target is sm_90.
+constexpr size_t kMaxDynamicSmemSm80 = 163 * 1024;
+constexpr size_t kMaxDynamicSmemSm90 = 227 * 1024;
 constexpr unsigned char kSmemPoison = 0xff;    // NaN in bf16, f16, f32 and f64; -1 in integers
 
 struct Config {
@@ -69,6 +75,7 @@ struct Config {
     std::atomic<int> threads{0};    // 0: from RLX_SIMT_THREADS, else cores
     std::atomic<size_t> stack{0};   // 0: from RLX_SIMT_STACK_KB, else kDefaultStack
     std::atomic<int> strict_exit{-1};
+    std::atomic<int> arch{0};       // 0: from RLX_SIMT_ARCH, else 80
 };
 Config g_config;
 
@@ -110,6 +117,13 @@ size_t stack_bytes() {
     if (s < 4 * page) s = 4 * page;
     return (s + page - 1) / page * page;
 }
+int target_arch() {
+    int a = g_config.arch.load();
+    if (a <= 0) a = env_int("RLX_SIMT_ARCH", 80);
+    return a >= 90 ? 90 : 80;
+}
+size_t max_dynamic_smem() { return target_arch() >= 90 ? kMaxDynamicSmemSm90 : kMaxDynamicSmemSm80; }
+
 bool strict_exit() {
     int s = g_config.strict_exit.load();
     if (s >= 0) return s != 0;
@@ -159,6 +173,11 @@ struct Group {
     unsigned mask;
     unsigned arrived;
     const char *op;
+    // .aligned instructions (mma.sync, ldmatrix): every lane must execute the same one, so lanes
+    // meet only at the same call site; other collectives may meet from different sites.
+    bool aligned;
+    const char *file;
+    int line;
 };
 
 struct Warp {
@@ -220,6 +239,10 @@ struct Worker {
     const void *sched_lo = nullptr;
     size_t sched_size = 0;
     uint64_t switches = 0;
+    // This OS thread's static TLS blocks, where function-local `__shared__` (static thread_local)
+    // variables live: [lo, hi) per module, read once with dl_iterate_phdr.
+    std::vector<std::pair<uintptr_t, uintptr_t>> tls;
+    bool tls_read = false;
 
     ~Worker() { release_stacks(); }
     void release_stacks() {
@@ -440,7 +463,7 @@ void complete_warp_collective(Worker &W, Block &B, unsigned warp, unsigned gi, C
 }
 
 void arrive_warp_collective(const char *op, unsigned mask, void *data, CombineFn fn,
-                            const char *file, int line) {
+                            const char *file, int line, bool aligned) {
     Worker &W = t_worker;
     Block &B = *W.block;
     Fiber &f = *W.cur;
@@ -464,9 +487,17 @@ void arrive_warp_collective(const char *op, unsigned mask, void *data, CombineFn
     unsigned gi = w.ngroups;
     for (unsigned i = 0; i < w.ngroups; ++i) {
         const Group &G = w.groups[i];
-        if (G.mask == mask && same_str(G.op, op)) {
+        if (G.mask == mask && same_str(G.op, op) &&
+            (!aligned || (G.line == line && same_str(G.file, file)))) {
             gi = i;
             continue;
+        }
+        if (aligned && G.aligned && (G.mask & bit) && (need & G.arrived) && same_str(G.op, op)) {
+            const Fiber &g = base[__builtin_ctz(need & G.arrived)];
+            fail_here(W, fmt("divergent warp collective: %s is .aligned (every lane of the warp "
+                             "executes the same instruction), but this lane reaches it at %s:%d "
+                             "while %s waits at %s",
+                             op, file, line, thread_name(g).c_str(), wait_site(g).c_str()));
         }
         if ((G.mask & bit) && (need & G.arrived)) {
             const Fiber &g = base[__builtin_ctz(need & G.arrived)];
@@ -476,7 +507,7 @@ void arrive_warp_collective(const char *op, unsigned mask, void *data, CombineFn
                              wait_site(g).c_str(), g.wmask));
         }
     }
-    if (gi == w.ngroups) w.groups[w.ngroups++] = Group{mask, 0, op};
+    if (gi == w.ngroups) w.groups[w.ngroups++] = Group{mask, 0, op, aligned, file, line};
     Group &G = w.groups[gi];
     G.arrived |= bit;
     f.state = State::WarpBar;
@@ -746,7 +777,46 @@ void block_barrier_count(const char *op, int pred, unsigned *count, unsigned *ar
 
 void warp_collective(const char *op, unsigned mask, void *lane_data, CombineFn fn,
                      const char *file, int line) {
-    arrive_warp_collective(op, mask, lane_data, fn, file, line);
+    arrive_warp_collective(op, mask, lane_data, fn, file, line, false);
+}
+
+void warp_collective_aligned(const char *op, unsigned mask, void *lane_data, CombineFn fn,
+                             const char *file, int line) {
+    arrive_warp_collective(op, mask, lane_data, fn, file, line, true);
+}
+
+namespace {
+int add_tls_range(struct dl_phdr_info *info, size_t, void *arg) {
+    auto *out = static_cast<std::vector<std::pair<uintptr_t, uintptr_t>> *>(arg);
+    if (!info->dlpi_tls_data) return 0;
+    for (int i = 0; i < info->dlpi_phnum; ++i)
+        if (info->dlpi_phdr[i].p_type == PT_TLS) {
+            const uintptr_t lo = (uintptr_t)info->dlpi_tls_data;
+            out->emplace_back(lo, lo + info->dlpi_phdr[i].p_memsz);
+        }
+    return 0;
+}
+bool in_tls(const std::vector<std::pair<uintptr_t, uintptr_t>> &v, uintptr_t a, size_t n) {
+    for (const auto &r : v)
+        if (a >= r.first && a + n <= r.second) return true;
+    return false;
+}
+} // namespace
+
+bool shared_address(const void *p, size_t n) {
+    Worker &W = t_worker;
+    const uintptr_t a = (uintptr_t)p;
+    const Block *B = W.block;
+    if (B && B->dyn && a >= (uintptr_t)B->dyn && a + n <= (uintptr_t)B->dyn + B->L->smem) return true;
+    if (!W.tls_read) {
+        dl_iterate_phdr(add_tls_range, &W.tls);
+        W.tls_read = true;
+    }
+    if (in_tls(W.tls, a, n)) return true;
+    // a module (and its TLS) may have appeared since: read them again before saying no
+    W.tls.clear();
+    dl_iterate_phdr(add_tls_range, &W.tls);
+    return in_tls(W.tls, a, n);
 }
 
 unsigned active_mask() {
@@ -760,6 +830,14 @@ void *dynamic_smem() { return t_worker.block->dyn; }
 void cp_async(void *dst, const void *src, unsigned bytes, unsigned src_bytes, const char *file,
               int line) {
     Worker &W = t_worker;
+    if (!shared_address(dst, bytes))
+        fail_here(W, fmt("cp.async at %s:%d: destination %p is not shared memory (a __shared__ "
+                         "variable or the block's dynamic shared memory); cp.async copies global "
+                         "to shared",
+                         file, line, dst));
+    if (src_bytes && shared_address(src, src_bytes))
+        fail_here(W, fmt("cp.async at %s:%d: source %p is shared memory; cp.async reads global memory",
+                         file, line, src));
     if (((uintptr_t)dst | (src_bytes ? (uintptr_t)src : 0)) % bytes != 0)
         fail_here(W, fmt("cp.async at %s:%d: %u-byte copy %p <- %p is not %u-byte aligned", file,
                          line, bytes, dst, src, bytes));
@@ -767,6 +845,10 @@ void cp_async(void *dst, const void *src, unsigned bytes, unsigned src_bytes, co
         fail_here(W, fmt("cp.async at %s:%d: src_bytes %u > %u", file, line, src_bytes, bytes));
     Fiber &f = *W.cur;
     f.cp.push_back(CpOp{dst, src, bytes, src_bytes, f.cp_commits});
+    // Until the wait that covers it, the destination holds nothing a reader may rely on: another
+    // thread still reading the old tile there (a prefetch without the barrier after the last read
+    // of the buffer) sees the poison, in either thread order.
+    memset(dst, kSmemPoison, bytes);
 }
 
 void cp_async_commit() { t_worker.cur->cp_commits++; }
@@ -817,10 +899,12 @@ extern "C" int rlx_simt_launch(const char *kernel_name, rlx_simt_dim3 grid, rlx_
                           fmt("simt: kernel '%s': invalid launch configuration grid (%u,%u,%u) "
                               "block (%u,%u,%u)", kernel_name, grid.x, grid.y, grid.z, block.x,
                               block.y, block.z));
-    if (smem > kMaxDynamicSmem)
+    if (smem > max_dynamic_smem())
         return set_status(cudaErrorInvalidValue,
-                          fmt("simt: kernel '%s': %zu bytes of dynamic shared memory > %zu",
-                              kernel_name, smem, kMaxDynamicSmem));
+                          fmt("simt: kernel '%s': %zu bytes of dynamic shared memory > %zu, the "
+                              "per-block maximum of sm_%d%s",
+                              kernel_name, smem, max_dynamic_smem(), target_arch(),
+                              target_arch() < 90 ? " (A100; RLX_SIMT_ARCH=90 checks sm_90's 232448)" : " (H100/H200)"));
 
     Launch L;
     L.name = kernel_name;
@@ -878,6 +962,9 @@ extern "C" void rlx_simt_set_threads(int n) { g_config.threads.store(n < 0 ? 0 :
 extern "C" int rlx_simt_get_threads(void) { return pool_threads(); }
 extern "C" void rlx_simt_set_stack_size(size_t bytes) { g_config.stack.store(bytes); }
 extern "C" size_t rlx_simt_get_stack_size(void) { return stack_bytes(); }
+extern "C" void rlx_simt_set_target_arch(int sm) { g_config.arch.store(sm < 0 ? 0 : sm); }
+extern "C" int rlx_simt_get_target_arch(void) { return target_arch(); }
+extern "C" size_t rlx_simt_max_dynamic_smem(void) { return max_dynamic_smem(); }
 extern "C" void rlx_simt_set_strict_exit(int strict) { g_config.strict_exit.store(strict ? 1 : 0); }
 extern "C" int rlx_simt_get_strict_exit(void) { return strict_exit() ? 1 : 0; }
 extern "C" void rlx_simt_get_stats(rlx_simt_stats *out) {

@@ -75,6 +75,13 @@ size_t rlx_simt_get_stack_size(void);
  * tolerates. RLX_SIMT_STRICT_EXIT=0 sets 0. */
 void rlx_simt_set_strict_exit(int strict);
 int rlx_simt_get_strict_exit(void);
+/* The target whose per-block dynamic shared-memory maximum a launch is checked against: 80
+ * (default; A100, 163 KiB = 166912 bytes) or 90 (H100/H200, 227 KiB = 232448 bytes). simt runs
+ * the sm_80 code path (RLX_DEVICE_ARCH 800), so the default is the limit that code meets on an
+ * A100. RLX_SIMT_ARCH=80|90 sets it; 0 = from the environment. */
+void rlx_simt_set_target_arch(int sm);
+int rlx_simt_get_target_arch(void);
+size_t rlx_simt_max_dynamic_smem(void);
 
 /* Counters since process start (or the last reset), for the benchmark and for tests that check
  * the harness did what they think it did. */

@@ -84,6 +84,13 @@ void block_barrier_count(const char *op, int pred, unsigned *count, unsigned *ar
                          const char *file, int line);
 void warp_collective(const char *op, unsigned mask, void *lane_data, CombineFn fn,
                      const char *file, int line);
+/* The same for .aligned instructions (mma.sync, ldmatrix): lanes meet only at the same call site;
+ * a lane reaching the instruction at another site while others wait fails the launch. */
+void warp_collective_aligned(const char *op, unsigned mask, void *lane_data, CombineFn fn,
+                             const char *file, int line);
+/* True when [p, p + n) lies in shared memory as simt lays it out: the block's dynamic shared
+ * memory, or a function-local __shared__ (static thread_local) of the running OS thread. */
+bool shared_address(const void *p, size_t n);
 unsigned active_mask();
 void *dynamic_smem();
 /* cp.async emulation: queued per thread, performed at the wait that covers its group. */
