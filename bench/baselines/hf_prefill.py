@@ -9,7 +9,9 @@ For a GPU machine with PyTorch + transformers (and an rlx build with its CUDA ba
   3. runs `rlx run --model DIR --logits-out F.npy` on a few prompts for the logits check;
   4. loads DIR with transformers (bf16, attn_implementation="sdpa") and times the prefill
      (last-token logits, use_cache=False) eager and under torch.compile with CUDA events:
-     warmup, repeats, median; new random token ids every repeat;
+     warmup, repeats, median; new random token ids every repeat; the SDPA backend that really
+     ran (read off one profiled call) and the compile warm-up seconds are recorded, and a failed
+     torch.compile keeps the eager figures; HF_HUB_OFFLINE=1 (the checkpoint is local);
   5. compares last-token logits of rlx and HF (cosine, argmax agreement, max |diff|) and prints one
      table with the ratios, plus a Markdown block for bench/RESULTS.md.
 
@@ -39,6 +41,12 @@ import subprocess
 import sys
 import tempfile
 import time
+
+# The checkpoint is a local directory and a GPU machine has no network: transformers must never
+# try the hub (a lookup that hangs or fails would cost device minutes). Set before it is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SHAPES = ("tiny", "llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
@@ -176,18 +184,57 @@ def make_forward(model, keep):
     return fwd
 
 
-def time_prefill(fwd, vocab, batch, seq, warmup, repeat, device, seed, label):
+# The attention operator each SDPA backend dispatches to (torch >= 2.0). SDPA picks a backend per
+# call and falls back silently (to memory-efficient or math attention when flash cannot take the
+# shape, dtype or card), and a slower HF baseline would flatter rlx: so the backend that really ran
+# is read off a profiled call and recorded beside the timings.
+SDPA_OPS = (
+    ("_scaled_dot_product_flash_attention", "flash"),  # also ..._for_cpu on the CPU
+    ("_scaled_dot_product_cudnn_attention", "cudnn"),
+    ("_scaled_dot_product_efficient_attention", "efficient"),
+    ("_scaled_dot_product_fused_attention_overrideable", "overrideable"),
+    ("_scaled_dot_product_attention_math", "math"),
+    ("_flash_attention_forward", "flash"),
+    ("_efficient_attention_forward", "efficient"),
+)
+
+
+def sdpa_backends(fwd, ids):
+    """The SDPA backends one call of fwd ran (sorted names), from the profiler's operator names;
+    ["none seen"] when no SDPA operator appeared (e.g. eager attention)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ids.is_cuda else [])
+    with profile(activities=acts) as prof:
+        fwd(ids)
+        if ids.is_cuda:
+            torch.cuda.synchronize()
+    seen = set()
+    for ev in prof.events():
+        for op, name in SDPA_OPS:
+            if op in ev.name:
+                seen.add(name)
+    return sorted(seen) or ["none seen"]
+
+
+def time_prefill(fwd, vocab, batch, seq, warmup, repeat, device, seed, label, info=None):
     """Median and spread of `repeat` prefills, new random ids each time (generated outside the
-    timed region). GPU: CUDA events around each call; CPU: the host clock."""
+    timed region). GPU: CUDA events around each call; CPU: the host clock. info (a dict), when
+    given, gets the warm-up's wall seconds (for torch.compile: the compilation) and the SDPA
+    backends a profiled call after the warm-up ran."""
     import torch
     g = torch.Generator().manual_seed(seed)
     ids = [torch.randint(0, vocab, (batch, seq), generator=g).to(device) for _ in range(min(repeat, 4))]
     cuda = device == "cuda"
+    t0 = time.perf_counter()
     for i in range(warmup):
         print(f"\r[{label}] b={batch} s={seq}: warmup {i + 1}/{warmup}   ", end="", file=sys.stderr, flush=True)
         fwd(ids[i % len(ids)])
     if cuda:
         torch.cuda.synchronize()
+    if info is not None:
+        info["warmup_s"] = time.perf_counter() - t0
+        info["sdpa"] = sdpa_backends(fwd, ids[0])
     times = []
     for i in range(repeat):
         print(f"\r[{label}] b={batch} s={seq}: repeat {i + 1}/{repeat}   ", end="", file=sys.stderr, flush=True)
@@ -276,19 +323,38 @@ def main(argv):
     rows = []
     for b in a.batch:
         for s in a.seq:
-            rows.append({"batch": b, "seq": s,
-                         "eager": stats(time_prefill(fwd, vocab, b, s, a.warmup, a.repeat, device, a.seed + b * 7919 + s, "HF eager"))})
-    # 5. torch.compile
+            info = {}
+            t = time_prefill(fwd, vocab, b, s, a.warmup, a.repeat, device, a.seed + b * 7919 + s, "HF eager", info)
+            rows.append({"batch": b, "seq": s, "eager": dict(stats(t), **info)})
+    # 5. torch.compile. A failure (no C compiler for Triton, an inductor error, out of memory) keeps
+    # the eager figures already measured: the error is printed and recorded, the table still comes.
     do_compile = not a.no_compile and (not smoke or a.smoke_compile)
+    compile_error = None
     if do_compile:
-        # dynamic=False: every (batch, seq) gets kernels specialised to its shape, the best case for
-        # torch.compile; the recompile limit is raised so a sweep never falls back to eager.
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(rows) + 8)
-        cfwd = make_forward(torch.compile(model, mode=a.compile_mode, dynamic=False), keep)
+        try:
+            # dynamic=False: every (batch, seq) gets kernels specialised to its shape, the best case
+            # for torch.compile; the recompile limit is raised so a sweep never falls back to eager.
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 4 * len(rows) + 8)
+            cfwd = make_forward(torch.compile(model, mode=a.compile_mode, dynamic=False), keep)
+            for r in rows:
+                # the first calls compile (and recompile per shape): a generous warmup, timed apart
+                info = {}
+                t = time_prefill(cfwd, vocab, r["batch"], r["seq"], max(a.warmup, 3), a.repeat, device,
+                                 a.seed + 1 + r["batch"] * 7919 + r["seq"], "HF compile", info)
+                r["compile"] = dict(stats(t), **info)
+                print(f"torch.compile warm-up (compilation + {max(a.warmup, 3)} calls) b={r['batch']} s={r['seq']}: "
+                      f"{info['warmup_s']:.1f} s", flush=True)
+        except Exception as e:  # noqa: BLE001 - any compile failure: keep what was measured
+            compile_error = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:500]
+            print(f"hf_prefill: torch.compile failed ({compile_error}); keeping the eager figures", file=sys.stderr, flush=True)
+            for r in rows:
+                r.pop("compile", None)
+    if device == "cuda":
         for r in rows:
-            # the first calls compile (and recompile per shape): a generous warmup
-            r["compile"] = stats(time_prefill(cfwd, vocab, r["batch"], r["seq"], max(a.warmup, 3), a.repeat, device,
-                                              a.seed + 1 + r["batch"] * 7919 + r["seq"], "HF compile"))
+            for side in ("eager", "compile"):
+                if side in r and r[side].get("sdpa") != ["flash"]:
+                    print(f"hf_prefill: WARNING: HF {side} b={r['batch']} s={r['seq']} ran SDPA {'+'.join(r[side]['sdpa'])}, "
+                          f"not flash: its times are not FlashAttention's", file=sys.stderr, flush=True)
 
     # 6. the table
     card = torch.cuda.get_device_name(0) if not smoke else f"CPU ({platform.processor() or platform.machine()})"
@@ -305,9 +371,9 @@ def main(argv):
         ref = fused[0] if fused else unfused[0]
         flops = ref["flops"]
         tokens = r["batch"] * r["seq"]
-        sides = [("HF eager (sdpa)", r["eager"])]
+        sides = [(f"HF eager (sdpa: {'+'.join(r['eager']['sdpa'])})", r["eager"])]
         if "compile" in r:
-            sides.append((f"HF torch.compile ({a.compile_mode})", r["compile"]))
+            sides.append((f"HF torch.compile ({a.compile_mode}; sdpa: {'+'.join(r['compile']['sdpa'])})", r["compile"]))
         for x in (fused + unfused):
             sides.append((f"rlx ({x['fusion']})", {k: x[k] for k in ("median_ms", "p10_ms", "p90_ms", "min_ms", "max_ms", "stdev_ms")}))
         entry = {"batch": r["batch"], "seq": r["seq"], "flops": flops, "sides": {}}
@@ -330,6 +396,14 @@ def main(argv):
     print("rlx speedup = that side's median / rlx's median (rlx fused, or the CPU reference); TFLOP/s by PERF.md counting for every side")
     print("\n".join(lines))
     print(logit_line)
+    for r in rows:
+        if "compile" in r:
+            print(f"torch.compile warm-up b={r['batch']} s={r['seq']}: {r['compile']['warmup_s']:.1f} s "
+                  f"(compilation + {max(a.warmup, 3)} calls; eager warm-up {r['eager']['warmup_s']:.1f} s)")
+    if compile_error:
+        print(f"torch.compile: FAILED ({compile_error}); eager figures only")
+    elif not do_compile:
+        print("torch.compile: not run" + (" (--no-compile)" if a.no_compile else " (CPU smoke run without --smoke-compile)"))
     if not smoke:
         print("targets (PERF.md): rlx >= 1.25x HF eager and >= 1.1x torch.compile, same weights and card, same run")
         print("\nfor bench/RESULTS.md:\n")
@@ -342,7 +416,8 @@ def main(argv):
         with open(a.json, "w") as f:
             json.dump({"shape": a.shape, "card": card, "smoke": smoke, "commit": commit, "date": date,
                        "torch": torch.__version__, "transformers": transformers.__version__,
-                       "rows": out_rows, "logits": logits, "rlx": rlx_json}, f, indent=2)
+                       "rows": out_rows, "logits": logits, "rlx": rlx_json, "compile_mode": a.compile_mode if do_compile else None,
+                       "compile_error": compile_error, "hf_hub_offline": os.environ.get("HF_HUB_OFFLINE")}, f, indent=2)
     if not a.workdir and not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
