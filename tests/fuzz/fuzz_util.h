@@ -56,8 +56,11 @@ static inline const char *fuzz_tmpdir(void) {
     return fuzz_dir_;
 }
 
-/* Writes size bytes to path (a scratch file). */
+/* Writes size bytes to path (a scratch file), as a new file: truncating the old one in place
+ * makes ext4 (auto_da_alloc) flush it at close, 2.6 ms a write on a busy disk against 60 us, and
+ * the file-reading targets ran 50x slower for it. */
 static inline void fuzz_write(const char *path, const void *data, size_t size) {
+    unlink(path);
     FILE *f = fopen(path, "wb");
     FUZZ_CHECK(f != NULL);
     FUZZ_CHECK(size == 0 || fwrite(data, 1, size, f) == size);
