@@ -151,6 +151,13 @@ Test(safetensors, duplicate_names) {
     free(p);
 }
 
+/* A JSON key may be "", a tensor name may not (as in rlx_weights_add); found by fuzz-safetensors. */
+Test(safetensors, empty_tensor_name) {
+    char *p = st_file("noname.safetensors", "{'':{'dtype':'F32','shape':[1],'data_offsets':[0,4]}}", 4);
+    expect_fail(p, RLX_ERR_FORMAT, "noname.safetensors: a tensor has an empty name", NULL);
+    free(p);
+}
+
 Test(safetensors, entry_not_an_object) {
     char *p = st_file("entry.safetensors", "{'a':[1,2]}", 0);
     expect_fail(p, RLX_ERR_FORMAT, "tensor 'a'", "entry is an array", NULL);

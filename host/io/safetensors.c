@@ -5,8 +5,9 @@
  * fine; writers pad with spaces), an optional "__metadata__" object of strings, and for every
  * other key exactly {dtype, shape, data_offsets} with byte size == product(shape) x dtype size,
  * computed with overflow checks. Sorted by offset, the tensors must tile the data section from 0
- * to its very end. rlx is stricter in two places, both to catch broken writers early: duplicate
- * names and unknown keys inside a tensor entry are refused.
+ * to its very end. rlx is stricter in three places, to catch broken writers early and to hold
+ * only names rlx_weights_add accepts: duplicate names, unknown keys inside a tensor entry and an
+ * empty tensor name are refused.
  *
  * Every message names the file, the tensor or key, and the rule broken.
  */
@@ -326,6 +327,12 @@ rlx_status rlx__st_parse(const char *path, const unsigned char *buf, size_t len,
         if (strcmp(keys[k], "__metadata__") == 0) {
             s = st_metadata(path, v);
             continue;
+        }
+        /* "" is a JSON key but no tensor name: rlx_weights_add refuses it, and a set opened from a
+         * file must hold only what a set built in memory may (found by fuzz-safetensors). */
+        if (!keys[k][0]) {
+            s = rlx__fail(RLX_ERR_FORMAT, "%s: a tensor has an empty name", path);
+            break;
         }
         s = st_entry(path, keys[k], v, &t[nt], &unsup);
         if (!s) {

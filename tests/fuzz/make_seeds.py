@@ -48,6 +48,8 @@ def main():
         "unpadded_unaligned": safetensors([("h", "F16", [1], b"\x00\x3c"), ("f", "F32", [1], f32(1))], pad=False),
         "i64_unsupported": safetensors([("i", "I64", [1], b"\x01" + b"\x00" * 7)]),
         "gap": struct.pack("<Q", 8) + b'{"a":1} ' + b"",
+        # found by fuzz-safetensors: "" is a JSON key but no tensor name
+        "empty_name": safetensors([("", "F32", [1], f32(1))]),
     }
     for name, data in st.items():
         put("safetensors", name, data)
