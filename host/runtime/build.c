@@ -478,12 +478,6 @@ rlx_status rlx_model_build(const rlx_flow *flow, const rlx_weights *w, const rlx
         return rlx__fail(RLX_ERR_UNSUPPORTED, "rlx_model_build: device precision %s is not supported (bf16 or f32)",
                          p.precision == RLX_PRECISION_F16 ? "f16" : "unknown");
 
-    if (p.device != RLX_DEVICE_CPU && !p.plan_only) {
-        /* settings a device build cannot honour yet are refused, never ignored */
-        const char *no = prof.attention_block_q ? "kernels.attention_block_q other than 0" : NULL;
-        if (no)
-            return rlx__fail(RLX_ERR_UNSUPPORTED, "profile %s: %s is not implemented on devices yet", prof.source, no);
-    }
     if (p.comm && (s0 = tp_device(&p))) return s0;
     if (prof.assert_clean && p.fusion == RLX_FUSION_NONE)
         return rlx__fail(RLX_ERR_PROFILE, "profile %s: fusion.assert_clean asks for a clean fused plan but fusion.policy is \"none\"",

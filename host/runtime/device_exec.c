@@ -616,6 +616,13 @@ static rlx_status kv_upload(const rlx_model *m, rlx__dev_session *s, const rlx__
  * b->n_tokens rows per token (a graph runs its bucket's edge: the rows past the real tokens are
  * padding that no sequence reads), max_len bounds every sequence. With timer, marks every kernel.
  * kd: a KV call's page tables (NULL for a plain prefill). */
+/* profile kernels.attention_block_q: the query rows of flash_attention's CTA tile (128 = WIDE,
+ * 64 = NARROW); 0 leaves the launcher's rule (rlx_flash_tile) to choose. The other attention
+ * kernels have one shape and read no tile. */
+static int flash_tile(int block_q) {
+    return block_q == 128 ? RLX_FA_TILE_WIDE : block_q == 64 ? RLX_FA_TILE_NARROW : RLX_FA_TILE_RULE;
+}
+
 static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__batch *b, int64_t max_len, void *stream,
                            void *timer, const kv_dev *kd) {
     const rlx__dev_model *dm = m->dev;
@@ -705,7 +712,8 @@ static rlx_status run_plan(const rlx_model *m, rlx__dev_session *s, const rlx__b
                                .n_seqs = b->n_seqs, .max_q = max_len, .max_kv = paged ? kv->max_kv : max_len,
                                .heads = sg->heads, .kv_heads = sg->kv_heads, .head_dim = sg->head_dim, .causal = sg->causal,
                                .scale = (float)(1.0 / sqrt((double)sg->head_dim)), .dt = dt,
-                               .work = s->attn_work, .work_bytes = s->attn_work_bytes, .sm_count = m->dev->sm_count};
+                               .work = s->attn_work, .work_bytes = s->attn_work_bytes, .sm_count = m->dev->sm_count,
+                               .tile = flash_tile(m->profile.attention_block_q)};
             if (!unfused) {
                 a.q_scale = bptr(m, s, k->in[1]);
                 a.rope = k->rope;

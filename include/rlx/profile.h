@@ -54,7 +54,7 @@ struct rlx_profile {
     rlx_precision compute;           /* RLX_PRECISION_BF16 (F32 = device debug mode) */
     rlx_mixed_precision mixed;       /* RLX_MIXED_AUTO (the preset): an f32 residual stream with bf16 compute */
     /* [kernels] */
-    int attention_block_q;           /* 0 = the kernel's choice (only 0 is implemented; device builds refuse 64/128) */
+    int attention_block_q;           /* flash_attention's query rows per CTA: 128, 64, or 0 = the launcher's rule */
     int gemm_workspace_mb;           /* 32: cuBLASLt workspace per session, MiB, [0, 4096] */
     int cuda_graphs;                 /* 0; 1: a session replays a CUDA graph per (token bucket, sequence
                                         count) after capturing it once (docs/profiles.md) */

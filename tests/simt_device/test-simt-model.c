@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tools/check.h"
 #include "io/npy.h"
@@ -192,6 +193,76 @@ static void fused_case(int64_t hidden, int64_t heads, int64_t kv, int64_t head_d
 Test(simt_model, fused_plan_flash_head_dim_64_gqa) { fused_case(256, 8, 2, 64, RLX_K_BF16); }
 Test(simt_model, fused_plan_flash_head_dim_128_mqa) { fused_case(256, 4, 1, 128, RLX_K_BF16); }
 Test(simt_model, fused_plan_rope_attention_head_dim_48) { fused_case(192, 4, 4, 48, RLX_K_F32); }
+
+/* profile kernels.attention_block_q picks flash_attention's tile: 128 (WIDE, 32-key steps at
+ * head_dim 128) is what the launcher's rule picks on simt (sm_count 0), so it gives bitwise the
+ * default's logits; 64 (NARROW, 64-key steps) sums the softmax in another order, so its bits
+ * differ (the option is not ignored) while it stays within the whole-model bound. */
+static float *block_q_logits(const rlx_flow *f, const rlx_weights *w, int block_q, const int32_t *tok,
+                             const int64_t *lens, int64_t n, int64_t *count) {
+    rlx_profile prof;
+    rlx_profile_preset("prefill", &prof);
+    prof.attention_block_q = block_q;
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = RLX_DEVICE_SIMT;
+    bp.profile = &prof;
+    rlx_model *m;
+    cr_assert_eq(rlx_model_build(f, w, &bp, &m), RLX_OK, "block_q %d: %s", block_q, rlx_last_error());
+    rlx_session *s;
+    cr_assert_eq(rlx_session_create(m, &s), RLX_OK, "%s", rlx_last_error());
+    int64_t T = 0;
+    for (int64_t i = 0; i < n; i++) T += lens[i];
+    cr_assert_eq(rlx_session_prefill(s, tok, T, lens, n, NULL), RLX_OK, "block_q %d: %s", block_q, rlx_last_error());
+    int64_t rows, cols;
+    cr_assert_eq(rlx_session_output_shape(s, &rows, &cols), RLX_OK);
+    float *out = malloc((size_t)(rows * cols) * sizeof *out);
+    cr_assert_eq(rlx_session_output_to_host(s, out, (size_t)(rows * cols)), RLX_OK, "%s", rlx_last_error());
+    *count = rows * cols;
+    rlx_session_destroy(s);
+    rlx_model_destroy(m);
+    return out;
+}
+
+Test(simt_model, attention_block_q_selects_the_flash_tile) {
+    rlx_simt_device_install();
+    rlx_llama_config c;
+    cr_assert_eq(rlx_llama_builtin_config("tiny", &c), RLX_OK);
+    c.num_hidden_layers = 1;
+    c.hidden_size = 256;
+    c.num_attention_heads = 2;
+    c.num_key_value_heads = 1;
+    c.head_dim = 128;
+    c.rope.head_dim = 128;
+    c.intermediate_size = 256;
+    c.vocab_size = 300;
+    cr_assert_eq(rlx_llama_config_validate(&c, "test"), RLX_OK, "%s", rlx_last_error());
+    rlx_weights *w;
+    cr_assert_eq(rlx_llama_random_weights(&c, 13, RLX_DTYPE_BF16, &w), RLX_OK);
+    int64_t lens[2] = {70, 45};
+    int32_t tok[115];
+    rlxt_rng r = {29};
+    for (int i = 0; i < 115; i++) tok[i] = (int32_t)(rlxt_next(&r) % 300);
+    rlx_flow *f = llama_flow(&c, 2, 70);
+    int64_t n0, n64, n128;
+    float *d = block_q_logits(f, w, 0, tok, lens, 2, &n0), *narrow = block_q_logits(f, w, 64, tok, lens, 2, &n64),
+          *wide = block_q_logits(f, w, 128, tok, lens, 2, &n128);
+    cr_assert(n0 == n64 && n0 == n128);
+    cr_expect_eq(memcmp(d, wide, (size_t)n0 * sizeof *d), 0, "block_q 128 is not the rule's tile on simt");
+    cr_expect_neq(memcmp(narrow, wide, (size_t)n0 * sizeof *d), 0, "block_q 64 gave the WIDE tile's bits: ignored?");
+    free(d), free(narrow), free(wide);
+    rlx_profile prof;
+    rlx_profile_preset("prefill", &prof);
+    prof.attention_block_q = 64;
+    rlx_build_params bp = rlx_build_default_params();
+    bp.device = RLX_DEVICE_SIMT;
+    bp.profile = &prof;
+    rlx__check_report rep = {0};
+    cr_assert_eq(rlx__check_model(f, w, &bp, lens, 2, 3, "block_q 64", &rep), RLX_OK, "%s", rlx_last_error());
+    cr_expect(rep.rows[0].pass, "block_q 64: %s", rep.rows[0].note);
+    rlx__check_report_free(&rep);
+    rlx_flow_destroy(f);
+    rlx_weights_destroy(w);
+}
 
 /* The fused plan of every LLaMA fixture (last-token logits, the recipe default) is clean. */
 Test(simt_model, fixture_plans_are_clean) {
